@@ -1,0 +1,213 @@
+"""Training configuration: one dataclass, validated at the boundary.
+
+Every field is a CLI flag of ``infomtl train`` (``--max-length``) and a key of a
+YAML config (``max_length:``); flags override the file. Defaults are the papers'
+recipe (Adamax, lr 5e-5, batch 128, max length 256, up to 20 epochs, patience 3,
+model selection on validation Avg, grad-norm clipping 1.0).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from infomtl.errors import ConfigError
+
+OPTIMIZERS = ("adamax", "adamw")
+SELECT_BY = ("avg", "loss")
+PRECISIONS = ("no", "bf16", "fp16")
+SCHEDULES = ("constant", "linear")
+REGIME_CHOICES = ("auto", "mixed", "uniform", "per-task", "temperature")
+
+
+def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None, **kw: Any):
+    meta = {"help": help, "group": group}
+    if choices:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
+    return field(default=default, metadata=meta, **kw)
+
+
+@dataclass
+class TrainConfig:
+    """Everything a training run depends on."""
+
+    # data
+    benchmark: str = _f("tweeteval", "benchmark to train on (tweeteval, synthetic); ignored with --task-dirs", "data")
+    tasks: list[str] = _f([], "comma-separated subset of the benchmark's tasks (default: all)", "data")
+    task_dirs: list[str] = _f([], "comma-separated folders of your own tasks (train/val/test JSONL or TSV, optional task.yaml)", "data")
+    data_dir: str | None = _f(None, "root folder holding one folder per benchmark (else $INFOMTL_DATA, else the cache)", "data")
+    train_ratio: float = _f(1.0, "seeded stratified fraction of each training set to keep (data-constrained runs)", "data")
+    max_train_examples: int | None = _f(None, "keep at most N training rows per task (stratified; smoke runs)", "data")
+    max_eval_examples: int | None = _f(None, "score only the first N val/test rows per task (smoke runs; not official)", "data")
+    # model
+    backbone: str = _f("roberta-base", "encoder: Hugging Face id or local path, or 'minilm' / 'tiny' (offline)", "model")
+    pooling: str = _f("cls", "pooling of token states into the shared representation", "model", ("cls", "mean"))
+    max_length: int = _f(256, "truncation length in tokens", "model")
+    head_dropout: float = _f(0.2, "dropout on the task heads' input", "model")
+    head_hidden: int = _f(0, "hidden width of Gaussian heads (0 = no hidden layer, as the authors' code)", "model")
+    # method
+    method: str = _f("ew", "training method (see `infomtl methods`)", "method")
+    weighting: str | None = _f(None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method")
+    method_args: dict[str, Any] = _f({}, "method hyperparameters as key=value pairs, e.g. alpha=0.1,beta=0.01", "method")
+    # batching
+    batch_size: int = _f(128, "rows per optimisation step (all tasks together)", "batching")
+    eval_batch_size: int = _f(256, "rows per evaluation batch", "batching")
+    regime: str = _f("auto", "what a step holds; auto = the method's default (mixed)", "batching", REGIME_CHOICES)
+    temperature: float = _f(2.0, "T of the temperature regime (tasks drawn ∝ N^(1/T))", "batching")
+    # optimisation
+    optimizer: str = _f("adamax", "optimizer", "optimisation", OPTIMIZERS)
+    lr: float = _f(5e-5, "learning rate", "optimisation")
+    weight_decay: float = _f(0.0, "weight decay of model parameters (method parameters get none)", "optimisation")
+    warmup_ratio: float = _f(0.0, "fraction of training steps of linear warm-up", "optimisation")
+    lr_schedule: str = _f("constant", "learning-rate schedule after warm-up", "optimisation", SCHEDULES)
+    grad_clip: float = _f(1.0, "max gradient norm (0 = no clipping)", "optimisation")
+    epochs: int = _f(20, "maximum number of epochs", "optimisation")
+    patience: int = _f(3, "stop after this many epochs without validation improvement (0 = never)", "optimisation")
+    max_steps: int | None = _f(None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation")
+    select_by: str = _f("avg", "model selection on the validation split", "optimisation", SELECT_BY)
+    # runtime
+    seed: int = _f(0, "random seed (data order, subsampling, initialisation, dropout)", "runtime")
+    output_dir: str | None = _f(None, "run folder (default: a new folder under runs/)", "runtime")
+    mixed_precision: str = _f("no", "autocast dtype (bf16 where the hardware has it)", "runtime", PRECISIONS)
+    cpu: bool = _f(False, "run on the CPU even if a GPU is present", "runtime")
+    progress: bool = _f(True, "show progress bars", "runtime")
+
+    def validate(self) -> TrainConfig:
+        """Check every value; raise :class:`ConfigError` naming the option."""
+        positive = ("lr", "batch_size", "eval_batch_size", "epochs", "max_length", "temperature")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"--{_flag(name)} must be > 0, got {getattr(self, name)}")
+        for name in ("weight_decay", "grad_clip", "patience", "head_hidden"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
+        if not 0 <= self.head_dropout < 1:
+            raise ConfigError(f"--head-dropout must be in [0, 1), got {self.head_dropout}")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
+        if not 0 < self.train_ratio <= 1:
+            raise ConfigError(f"--train-ratio must be in (0, 1], got {self.train_ratio}")
+        for name in ("max_train_examples", "max_eval_examples", "max_steps"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"--{_flag(name)} must be >= 1, got {value}")
+        for f in dataclasses.fields(self):
+            choices = f.metadata.get("choices")
+            if choices and getattr(self, f.name) not in choices:
+                raise ConfigError(
+                    f"--{_flag(f.name)} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}"
+                )
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
+        """Build from a mapping with option names as keys (dashes or underscores)."""
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for key, value in data.items():
+            name = str(key).replace("-", "_")
+            if name not in known:
+                raise ConfigError(f"{source}: unknown option {key!r}")
+            values[name] = coerce(name, value, hints[name], source)
+        return cls(**values)
+
+    def save(self, path: Path) -> None:
+        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML config file into a mapping (one-line errors for bad files)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read config ({exc})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of option: value, got {type(data).__name__}")
+    return data
+
+
+def _flag(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _split_list(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [v.strip() for v in value.split(",") if v.strip()]
+    if isinstance(value, (list, tuple)):
+        return [str(v).strip() for v in value]
+    raise TypeError(value)
+
+
+def parse_key_values(value: Any) -> dict[str, Any]:
+    """``"a=1,b=x"`` or a mapping → ``{"a": "1", "b": "x"}`` (values coerced later)."""
+    if isinstance(value, dict):
+        return dict(value)
+    if isinstance(value, str):
+        out = {}
+        for part in (p for p in value.split(",") if p.strip()):
+            if "=" not in part:
+                raise TypeError(part)
+            key, val = part.split("=", 1)
+            out[key.strip()] = val.strip()
+        return out
+    raise TypeError(value)
+
+
+def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
+    """Coerce a YAML or CLI value to the field type ``kind`` (one-line error otherwise)."""
+    origin = typing.get_origin(kind)
+    args = [a for a in typing.get_args(kind) if a is not type(None)]
+    optional = type(None) in typing.get_args(kind)
+    try:
+        if value is None or (optional and isinstance(value, str) and value.lower() in ("none", "null")):
+            if optional:
+                return None
+            raise TypeError(value)
+        if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
+            kind, origin = args[0], typing.get_origin(args[0])
+        if origin is list:
+            return _split_list(value)
+        if origin is dict:
+            return parse_key_values(value)
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            low = str(value).strip().lower()
+            if low not in ("true", "false", "yes", "no", "1", "0"):
+                raise ValueError(value)
+            return low in ("true", "yes", "1")
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        expected = {list: "a comma-separated list", dict: "key=value pairs"}.get(
+            origin, getattr(kind, "__name__", str(kind))
+        )
+        raise ConfigError(f"{source}: {name} must be {expected}, got {value!r}") from None

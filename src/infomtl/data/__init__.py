@@ -1,0 +1,97 @@
+"""Data: readers, validation, subsampling and batching.
+
+Importing this package is cheap (NumPy only; no torch).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from infomtl.data.folder import load_task_folder, load_task_folders
+from infomtl.data.paths import default_cache_root, resolve_benchmark_dir
+from infomtl.data.subsample import head, subsample
+from infomtl.data.synthetic import synthetic_benchmark
+from infomtl.data.tweeteval import load_tweeteval
+from infomtl.data.types import SPLITS, MultiTaskData, TaskData
+from infomtl.errors import ConfigError
+
+BenchmarkLoader = Callable[[str | Path | None, Sequence[str] | None], MultiTaskData]
+
+
+def _tweeteval(data_dir: str | Path | None, tasks: Sequence[str] | None) -> MultiTaskData:
+    return load_tweeteval(resolve_benchmark_dir("tweeteval", data_dir), tasks)
+
+
+def _synthetic(data_dir: str | Path | None, tasks: Sequence[str] | None) -> MultiTaskData:
+    return select_tasks(synthetic_benchmark(), tasks, benchmark="synthetic")
+
+
+#: Built-in benchmarks: name -> loader(data_dir, tasks).
+BENCHMARKS: dict[str, BenchmarkLoader] = {
+    "tweeteval": _tweeteval,
+    "synthetic": _synthetic,
+}
+
+
+def load_benchmark(
+    name: str, data_dir: str | Path | None = None, tasks: Sequence[str] | None = None
+) -> MultiTaskData:
+    """Load a built-in benchmark by name (see :data:`BENCHMARKS`).
+
+    Args:
+        name: ``tweeteval`` or ``synthetic``.
+        data_dir: data root holding the benchmark's folder (else ``$INFOMTL_DATA``
+            or the user cache; see :func:`resolve_benchmark_dir`).
+        tasks: task names to keep, in the order wanted (default: all).
+
+    Raises:
+        ConfigError: an unknown benchmark or task name.
+        InfomtlError: the data cannot be found or read.
+    """
+    if name not in BENCHMARKS:
+        raise ConfigError(f"unknown benchmark {name!r}; valid benchmarks: {', '.join(BENCHMARKS)}")
+    return BENCHMARKS[name](data_dir, tasks)
+
+
+def select_tasks(
+    data: MultiTaskData, tasks: Sequence[str] | str | None, benchmark: str = "benchmark"
+) -> MultiTaskData:
+    """The named tasks of ``data``, in the order given (``None`` keeps all).
+
+    Raises:
+        ConfigError: an unknown or repeated task name.
+    """
+    if tasks is None:
+        return data
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    valid = ", ".join(data.task_names)
+    if not names:
+        raise ConfigError(f"no {benchmark} task selected; valid tasks: {valid}")
+    for task_name in names:
+        if task_name not in data.task_names:
+            raise ConfigError(f"unknown {benchmark} task {task_name!r}; valid tasks: {valid}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{benchmark} task listed twice in {names}")
+    by_name = {t.name: t for t in data.tasks}
+    return MultiTaskData(
+        tasks=[by_name[n] for n in names], splits={n: data.splits[n] for n in names}
+    )
+
+
+__all__ = [
+    "BENCHMARKS",
+    "SPLITS",
+    "MultiTaskData",
+    "TaskData",
+    "default_cache_root",
+    "head",
+    "load_benchmark",
+    "load_task_folder",
+    "load_task_folders",
+    "load_tweeteval",
+    "resolve_benchmark_dir",
+    "select_tasks",
+    "subsample",
+    "synthetic_benchmark",
+]

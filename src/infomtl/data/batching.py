@@ -1,0 +1,276 @@
+"""Tokenize once, then batch rows of several tasks.
+
+Texts are tokenized in one batched call per split (never inside ``forward``) and
+kept as id arrays. A :class:`Batcher` turns the training sets into a list of steps
+for an epoch; :func:`collate` pads one step's rows to the longest row in it
+(dynamic padding).
+
+Regimes (what one optimisation step holds):
+
+* ``mixed`` (default): rows of every task, in proportion to task size, at least one
+  row each; one epoch = one pass over every training set. Steps per epoch:
+  ``S = ceil(ΣN_t / B)``; task t's shuffled rows are cut into S near-equal chunks
+  (a task with fewer rows than steps is cycled so that every step still holds it).
+* ``uniform``: ``B // T`` rows of every task per step, each task cycling through its
+  shuffled rows; same S as ``mixed``.
+* ``per-task``: one task per step; every task's rows are cut into batches of B and
+  all batches of all tasks are shuffled together, so tasks are drawn in proportion
+  to their number of batches and every example is seen once per epoch.
+* ``temperature``: one task per step, drawn with probability ∝ N_t^(1/T_s), each task
+  cycling through its shuffled rows; same number of steps as ``per-task``.
+
+Length bucketing: inside windows of ``bucket_window`` steps, rows are sorted by
+length before they are cut into steps (aligned across tasks in ``mixed``), then the
+steps are shuffled, so a step holds rows of similar length and pads little.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from infomtl.data.types import TaskData
+
+REGIMES = ("mixed", "uniform", "per-task", "temperature")
+
+
+@dataclass
+class EncodedSplit:
+    """One task's split as token ids."""
+
+    input_ids: list[np.ndarray]
+    token_type_ids: list[np.ndarray] | None
+    labels: np.ndarray
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self))
+
+    def __len__(self) -> int:
+        return len(self.input_ids)
+
+
+def encode(data: TaskData, tokenizer: object, max_length: int) -> EncodedSplit:
+    """Tokenize a split in one batched call (truncation to ``max_length``, no padding)."""
+    if data.pairs is None:
+        enc = tokenizer(data.texts, truncation=True, max_length=max_length)
+    elif data.pair_first:
+        enc = tokenizer(data.pairs, data.texts, truncation="longest_first", max_length=max_length)
+    else:
+        enc = tokenizer(data.texts, data.pairs, truncation="longest_first", max_length=max_length)
+    ids = [np.asarray(x, dtype=np.int64) for x in enc["input_ids"]]
+    types = enc.get("token_type_ids")
+    types = [np.asarray(x, dtype=np.int64) for x in types] if types is not None else None
+    return EncodedSplit(ids, types, data.labels)
+
+
+@dataclass
+class Batch:
+    """One step's rows of several tasks, padded, as tensors.
+
+    ``rows[t]`` indexes the batch rows that belong to task t (tasks absent from the
+    step have no entry); ``labels[t]`` holds those rows' labels in the same order;
+    ``example_ids[t]`` their row numbers in the task's split.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    token_type_ids: torch.Tensor | None
+    rows: dict[int, torch.Tensor]
+    labels: dict[int, torch.Tensor]
+    example_ids: dict[int, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    @property
+    def num_tokens(self) -> int:
+        return int(self.attention_mask.sum())
+
+    def to(self, device: torch.device | str) -> Batch:
+        move = lambda x: x.to(device, non_blocking=True)  # noqa: E731
+        return Batch(
+            input_ids=move(self.input_ids),
+            attention_mask=move(self.attention_mask),
+            token_type_ids=None if self.token_type_ids is None else move(self.token_type_ids),
+            rows={t: move(r) for t, r in self.rows.items()},
+            labels={t: move(y) for t, y in self.labels.items()},
+            example_ids=self.example_ids,
+        )
+
+
+def collate(splits: list[EncodedSplit], step: list[np.ndarray], pad_id: int) -> Batch:
+    """Pad the rows ``step[t]`` of each task t into one batch (rows grouped by task)."""
+    seqs: list[np.ndarray] = []
+    types: list[np.ndarray] | None = [] if splits and splits[0].token_type_ids is not None else None
+    rows: dict[int, torch.Tensor] = {}
+    labels: dict[int, torch.Tensor] = {}
+    example_ids: dict[int, np.ndarray] = {}
+    for t, idx in enumerate(step):
+        if len(idx) == 0:
+            continue
+        split = splits[t]
+        start = len(seqs)
+        seqs.extend(split.input_ids[i] for i in idx)
+        if types is not None:
+            types.extend(split.token_type_ids[i] for i in idx)
+        rows[t] = torch.arange(start, start + len(idx))
+        labels[t] = torch.from_numpy(split.labels[idx])
+        example_ids[t] = np.asarray(idx)
+    width = max(len(s) for s in seqs)
+    ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
+    mask = np.zeros((len(seqs), width), dtype=np.int64)
+    tt = np.zeros((len(seqs), width), dtype=np.int64) if types is not None else None
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = s
+        mask[i, : len(s)] = 1
+        if tt is not None:
+            tt[i, : len(s)] = types[i]
+    return Batch(
+        input_ids=torch.from_numpy(ids),
+        attention_mask=torch.from_numpy(mask),
+        token_type_ids=None if tt is None else torch.from_numpy(tt),
+        rows=rows,
+        labels=labels,
+        example_ids=example_ids,
+    )
+
+
+class Batcher:
+    """Plans the steps of each training epoch (see the module docstring).
+
+    Args:
+        lengths: per task, the token length of each training row.
+        batch_size: rows per step (global, over all processes).
+        regime: one of :data:`REGIMES`.
+        seed: fixes the order; epoch e uses the generator seeded with ``(seed, e)``.
+        temperature: T_s of the ``temperature`` regime.
+        bucket_window: steps per length-bucketing window (1 = no bucketing).
+    """
+
+    def __init__(
+        self,
+        lengths: list[np.ndarray],
+        batch_size: int,
+        regime: str = "mixed",
+        seed: int = 0,
+        temperature: float = 2.0,
+        bucket_window: int = 50,
+    ) -> None:
+        if regime not in REGIMES:
+            raise ValueError(f"unknown regime {regime!r}; expected one of {', '.join(REGIMES)}")
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        self.lengths = [np.asarray(x) for x in lengths]
+        self.sizes = [len(x) for x in self.lengths]
+        if min(self.sizes, default=0) < 1:
+            raise ValueError("every task needs at least one training row")
+        self.batch_size = batch_size
+        self.regime = regime
+        self.seed = seed
+        self.temperature = temperature
+        self.bucket_window = max(1, bucket_window)
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.sizes)
+
+    def steps_per_epoch(self) -> int:
+        if self.regime in ("mixed", "uniform"):
+            return math.ceil(sum(self.sizes) / self.batch_size)
+        return sum(math.ceil(n / self.batch_size) for n in self.sizes)
+
+    def epoch(self, epoch: int) -> list[list[np.ndarray]]:
+        """The steps of one epoch: ``steps[s][t]`` = row indices of task t in step s."""
+        rng = np.random.default_rng([self.seed, epoch])
+        plan = {
+            "mixed": self._mixed,
+            "uniform": self._uniform,
+            "per-task": self._per_task,
+            "temperature": self._temperature,
+        }[self.regime]
+        return plan(rng)
+
+    # -- regimes ---------------------------------------------------------------------
+
+    def _cycled(self, rng: np.random.Generator, t: int, count: int) -> np.ndarray:
+        """``count`` rows of task t: shuffled passes over its rows, as many as needed."""
+        n = self.sizes[t]
+        passes = [rng.permutation(n) for _ in range(math.ceil(count / n))]
+        return np.concatenate(passes)[:count]
+
+    def _bucket(self, rows: np.ndarray, sizes: list[int], t: int) -> list[np.ndarray]:
+        """Cut ``rows`` into consecutive chunks of ``sizes``, sorted by length per window."""
+        chunks: list[np.ndarray] = []
+        start = 0
+        for w in range(0, len(sizes), self.bucket_window):
+            window = sizes[w : w + self.bucket_window]
+            span = rows[start : start + sum(window)]
+            start += sum(window)
+            if self.bucket_window > 1:
+                span = span[np.argsort(self.lengths[t][span], kind="stable")]
+            bounds = np.cumsum([0, *window])
+            chunks.extend(span[bounds[i] : bounds[i + 1]] for i in range(len(window)))
+        return chunks
+
+    def _shuffled_steps(self, rng: np.random.Generator, per_task: list[list[np.ndarray]]):
+        steps = [list(parts) for parts in zip(*per_task, strict=True)]
+        order = rng.permutation(len(steps))
+        return [steps[i] for i in order]
+
+    def _mixed(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
+        num_steps = self.steps_per_epoch()
+        per_task = []
+        for t, n in enumerate(self.sizes):
+            rows = rng.permutation(n) if n >= num_steps else self._cycled(rng, t, num_steps)
+            sizes = [len(c) for c in np.array_split(np.arange(len(rows)), num_steps)]
+            per_task.append(self._bucket(rows, sizes, t))
+        return self._shuffled_steps(rng, per_task)
+
+    def _uniform(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
+        num_steps = self.steps_per_epoch()
+        each = max(1, self.batch_size // self.num_tasks)
+        per_task = [
+            self._bucket(self._cycled(rng, t, each * num_steps), [each] * num_steps, t)
+            for t in range(self.num_tasks)
+        ]
+        return self._shuffled_steps(rng, per_task)
+
+    def _single_task_steps(self, t: int, rows: np.ndarray) -> list[list[np.ndarray]]:
+        sizes = [len(c) for c in np.array_split(rows, math.ceil(len(rows) / self.batch_size))]
+        empty = np.zeros(0, dtype=np.int64)
+        return [
+            [chunk if s == t else empty for s in range(self.num_tasks)]
+            for chunk in self._bucket(rows, sizes, t)
+        ]
+
+    def _per_task(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
+        steps = []
+        for t, n in enumerate(self.sizes):
+            steps.extend(self._single_task_steps(t, rng.permutation(n)))
+        order = rng.permutation(len(steps))
+        return [steps[i] for i in order]
+
+    def _temperature(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
+        num_steps = self.steps_per_epoch()
+        probs = np.asarray(self.sizes, dtype=np.float64) ** (1.0 / self.temperature)
+        draws = rng.choice(self.num_tasks, size=num_steps, p=probs / probs.sum())
+        steps: list[list[np.ndarray]] = [[] for _ in range(num_steps)]
+        for t in range(self.num_tasks):
+            where = np.flatnonzero(draws == t)
+            if len(where) == 0:
+                continue
+            rows = self._cycled(rng, t, len(where) * self.batch_size)
+            for slot, step in zip(where, self._single_task_steps(t, rows), strict=True):
+                steps[slot] = step
+        return steps
+
+
+def shard(step: list[np.ndarray], rank: int, world_size: int) -> list[np.ndarray]:
+    """The rows of a global step that process ``rank`` of ``world_size`` trains on."""
+    if world_size == 1:
+        return step
+    return [idx[rank::world_size] for idx in step]

@@ -1,0 +1,108 @@
+"""In-memory task data: plain Python lists and NumPy arrays, one object per split."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from infomtl.tasks import Task, TaskKind
+
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+@dataclass
+class TaskData:
+    """One split of one task.
+
+    Attributes:
+        task: the task definition.
+        split: ``train``, ``val`` or ``test``.
+        texts: one text per row.
+        labels: classification: int64 ``(N,)`` label ids; multi-label: float32
+            ``(N, C)`` multi-hot; regression: float32 ``(N, D)`` targets.
+        pairs: optional second text per row, given to the encoder as a text pair
+            (``pair_first`` puts it first, e.g. EI-reg's emotion name).
+        groups: optional group per row (stance target, EI-reg emotion), kept for
+            per-group reporting; never used as model input unless it is also a pair.
+        source: where the rows came from, for messages.
+    """
+
+    task: Task
+    split: str
+    texts: list[str]
+    labels: np.ndarray
+    pairs: list[str] | None = None
+    pair_first: bool = False
+    groups: list[str] | None = None
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        n = len(self.texts)
+        if len(self.labels) != n:
+            raise ValueError(f"{self.source}: {n} texts but {len(self.labels)} labels")
+        for name in ("pairs", "groups"):
+            value = getattr(self, name)
+            if value is not None and len(value) != n:
+                raise ValueError(f"{self.source}: {n} texts but {len(value)} {name}")
+        kind = self.task.kind
+        if kind is TaskKind.CLASSIFICATION:
+            self.labels = np.asarray(self.labels, dtype=np.int64).reshape(n)
+        else:
+            self.labels = np.asarray(self.labels, dtype=np.float32).reshape(n, self.task.num_outputs)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Sequence[int] | np.ndarray) -> TaskData:
+        """The rows at ``indices``, in that order."""
+        idx = np.asarray(indices, dtype=np.int64)
+        pick = lambda xs: None if xs is None else [xs[i] for i in idx]  # noqa: E731
+        return TaskData(
+            task=self.task,
+            split=self.split,
+            texts=[self.texts[i] for i in idx],
+            labels=self.labels[idx],
+            pairs=pick(self.pairs),
+            pair_first=self.pair_first,
+            groups=pick(self.groups),
+            source=self.source,
+        )
+
+    def stratum(self) -> np.ndarray:
+        """A class id per row for stratified sampling (regression: one stratum)."""
+        if self.task.kind is TaskKind.CLASSIFICATION:
+            return self.labels
+        if self.task.kind is TaskKind.MULTILABEL:
+            # first positive label, or C for rows with none
+            has = self.labels.any(axis=1)
+            return np.where(has, self.labels.argmax(axis=1), self.labels.shape[1])
+        return np.zeros(len(self), dtype=np.int64)
+
+
+@dataclass
+class MultiTaskData:
+    """Several tasks' splits: ``data[task_name][split] -> TaskData``."""
+
+    tasks: list[Task]
+    splits: dict[str, dict[str, TaskData]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        names = [t.name for t in self.tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate task names: {names}")
+
+    def __getitem__(self, task_name: str) -> dict[str, TaskData]:
+        return self.splits[task_name]
+
+    def __iter__(self) -> Iterator[Task]:
+        return iter(self.tasks)
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def split(self, split: str) -> list[TaskData]:
+        """Every task's data for one split, in task order."""
+        return [self.splits[t.name][split] for t in self.tasks]

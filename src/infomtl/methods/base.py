@@ -1,0 +1,200 @@
+"""Base classes of the methods.
+
+A training method is an **objective** (what the heads are and which auxiliary
+terms are added) composed with a **weighting** (how the per-task losses, or their
+gradients, are combined):
+
+    L = combine_t( ℓ_t )  +  aux
+
+* :class:`Objective`: builds the decoder (task heads, possibly a bottleneck), says
+  how many encoder views it needs, and turns a model output into per-task losses
+  ``ℓ_t`` and an unweighted auxiliary term (InfoMTL: ``ℓ_t = CE_t + β·KL_t``,
+  ``aux = α·L_NCE``).
+* :class:`LossWeighter`: ``L = Σ_t w_t ℓ_t + aux`` with weights from the losses.
+  Convention: weights have mean 1 (``Σ_t w_t = T``, EW is the plain sum);
+  ``normalize="mean"`` divides them by T (``Σ_t w_t = 1``).
+* :class:`GradientAggregator`: combines per-task gradients of the shared
+  parameters; it overrides :meth:`Weighting.backward`.
+
+Hyperparameters are a typed dataclass per method (``Hyper``); method-owned
+parameters (learnable task scalars) live on the method module and go to their own
+optimizer group without weight decay. Non-tensor state (loss history, generator
+state) goes through :meth:`Weighting.extra_state` so that checkpoints hold it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from infomtl.data.batching import Batch
+from infomtl.model import ModelOutput
+from infomtl.tasks import Task
+
+
+@dataclass
+class LossTerms:
+    """What an objective computes from one step's model output.
+
+    Attributes:
+        task_losses: ``ℓ_t`` per present task index, the quantities a weighting combines.
+        aux: an unweighted auxiliary loss added once (already scaled by its
+            coefficient), or ``None``.
+        components: named parts for the log, e.g. ``ce`` / ``kl`` per task index
+            and ``nce`` as a scalar (key ``(name, task)`` or ``(name, None)``).
+    """
+
+    task_losses: dict[int, torch.Tensor]
+    aux: torch.Tensor | None = None
+    components: dict[tuple[str, int | None], torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class Hyper:
+    """Base of the hyperparameter dataclasses (no fields)."""
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` for an invalid value."""
+
+
+class Component(nn.Module):
+    """What objectives and weightings share: a name, hyperparameters, a reference."""
+
+    name: ClassVar[str] = ""
+    aliases: ClassVar[tuple[str, ...]] = ()
+    reference: ClassVar[str] = ""
+    Hyper: ClassVar[type[Hyper]] = Hyper
+
+    def __init__(self, hp: Hyper) -> None:
+        super().__init__()
+        self.hp = hp
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{f.name}={getattr(self.hp, f.name)!r}" for f in dataclasses.fields(self.hp))
+
+    def extra_state(self) -> dict[str, Any]:
+        """JSON-serialisable non-tensor state (override where there is some)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`extra_state` returned."""
+
+    def log_values(self) -> dict[str, Any]:
+        """Values for the per-epoch log (task weights, learned scalars...)."""
+        return {}
+
+
+class Objective(Component):
+    """A representation objective: heads, views, per-task losses, auxiliary terms."""
+
+    #: encoder views per step (2 = doubled batch for a contrastive term)
+    views: int = 1
+
+    def __init__(
+        self, hp: Hyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int
+    ) -> None:
+        super().__init__(hp)
+        self.tasks = tasks
+        self.hidden_size = hidden_size
+        self.head_dropout = head_dropout
+        self.head_hidden = head_hidden
+
+    def build_decoder(self) -> nn.Module:
+        """The module mapping ``(h, rows)`` to per-task head outputs and extras."""
+        raise NotImplementedError
+
+    def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
+        raise NotImplementedError
+
+
+@dataclass
+class WeightingHyper(Hyper):
+    """Shared by all weightings: ``normalize="sum"`` (Σw = T) or ``"mean"`` (Σw = 1)."""
+
+    normalize: str = "sum"
+
+    def validate(self) -> None:
+        if self.normalize not in ("sum", "mean"):
+            raise ValueError(f"normalize must be 'sum' or 'mean', got {self.normalize!r}")
+
+
+class Weighting(Component):
+    """Combines the per-task losses (or gradients) of a step into one update."""
+
+    Hyper: ClassVar[type[Hyper]] = WeightingHyper
+    #: the method needs every task's loss in every step (no ``per-task`` regime)
+    needs_all_tasks: ClassVar[bool] = False
+    #: regime the trainer picks when the user does not choose one
+    default_regime: ClassVar[str] = "mixed"
+
+    def __init__(self, hp: WeightingHyper, tasks: list[Task], train_sizes: list[int]) -> None:
+        super().__init__(hp)
+        self.tasks = tasks
+        self.train_sizes = train_sizes
+
+    @property
+    def num_tasks(self) -> int:
+        return len(self.tasks)
+
+    def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
+        """Total loss of the step and the ``(T,)`` weights used (0 for absent tasks)."""
+        raise NotImplementedError
+
+    def backward(self, total: torch.Tensor, terms: LossTerms, ctx: BackwardContext) -> None:
+        """Backpropagate the step. Loss weighters backpropagate ``total``."""
+        ctx.backward(total)
+
+    def on_epoch_end(self, epoch: int, mean_losses: torch.Tensor) -> None:
+        """Called with the epoch's mean training loss per task."""
+
+    def on_step_end(self, terms: LossTerms) -> None:
+        """Called after every optimizer step."""
+
+
+class LossWeighter(Weighting):
+    """``L = Σ_t w_t ℓ_t + aux``, with :meth:`weights` giving ``w`` (mean-1 convention)."""
+
+    def weights(self, losses: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
+        """Weights ``(P,)`` of the present tasks ``present`` (indices) given their losses."""
+        raise NotImplementedError
+
+    def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
+        present = sorted(terms.task_losses)
+        losses = torch.stack([terms.task_losses[t] for t in present])
+        index = torch.tensor(present, device=losses.device)
+        w = self.weights(losses, index)
+        if self.hp.normalize == "mean":
+            w = w / self.num_tasks
+        total = (w * losses).sum()
+        if terms.aux is not None:
+            total = total + terms.aux
+        full = torch.zeros(self.num_tasks, device=losses.device, dtype=w.dtype)
+        return total, full.index_copy(0, index, w.detach())
+
+
+class GradientAggregator(Weighting):
+    """Combines per-task gradients of the shared parameters (overrides ``backward``)."""
+
+    needs_all_tasks = True
+
+    def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
+        present = sorted(terms.task_losses)
+        total = torch.stack([terms.task_losses[t] for t in present]).sum()
+        if terms.aux is not None:
+            total = total + terms.aux
+        w = torch.zeros(self.num_tasks, device=total.device)
+        w[present] = 1.0
+        return total, w
+
+
+@dataclass
+class BackwardContext:
+    """What a weighting's ``backward`` may use: the engine's backward and the parameters."""
+
+    backward: Any  # callable(loss) -> None, e.g. accelerator.backward
+    shared_parameters: list[nn.Parameter]
+    head_parameters: list[list[nn.Parameter]]

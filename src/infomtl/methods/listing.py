@@ -1,0 +1,35 @@
+"""``infomtl methods``: every registered method with its hyperparameters and reference."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from infomtl.methods.registry import DEFAULT_OBJECTIVE, OBJECTIVES, WEIGHTINGS
+
+
+def describe_methods() -> str:
+    """A readable listing of objectives and weightings (names, defaults, regime, reference)."""
+    lines = ["Objectives (--method NAME [--weighting W]):"]
+    for name, cls in sorted(OBJECTIVES.items()):
+        label = f"{name} (the heads of every weighting method)" if name == DEFAULT_OBJECTIVE else name
+        lines += _entry(label, cls, f"views per step: {cls.views if isinstance(cls.views, int) else '1-2'}")
+    lines.append("")
+    lines.append("Weightings (--method NAME, or --weighting NAME with an objective):")
+    for name, cls in sorted(WEIGHTINGS.items()):
+        regime = "needs every task each step" if cls.needs_all_tasks else "any regime"
+        lines += _entry(name, cls, f"default regime: {cls.default_regime}; {regime}")
+    lines.append("")
+    lines.append("Set hyperparameters with --method-args key=value,... (or method_args: in YAML).")
+    return "\n".join(lines)
+
+
+def _entry(label: str, cls: type, note: str) -> list[str]:
+    doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+    aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
+    fields = dataclasses.fields(cls.Hyper)
+    hp = ", ".join(f"{f.name}={f.default!r}" for f in fields) or "none"
+    return [
+        f"  {label}{aliases}: {doc}",
+        f"      hyperparameters: {hp}",
+        f"      {note}; reference: {cls.reference or '-'}",
+    ]

@@ -1,0 +1,169 @@
+"""The method registry and the resolution of ``--method`` / ``--weighting``.
+
+Every objective and weighting registers under a unique name (and aliases); a
+duplicate is an error at import time. ``resolve_method`` turns the user's words
+into a validated :class:`MethodSpec` before any model is loaded:
+
+* ``--method ew`` (a weighting) → the linear-head objective with that weighting;
+* ``--method infomtl`` (an objective) → that objective with ``--weighting`` (EW by
+  default), e.g. ``--method infomtl --weighting uw``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from infomtl.errors import ConfigError
+from infomtl.methods.base import Hyper, Objective, Weighting
+
+OBJECTIVES: dict[str, type[Objective]] = {}
+WEIGHTINGS: dict[str, type[Weighting]] = {}
+_ALIASES: dict[str, str] = {}
+
+#: the objective a bare weighting runs with
+DEFAULT_OBJECTIVE = "linear"
+#: the weighting a bare objective runs with
+DEFAULT_WEIGHTING = "ew"
+
+
+def _register(table: dict[str, type], cls: type) -> type:
+    for key in (cls.name, *cls.aliases):
+        if not key or key in OBJECTIVES or key in WEIGHTINGS or key in _ALIASES:
+            raise ValueError(f"method name {key!r} is empty or already registered")
+    table[cls.name] = cls
+    for alias in cls.aliases:
+        _ALIASES[alias] = cls.name
+    return cls
+
+
+def register_objective(cls: type[Objective]) -> type[Objective]:
+    """Class decorator: register a representation objective under ``cls.name``."""
+    return _register(OBJECTIVES, cls)
+
+
+def register_weighting(cls: type[Weighting]) -> type[Weighting]:
+    """Class decorator: register a loss weighter or gradient aggregator under ``cls.name``."""
+    return _register(WEIGHTINGS, cls)
+
+
+def canonical(name: str) -> str:
+    key = name.strip().lower().replace("_", "-")
+    return _ALIASES.get(key, key)
+
+
+def method_names() -> list[str]:
+    """Names a user can pass to ``--method`` (objectives and weightings)."""
+    return sorted(n for n in (*OBJECTIVES, *WEIGHTINGS) if n != DEFAULT_OBJECTIVE)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A validated objective + weighting with their hyperparameters."""
+
+    objective: str
+    weighting: str
+    objective_hp: Hyper
+    weighting_hp: Hyper
+
+    @property
+    def name(self) -> str:
+        """``ew``, ``infomtl``, ``infomtl+uw``..."""
+        if self.objective == DEFAULT_OBJECTIVE:
+            return self.weighting
+        if self.weighting == DEFAULT_WEIGHTING:
+            return self.objective
+        return f"{self.objective}+{self.weighting}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "objective": self.objective,
+            "weighting": self.weighting,
+            "objective_args": dataclasses.asdict(self.objective_hp),
+            "weighting_args": dataclasses.asdict(self.weighting_hp),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MethodSpec:
+        args = {**data.get("objective_args", {}), **data.get("weighting_args", {})}
+        return resolve_method(data["objective"], data["weighting"], args)
+
+
+def resolve_method(
+    method: str, weighting: str | None = None, args: dict[str, Any] | None = None
+) -> MethodSpec:
+    """Validate a method (and optional weighting) and build its hyperparameters.
+
+    ``args`` maps hyperparameter names to values (strings from the CLI are coerced
+    to the field's type); a key neither part knows is an error listing the valid ones.
+    """
+    name = canonical(method)
+    wname = canonical(weighting) if weighting else None
+    if name in WEIGHTINGS:
+        if wname is not None and wname != name:
+            raise ConfigError(
+                f"--method {method} is a weighting and takes no --weighting; pass an objective "
+                f"({', '.join(sorted(n for n in OBJECTIVES if n != DEFAULT_OBJECTIVE))}) as "
+                f"--method and the weighting as --weighting"
+            )
+        objective, wname = DEFAULT_OBJECTIVE, name
+    elif name in OBJECTIVES:
+        objective = name
+        wname = wname or DEFAULT_WEIGHTING
+        if wname not in WEIGHTINGS:
+            hint = f" ({wname} is an objective: use --method {wname})" if wname in OBJECTIVES else ""
+            raise ConfigError(
+                f"unknown weighting {weighting!r}; expected one of "
+                f"{', '.join(sorted(WEIGHTINGS))}{hint}"
+            )
+    else:
+        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(method_names())}")
+    ocls, wcls = OBJECTIVES[objective], WEIGHTINGS[wname]
+    args = dict(args or {})
+    ohp = _build_hyper(ocls, args)
+    whp = _build_hyper(wcls, args)
+    if args:
+        valid = sorted({f.name for c in (ocls, wcls) for f in dataclasses.fields(c.Hyper)})
+        raise ConfigError(
+            f"unknown hyperparameter(s) {', '.join(sorted(args))} for method "
+            f"{MethodSpec(objective, wname, ohp, whp).name}; valid: {', '.join(valid) or 'none'}"
+        )
+    return MethodSpec(objective, wname, ohp, whp)
+
+
+def _build_hyper(cls: type, args: dict[str, Any]) -> Hyper:
+    """Take the keys of ``cls.Hyper`` out of ``args``, coerce and validate them."""
+    hints = typing.get_type_hints(cls.Hyper)
+    values = {}
+    for f in dataclasses.fields(cls.Hyper):
+        if f.name in args:
+            values[f.name] = _coerce(cls.name, f.name, args.pop(f.name), hints[f.name])
+    hp = cls.Hyper(**values)
+    try:
+        hp.validate()
+    except ValueError as exc:
+        raise ConfigError(f"method {cls.name}: {exc}") from exc
+    return hp
+
+
+def _coerce(method: str, key: str, value: Any, kind: Any) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(value)
+                return low in ("true", "1", "yes")
+            return bool(value)
+        if kind is int:
+            return int(value)
+        if kind is float:
+            return float(value)
+        if kind is str:
+            return str(value)
+    except (TypeError, ValueError):
+        name = getattr(kind, "__name__", str(kind))
+        raise ConfigError(f"method {method}: {key} must be a {name}, got {value!r}") from None
+    return value

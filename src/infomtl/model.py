@@ -1,0 +1,89 @@
+"""The multi-task model: one shared encoder, one light head per task.
+
+``MultiTaskModel`` encodes a mixed batch once, pools it into the shared
+representation ``h`` and runs each task's head on that task's rows only. With
+``views=2`` it encodes the doubled batch ``[x; x]`` in one forward (train mode), so
+the two halves differ only by the encoder's dropout: ``h`` (first half) feeds the
+heads, ``h⁺`` (second half) is InfoMTL's second view.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from infomtl.backbones import pool
+from infomtl.data.batching import Batch
+from infomtl.heads import HeadOutput
+
+
+@dataclass
+class ModelOutput:
+    """``h``: ``(B, d)`` shared representation; ``h_views``: the second dropout view or
+    ``None``; ``heads[t]``: head output on task t's rows; ``extras``: whatever the
+    decoder exposes (bottleneck means and variances...)."""
+
+    h: torch.Tensor
+    h_views: torch.Tensor | None
+    heads: dict[int, HeadOutput]
+    extras: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class TaskHeads(nn.Module):
+    """One head per task; ``forward(z, rows)`` runs head t on ``z[rows[t]]``."""
+
+    def __init__(self, heads: list[nn.Module]) -> None:
+        super().__init__()
+        self.heads = nn.ModuleList(heads)
+
+    def forward(
+        self, z: torch.Tensor, rows: dict[int, torch.Tensor]
+    ) -> tuple[dict[int, HeadOutput], dict[str, torch.Tensor]]:
+        return {t: self.heads[t](z.index_select(0, r)) for t, r in rows.items()}, {}
+
+
+class MultiTaskModel(nn.Module):
+    """Shared encoder + pooling + a decoder (the task heads, possibly behind a bottleneck).
+
+    The decoder is built by the method's objective and maps ``(h, rows)`` to the
+    per-task head outputs and a dict of extras.
+    """
+
+    def __init__(self, encoder: nn.Module, decoder: nn.Module, pooling: str = "cls") -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.decoder = decoder
+        self.pooling = pooling
+
+    def encode(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Pooled representation ``h`` of a padded batch."""
+        kwargs = {"attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kwargs["token_type_ids"] = token_type_ids
+        if inputs_embeds is not None:
+            kwargs["inputs_embeds"] = inputs_embeds
+        else:
+            kwargs["input_ids"] = input_ids
+        states = self.encoder(**kwargs).last_hidden_state
+        return pool(states, attention_mask, self.pooling)
+
+    def forward(self, batch: Batch, views: int = 1) -> ModelOutput:
+        ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
+        if views == 2:
+            ids, mask = torch.cat([ids, ids]), torch.cat([mask, mask])
+            types = None if types is None else torch.cat([types, types])
+        elif views != 1:
+            raise ValueError(f"views must be 1 or 2, got {views}")
+        pooled = self.encode(ids, mask, types)
+        n = len(batch)
+        h, h_views = (pooled[:n], pooled[n:]) if views == 2 else (pooled, None)
+        heads, extras = self.decoder(h, batch.rows)
+        return ModelOutput(h=h, h_views=h_views, heads=heads, extras=extras)

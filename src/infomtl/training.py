@@ -1,0 +1,330 @@
+"""Training on ``accelerate``: the papers' recipe, on a laptop CPU or a GPU cluster.
+
+One step: encode the mixed batch once (twice stacked for two-view objectives),
+run each head on its task's rows, let the method turn the outputs into one loss
+(or one set of gradients), clip the gradient norm, step. After each epoch the
+model is scored on the validation split; the best epoch (by validation Avg, or
+loss) is checkpointed; training stops after ``patience`` epochs without
+improvement; the best checkpoint is then scored on val and test.
+
+A run folder holds ``config.yaml`` (the resolved config), ``run.json`` (tasks,
+method, sizes), ``log.jsonl`` (one line per epoch), ``checkpoint/`` (best),
+``results.json`` and ``predictions/{split}/{task}.txt``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from infomtl import data as data_mod
+from infomtl.backbones import Backbone, load_backbone
+from infomtl.checkpoint import load_weights, save_checkpoint, write_json
+from infomtl.config import TrainConfig
+from infomtl.data.batching import Batcher, EncodedSplit, collate, encode, shard
+from infomtl.errors import ConfigError, InfomtlError
+from infomtl.evaluation import predict_splits, score_predictions, write_predictions
+from infomtl.methods import BackwardContext, Method, MethodSpec, resolve_method
+from infomtl.model import MultiTaskModel
+from infomtl.tasks import Task
+
+
+def resolve_spec(config: TrainConfig) -> MethodSpec:
+    """The validated method of a config (fails before anything is loaded)."""
+    return resolve_method(config.method, config.weighting, config.method_args)
+
+
+def prepare_data(config: TrainConfig) -> data_mod.MultiTaskData:
+    """Load the configured tasks and apply the data-constrained / smoke-run limits."""
+    if config.task_dirs:
+        data = data_mod.load_task_folders([Path(p) for p in config.task_dirs])
+        data = data_mod.select_tasks(data, config.tasks or None, benchmark="task-folder")
+    else:
+        data = data_mod.load_benchmark(config.benchmark, config.data_dir, config.tasks or None)
+    for task in data.tasks:
+        splits = data.splits[task.name]
+        for required in ("train", "val"):
+            if required not in splits:
+                raise InfomtlError(f"task {task.name}: no {required} split")
+        train = splits["train"]
+        if config.train_ratio < 1:
+            train = data_mod.subsample(train, ratio=config.train_ratio, seed=config.seed)
+        if config.max_train_examples is not None and len(train) > config.max_train_examples:
+            train = data_mod.subsample(train, count=config.max_train_examples, seed=config.seed)
+        splits["train"] = train
+        if config.max_eval_examples is not None:
+            for split in ("val", "test"):
+                if split in splits:
+                    splits[split] = data_mod.head(splits[split], config.max_eval_examples)
+    return data
+
+
+def new_run_dir(output_dir: str | None) -> Path:
+    """The run folder: ``output_dir`` (must be empty or new), or a fresh one under ``runs/``."""
+    if output_dir is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / stamp
+        n = 1
+        while path.exists():
+            n += 1
+            path = Path("runs") / f"{stamp}-{n}"
+    else:
+        path = Path(output_dir)
+        if path.exists() and any(path.iterdir()):
+            raise ConfigError(f"--output-dir {path} already holds files; choose a new folder")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    results: dict[str, Any]
+
+
+class Trainer:
+    """Runs one configured training job end to end (see the module docstring)."""
+
+    def __init__(self, config: TrainConfig, echo: Any = print) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import set_seed
+
+        self.config = config.validate()
+        self.spec = resolve_spec(config)
+        self.echo = echo
+        self.accelerator = Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision)
+        set_seed(config.seed)
+        self.data = prepare_data(config)
+        self.tasks: list[Task] = list(self.data.tasks)
+        self.backbone: Backbone = load_backbone(config.backbone, config.pooling, config.max_length)
+        tok = self.backbone.tokenizer
+        self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else 0)
+        self.encoded: dict[str, list[EncodedSplit]] = {}
+        for split in ("train", "val", "test"):
+            if all(split in self.data.splits[t.name] for t in self.tasks):
+                self.encoded[split] = [
+                    encode(self.data.splits[t.name][split], tok, config.max_length) for t in self.tasks
+                ]
+        self.train_sizes = [len(s) for s in self.encoded["train"]]
+        self.method = Method(
+            self.spec, self.tasks, self.backbone.hidden_size, self.train_sizes,
+            config.head_dropout, config.head_hidden,
+        )
+        self.regime = self.method.regime(config.regime)
+        self.batcher = Batcher(
+            [s.lengths for s in self.encoded["train"]], config.batch_size, self.regime,
+            config.seed, config.temperature,
+        )
+        self.model = MultiTaskModel(self.backbone.encoder, self.method.build_decoder(), config.pooling)
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        cfg = self.config
+        decay, no_decay = [], []
+        for name, param in self.model.named_parameters():
+            if not param.requires_grad:
+                continue
+            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+        groups = [
+            {"params": decay, "weight_decay": cfg.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        method_params = [p for p in self.method.parameters() if p.requires_grad]
+        if method_params:
+            groups.append({"params": method_params, "weight_decay": 0.0})
+        cls = {"adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}[cfg.optimizer]
+        return cls(groups, lr=cfg.lr)
+
+    def _scheduler(self, optimizer: torch.optim.Optimizer, total_steps: int):
+        warmup = int(self.config.warmup_ratio * total_steps)
+        linear = self.config.lr_schedule == "linear"
+
+        def factor(step: int) -> float:
+            if warmup and step < warmup:
+                return (step + 1) / warmup
+            if linear:
+                return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+            return 1.0
+
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.mixed_precision)
+
+    # -- loop --------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        cfg, acc = self.config, self.accelerator
+        run_dir = new_run_dir(cfg.output_dir) if acc.is_main_process else Path(cfg.output_dir or ".")
+        self.run_dir = run_dir
+        if acc.is_main_process:
+            cfg.save(run_dir / "config.yaml")
+            write_json(run_dir / "run.json", {
+                "tasks": [t.to_dict() for t in self.tasks],
+                "method": self.spec.to_dict(),
+                "method_name": self.spec.name,
+                "regime": self.regime,
+                "train_sizes": self.train_sizes,
+                "backbone": cfg.backbone,
+            })
+        steps_per_epoch = self.batcher.steps_per_epoch()
+        if cfg.max_steps is not None:
+            steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
+        optimizer = self._optimizer()
+        scheduler = self._scheduler(optimizer, steps_per_epoch * cfg.epochs)
+        self.model, optimizer, scheduler = acc.prepare(self.model, optimizer, scheduler)
+        self.method.to(acc.device)
+        model = self.model
+        shared = [p for p in acc.unwrap_model(model).encoder.parameters() if p.requires_grad]
+        heads = [list(h.parameters()) for h in getattr(acc.unwrap_model(model).decoder, "heads", [])]
+        ctx = BackwardContext(acc.backward, shared, heads)
+        params = [p for g in optimizer.param_groups for p in g["params"]]
+
+        log_path = run_dir / "log.jsonl"
+        best_score, best_epoch, bad_epochs, step = -math.inf, 0, 0, 0
+        start = time.perf_counter()
+        self.echo(
+            f"training {self.spec.name} on {', '.join(t.name for t in self.tasks)} "
+            f"({sum(self.train_sizes)} rows, {steps_per_epoch} steps/epoch, regime {self.regime}) "
+            f"with {cfg.backbone} on {acc.device} -> {run_dir}"
+        )
+        for epoch in range(1, cfg.epochs + 1):
+            model.train()
+            self.method.train()
+            sums: dict[tuple[str, int | None], torch.Tensor] = defaultdict(
+                lambda: torch.zeros((), device=acc.device)
+            )
+            counts: dict[tuple[str, int | None], int] = defaultdict(int)
+            task_loss_sum = torch.zeros(len(self.tasks), device=acc.device)
+            task_loss_count = torch.zeros(len(self.tasks), device=acc.device)
+            steps = self.batcher.epoch(epoch)[:steps_per_epoch]
+            bar = tqdm(steps, desc=f"epoch {epoch}", disable=not (cfg.progress and acc.is_main_process),
+                       leave=False, dynamic_ncols=True)
+            epoch_start = time.perf_counter()
+            for plan in bar:
+                local = shard(plan, acc.process_index, acc.num_processes)
+                batch = collate(self.encoded["train"], local, self.pad_id).to(acc.device)
+                with acc.autocast():
+                    out = model(batch, views=self.method.views)
+                total, terms, weights = self.method.loss(out, batch)
+                self.method.backward(total, terms, ctx)
+                if cfg.grad_clip > 0:
+                    acc.clip_grad_norm_(params, cfg.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad(set_to_none=True)
+                self.method.weighting.on_step_end(terms)
+                step += 1
+                sums[("loss", None)] += total.detach()
+                counts[("loss", None)] += 1
+                for key, value in terms.components.items():
+                    sums[key] += value
+                    counts[key] += 1
+                for t, value in terms.task_losses.items():
+                    task_loss_sum[t] += value.detach()
+                    task_loss_count[t] += 1
+                    sums[("w", t)] += weights[t]
+                    counts[("w", t)] += 1
+            bar.close()
+            mean_losses = task_loss_sum / task_loss_count.clamp_min(1)
+            self.method.weighting.on_epoch_end(epoch, mean_losses)
+            train_log = self._summarise(sums, counts)
+            val_preds, val_loss = self._predict("val")
+            val = score_predictions(self.tasks, self._golds("val"), val_preds)
+            score = val["avg"] if cfg.select_by == "avg" else -val_loss
+            improved = score > best_score
+            record = {
+                "epoch": epoch,
+                "step": step,
+                "lr": scheduler.get_last_lr()[0],
+                "train": train_log,
+                "val": {"avg": val["avg"], "loss": val_loss, "tasks": val["tasks"]},
+                "method": self.method.log_values(),
+                "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
+                "best": improved,
+            }
+            if acc.is_main_process:
+                with log_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            self.echo(
+                f"epoch {epoch}: train loss {train_log['loss']:.4f}  val Avg {val['avg']:.2f}  "
+                f"val loss {val_loss:.4f}" + ("  *" if improved else "")
+            )
+            if improved:
+                best_score, best_epoch, bad_epochs = score, epoch, 0
+                if acc.is_main_process:
+                    save_checkpoint(
+                        run_dir / "checkpoint", acc.unwrap_model(model), self.method, self.backbone,
+                        {"epoch": epoch, "step": step, "select_by": cfg.select_by, "score": score},
+                    )
+            else:
+                bad_epochs += 1
+                if cfg.patience and bad_epochs >= cfg.patience:
+                    self.echo(f"early stop: no improvement for {cfg.patience} epochs")
+                    break
+        acc.wait_for_everyone()
+        load_weights(run_dir / "checkpoint", acc.unwrap_model(model), self.method)
+        results: dict[str, Any] = {
+            "method": self.spec.name,
+            "method_spec": self.spec.to_dict(),
+            "backbone": cfg.backbone,
+            "benchmark": cfg.benchmark if not cfg.task_dirs else "folders",
+            "seed": cfg.seed,
+            "regime": self.regime,
+            "best_epoch": best_epoch,
+            "epochs_run": epoch,
+            "train_sizes": dict(zip([t.name for t in self.tasks], self.train_sizes, strict=True)),
+        }
+        for split in ("val", "test"):
+            if split not in self.encoded:
+                continue
+            preds, loss = self._predict(split)
+            scored = score_predictions(self.tasks, self._golds(split), preds)
+            results[split] = {**scored, "loss": loss}
+            if acc.is_main_process:
+                write_predictions(run_dir / "predictions" / split, self.tasks, preds)
+        results["train_time_s"] = round(time.perf_counter() - start, 2)
+        if acc.is_main_process:
+            write_json(run_dir / "results.json", results)
+        return TrainResult(run_dir, results)
+
+    def _predict(self, split: str) -> tuple[list[np.ndarray], float]:
+        return predict_splits(
+            self.accelerator.unwrap_model(self.model), self.method, self.tasks, self.encoded[split],
+            self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.autocast_dtype,
+        )
+
+    def _golds(self, split: str) -> list[np.ndarray]:
+        return [s.labels for s in self.encoded[split]]
+
+    def _summarise(self, sums: dict, counts: dict) -> dict[str, Any]:
+        names = [t.name for t in self.tasks]
+        out: dict[str, Any] = {}
+        for (name, t), total in sums.items():
+            n = counts.get((name, t), 0)
+            if n == 0:
+                continue
+            value = float(total) / n
+            if t is None:
+                out[name] = value
+            else:
+                key = "weights" if name == "w" else name
+                out.setdefault(key, {})[names[t]] = value
+        return out
+
+
+def train(config: TrainConfig, echo: Any = print) -> TrainResult:
+    """Train one configured run; returns its folder and results."""
+    return Trainer(config, echo).run()
