@@ -320,3 +320,14 @@ def test_text_pair_on_some_rows_only_is_an_error(tmp_path: Path) -> None:
     folder = cls_folder(tmp_path)
     write_jsonl(folder / "val.jsonl", [{"text": "a", "label": "pos", "text_pair": "b"}])
     assert "train.jsonl:1: missing text_pair" in error_of(folder)
+
+
+def test_numeric_label_names_match_by_name_in_jsonl_and_tsv(tmp_path: Path) -> None:
+    folder = tmp_path / "stars"
+    write(folder / "task.yaml", "labels: [1, 2, 3]\n")
+    write_jsonl(folder / "train.jsonl", [{"text": "a", "label": 1}, {"text": "b", "label": "3"}])
+    write(folder / "val.tsv", "c\t1\n")
+    task, data = load_task_folder(folder)
+    assert task.labels == ("1", "2", "3")
+    assert data["train"].labels.tolist() == [0, 2]
+    assert data["val"].labels.tolist() == [0]

@@ -29,7 +29,8 @@ POOLINGS = ("cls", "mean")
 ALIASES = ("tiny", "minilm")
 
 #: Words of the ``tiny`` vocabulary besides single characters: frequent English and
-#: tweet words, so that real TweetEval text is not all single-character pieces.
+#: tweet words, so that real TweetEval text is not all single-character pieces (the
+#: words of the built-in synthetic benchmark are added too).
 _TINY_WORDS = """
 the a an and or but if of to in on at for with from by as is are was were be been being
 i me my you your he she it we they them his her its our their this that these those there
@@ -170,7 +171,9 @@ def tiny_vocab() -> list[str]:
     specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
     chars = [c for c in string.printable if not c.isspace()]
     pieces = ["##" + c for c in string.ascii_lowercase + string.digits]
-    words = list(dict.fromkeys(_TINY_WORDS))
+    from infomtl.data.synthetic import vocabulary
+
+    words = list(dict.fromkeys([*_TINY_WORDS, *vocabulary()]))
     return specials + chars + pieces + [w for w in words if w not in chars]
 
 

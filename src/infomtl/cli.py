@@ -162,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "built-in synthetic multi-task text set, or on TweetEval slices with --data-dir.")
     demo.add_argument("--data-dir", default=None, help="data root holding tweeteval/ (default: synthetic data)")
     demo.add_argument("--backbone", default="tiny", help="encoder (default: tiny)")
-    demo.add_argument("--epochs", type=int, default=None, help="epochs per method (default: 6 synthetic, 2 TweetEval)")
+    demo.add_argument("--epochs", type=int, default=None, help="epochs per method (default: 10 synthetic, 2 TweetEval)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--output-dir", default=None, help="folder for the two runs (default: under runs/)")
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,

@@ -20,8 +20,8 @@ def demo_configs(
     """The two runs of the demo (EW and InfoMTL, same everything else)."""
     common = dict(backbone=backbone, seed=seed, progress=progress, patience=0, regime="mixed")
     if data_dir is None:
-        common.update(benchmark="synthetic", max_length=32, batch_size=32, epochs=epochs or 6,
-                      lr=1e-3 if backbone == "tiny" else 5e-5, head_dropout=0.1)
+        common.update(benchmark="synthetic", max_length=32, batch_size=16, epochs=epochs or 10,
+                      lr=2e-3 if backbone == "tiny" else 5e-5, head_dropout=0.1, pooling="mean")
     else:
         common.update(benchmark="tweeteval", data_dir=data_dir, tasks=["emotion", "irony", "stance"],
                       max_train_examples=600, max_eval_examples=300, max_length=64, batch_size=32,

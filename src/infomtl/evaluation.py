@@ -9,8 +9,8 @@ import torch
 
 from infomtl.data.batching import EncodedSplit, collate
 from infomtl.losses import predict
-from infomtl.metrics import average, score_task, task_score
 from infomtl.methods import Method
+from infomtl.metrics import average, score_task, task_score
 from infomtl.model import MultiTaskModel
 from infomtl.tasks import Task, TaskKind
 

@@ -14,6 +14,7 @@ JSONL rows are objects: ``{"text": ..., "label": ...}`` with an optional
 (optionally ``<TAB>text_pair``), with an optional header line naming those
 columns and no quoting; multi-label and multi-output values are comma-separated.
 Blank lines are skipped. Every error names the file and the 1-based line.
+The optional ``task.yaml`` is read by :mod:`infomtl.data.task_yaml`.
 """
 
 from __future__ import annotations
@@ -27,22 +28,15 @@ from typing import Any
 
 import numpy as np
 
+from infomtl.data.task_yaml import build_metrics, read_task_spec
 from infomtl.data.textio import read_text, split_lines
 from infomtl.data.types import SPLITS, MultiTaskData, TaskData
 from infomtl.errors import ConfigError, DataError
-from infomtl.tasks import Metric, Task, TaskKind
+from infomtl.tasks import Task, TaskKind
 
-TASK_FILES: tuple[str, ...] = ("task.yaml", "task.yml")
-#: File stems accepted for each split, in the order they are looked for.
 SPLIT_STEMS: dict[str, tuple[str, ...]] = {"train": ("train",), "val": ("val", "dev"), "test": ("test",)}
 REQUIRED_SPLITS: tuple[str, ...] = ("train", "val")
 FORMATS: tuple[str, ...] = ("jsonl", "tsv")
-YAML_KEYS: tuple[str, ...] = (
-    "name", "kind", "labels", "targets", "metrics", "threshold", "description",
-)
-METRIC_KEYS: tuple[str, ...] = ("name", "fn", "labels", "target", "higher_is_better", "official")
-CLASSIFICATION_METRICS: tuple[str, ...] = ("macro_f1", "macro_recall", "accuracy")
-REGRESSION_METRICS: tuple[str, ...] = ("pearson", "spearman")
 
 RawLabel = Any  # int | str (classification), list[int | str] (multi-label), list[float] (regression)
 
@@ -53,20 +47,6 @@ class _Row:
     label: RawLabel
     pair: str | None
     line: int
-
-
-@dataclass
-class _Spec:
-    """The validated contents of ``task.yaml`` (all optional)."""
-
-    path: Path | None = None
-    name: str | None = None
-    kind: TaskKind = TaskKind.CLASSIFICATION
-    labels: tuple[str, ...] | None = None
-    targets: tuple[str, ...] | None = None
-    metrics: list[Any] | None = None
-    threshold: float = 0.5
-    description: str = ""
 
 
 def load_task_folders(paths: Sequence[Path | str]) -> MultiTaskData:
@@ -111,7 +91,7 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
     path = Path(path)
     if not path.is_dir():
         raise DataError(path, "task folder not found")
-    spec = _read_spec(path)
+    spec = read_task_spec(path)
     files = _find_split_files(path)
     rows = {split: _read_rows(file, spec.kind) for split, file in files.items()}
     _check_pairs(files, rows)
@@ -135,7 +115,7 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
             kind=spec.kind,
             labels=labels,
             targets=targets,
-            metrics=_build_metrics(spec, labels, targets),
+            metrics=build_metrics(spec, labels, targets),
             threshold=spec.threshold,
             description=spec.description,
         )
@@ -158,156 +138,6 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
         if split in files
     }
     return task, data
-
-
-# --------------------------------------------------------------------------- task.yaml
-
-
-def _read_spec(folder: Path) -> _Spec:
-    found = [folder / name for name in TASK_FILES if (folder / name).is_file()]
-    if not found:
-        return _Spec()
-    if len(found) > 1:
-        raise DataError(folder, f"both {found[0].name} and {found[1].name} exist; keep one")
-    path = found[0]
-    import yaml  # local: only task folders with a task.yaml need it
-
-    text = read_text(path)
-    try:
-        raw = yaml.safe_load(text)
-        node = yaml.compose(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DataError(path, f"invalid YAML: {problem}", line=line) from None
-    if raw is None:
-        return _Spec(path=path)
-    if not isinstance(raw, dict):
-        raise DataError(path, "expected a mapping of keys (kind, labels, metrics, ...)", line=1)
-    lines = {
-        str(k.value): k.start_mark.line + 1 for k, _ in getattr(node, "value", ()) if hasattr(k, "value")
-    }
-
-    def fail(key: str, message: str) -> DataError:
-        return DataError(path, f"{key}: {message}", line=lines.get(key))
-
-    for key in raw:
-        if key not in YAML_KEYS:
-            raise DataError(path, f"unknown key {key!r} (valid keys: {', '.join(YAML_KEYS)})",
-                            line=lines.get(str(key)))
-    spec = _Spec(path=path)
-    if "name" in raw:
-        spec.name = _yaml_str(raw["name"], lambda m: fail("name", m))
-        if not spec.name.replace("_", "").replace("-", "").isalnum():
-            raise fail("name", f"{spec.name!r} must be letters, digits, '_' or '-'")
-    if "description" in raw:
-        spec.description = _yaml_str(raw["description"], lambda m: fail("description", m), empty=True)
-    if "kind" in raw:
-        try:
-            spec.kind = TaskKind(raw["kind"])
-        except ValueError:
-            valid = ", ".join(k.value for k in TaskKind)
-            raise fail("kind", f"{raw['kind']!r} is not a task kind ({valid})") from None
-    if "labels" in raw:
-        if spec.kind is TaskKind.REGRESSION:
-            raise fail("labels", "a regression task has 'targets', not 'labels'")
-        spec.labels = _yaml_names(raw["labels"], lambda m: fail("labels", m))
-    if "targets" in raw:
-        if spec.kind is not TaskKind.REGRESSION:
-            raise fail("targets", f"only a regression task has targets (kind is {spec.kind.value})")
-        spec.targets = _yaml_names(raw["targets"], lambda m: fail("targets", m))
-    if "threshold" in raw:
-        value = raw["threshold"]
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
-            raise fail("threshold", f"expected a number between 0 and 1, got {value!r}")
-        spec.threshold = float(value)
-    if "metrics" in raw:
-        value = raw["metrics"]
-        if not isinstance(value, list) or not value:
-            raise fail("metrics", "expected a non-empty list of metric names or mappings")
-        spec.metrics = value
-        _validate_metric_entries(value, spec.kind, lambda m: fail("metrics", m))
-    return spec
-
-
-def _yaml_str(value: Any, fail: Any, empty: bool = False) -> str:
-    if not isinstance(value, str) or (not empty and not value.strip()):
-        raise fail(f"expected a {'string' if empty else 'non-empty string'}, got {value!r}")
-    return value.strip()
-
-
-def _yaml_names(value: Any, fail: Any) -> tuple[str, ...]:
-    if not isinstance(value, list) or not value:
-        raise fail(f"expected a non-empty list of names, got {value!r}")
-    names = []
-    for item in value:
-        if isinstance(item, bool) or not isinstance(item, (str, int)) or not str(item).strip():
-            raise fail(f"expected names (strings), got {item!r}")
-        names.append(str(item).strip())
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise fail(f"duplicate names {duplicates}")
-    return tuple(names)
-
-
-def _validate_metric_entries(entries: list[Any], kind: TaskKind, fail: Any) -> None:
-    valid_fns = REGRESSION_METRICS if kind is TaskKind.REGRESSION else CLASSIFICATION_METRICS
-    for entry in entries:
-        if isinstance(entry, str):
-            fn = entry
-        elif isinstance(entry, dict):
-            unknown = [k for k in entry if k not in METRIC_KEYS]
-            if unknown:
-                raise fail(f"unknown metric key {unknown[0]!r} (valid keys: {', '.join(METRIC_KEYS)})")
-            if "fn" not in entry:
-                raise fail(f"metric {entry} has no 'fn'")
-            fn = entry["fn"]
-            for key in ("higher_is_better", "official"):
-                if key in entry and not isinstance(entry[key], bool):
-                    raise fail(f"metric {key} must be true or false, got {entry[key]!r}")
-            if "name" in entry and (not isinstance(entry["name"], str) or not entry["name"]):
-                raise fail(f"metric name must be a non-empty string, got {entry['name']!r}")
-            if "labels" in entry:
-                _yaml_names(entry["labels"], fail)
-            if "target" in entry and not isinstance(entry["target"], (str, type(None))):
-                raise fail(f"metric target must be a string, got {entry['target']!r}")
-        else:
-            raise fail(f"expected a metric name or mapping, got {entry!r}")
-        if fn not in valid_fns:
-            raise fail(f"metric function {fn!r} is not one of {', '.join(valid_fns)} "
-                       f"(for a {kind.value} task)")
-
-
-def _build_metrics(spec: _Spec, labels: tuple[str, ...], targets: tuple[str, ...]) -> tuple[Metric, ...]:
-    if spec.metrics is None:
-        return ()
-    metrics = []
-    for entry in spec.metrics:
-        if isinstance(entry, str):
-            metrics.append(Metric(name=entry, fn=entry))
-            continue
-        metric = Metric(
-            name=entry.get("name") or entry["fn"],
-            fn=entry["fn"],
-            labels=tuple(str(x).strip() for x in entry.get("labels") or ()),
-            target=entry.get("target"),
-            higher_is_better=entry.get("higher_is_better", True),
-            official=entry.get("official", True),
-        )
-        for name in metric.labels:
-            if name not in labels:
-                raise DataError(spec.path, f"metrics: metric {metric.name!r} names label {name!r}, "
-                                f"which is not a label of the task ({', '.join(labels)})")
-        if metric.target is not None and metric.target not in (targets or ("score",)):
-            raise DataError(spec.path, f"metrics: metric {metric.name!r} names target "
-                            f"{metric.target!r}, which is not a target ({', '.join(targets)})")
-        metrics.append(metric)
-    names = [m.name for m in metrics]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise DataError(spec.path, f"metrics: duplicate metric names {duplicates}")
-    return tuple(metrics)
 
 
 # --------------------------------------------------------------------------- split files
@@ -504,14 +334,16 @@ def _encode(path: Path, rows: list[_Row], task: Task, inferred: bool) -> np.ndar
 
 
 def _label_id(path: Path, line: int, value: RawLabel, task: Task, index: dict[str, int], inferred: bool) -> int:
+    """The id of a raw label: a label name first, else an integer id where ids are allowed.
+
+    Integer ids are allowed when the labels come from task.yaml, or were inferred
+    from integer labels; with names inferred from train, an id would be ambiguous.
+    """
     origin = "labels seen in the train split" if inferred else "labels of task.yaml"
-    if isinstance(value, str) and value in index:
-        return index[value]
+    if str(value) in index:
+        return index[str(value)]
     ids_ok = not inferred or task.labels == tuple(str(i) for i in range(len(task.labels)))
-    if not ids_ok:
-        if str(value) in index:
-            return index[str(value)]
-    elif _is_int_label(value):
+    if ids_ok and _is_int_label(value):
         label_id = int(value)
         if 0 <= label_id < len(task.labels):
             return label_id

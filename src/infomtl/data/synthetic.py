@@ -132,3 +132,18 @@ def _noisy(rng: random.Random, label: int, num_labels: int, noise: float) -> int
     if rng.random() >= noise:
         return label
     return rng.choice([k for k in range(num_labels) if k != label])
+
+
+def vocabulary() -> list[str]:
+    """Every lower-cased word the generator uses (the ``tiny`` backbone's vocabulary has them)."""
+    phrases = [*_OPENERS, *_VERBS, *_ADVERBS, *_FILLERS]
+    for table in (_NOUNS, _DETAILS, _ADJECTIVES, _CLOSINGS):
+        for values in table.values():
+            phrases.extend(values)
+    words = []
+    for phrase in phrases:
+        for word in phrase.lower().replace("{detail}", " ").split():
+            word = word.strip(".,?!-")
+            if word.isalpha():
+                words.append(word)
+    return sorted(set(words))
