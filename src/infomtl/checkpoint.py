@@ -135,7 +135,7 @@ def load_run(folder: str | Path) -> LoadedRun:
         raise InfomtlError(f"{folder / 'run.json'}: malformed ({exc})") from None
     backbone = load_backbone_files(ckpt / "encoder", config.backbone, config.pooling, config.max_length)
     method = Method(spec, tasks, backbone.hidden_size, train_sizes, config.head_dropout, config.head_hidden)
-    model = MultiTaskModel(backbone.encoder, method.build_decoder(), config.pooling)
+    model = MultiTaskModel(backbone.encoder, method.build_decoder(), config.pooling, config.chunk_tokens)
     state = load_weights(ckpt, model, method)
     model.eval()
     method.eval()

@@ -51,6 +51,7 @@ class TrainConfig:
     pooling: str = _f("cls", "pooling of token states into the shared representation", "model", ("cls", "mean"))
     max_length: int = _f(256, "truncation length in tokens", "model")
     head_dropout: float = _f(0.2, "dropout on the task heads' input", "model")
+    chunk_tokens: int = _f(16384, "encode each step in length-sorted chunks of at most N padded tokens (0 = one forward); same result, less padding and memory", "model")
     head_hidden: int = _f(0, "hidden width of Gaussian heads (0 = no hidden layer, as the authors' code)", "model")
     # method
     method: str = _f("ew", "training method (see `infomtl methods`)", "method")
@@ -85,7 +86,7 @@ class TrainConfig:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{_flag(name)} must be > 0, got {getattr(self, name)}")
-        for name in ("weight_decay", "grad_clip", "patience", "head_hidden"):
+        for name in ("weight_decay", "grad_clip", "patience", "head_hidden", "chunk_tokens"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.head_dropout < 1:

@@ -5,12 +5,20 @@ representation ``h`` and runs each task's head on that task's rows only. With
 ``views=2`` it encodes the doubled batch ``[x; x]`` in one forward (train mode), so
 the two halves differ only by the encoder's dropout: ``h`` (first half) feeds the
 heads, ``h⁺`` (second half) is InfoMTL's second view.
+
+Length-sorted chunks: with ``chunk_tokens > 0`` the rows of a step are sorted by
+length and encoded in chunks of at most ``chunk_tokens`` padded tokens, each chunk
+padded only to its own longest row; a chunk also ends where rows get shorter than
+half its longest row, so that padding stays under half of any chunk. The result is the same as one forward (rows do
+not interact in the encoder), but one long outlier no longer pads every row of the
+step: compute and activation memory follow the real lengths.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -51,11 +59,14 @@ class MultiTaskModel(nn.Module):
     per-task head outputs and a dict of extras.
     """
 
-    def __init__(self, encoder: nn.Module, decoder: nn.Module, pooling: str = "cls") -> None:
+    def __init__(
+        self, encoder: nn.Module, decoder: nn.Module, pooling: str = "cls", chunk_tokens: int = 0
+    ) -> None:
         super().__init__()
         self.encoder = encoder
         self.decoder = decoder
         self.pooling = pooling
+        self.chunk_tokens = chunk_tokens
 
     def encode(
         self,
@@ -75,14 +86,45 @@ class MultiTaskModel(nn.Module):
         states = self.encoder(**kwargs).last_hidden_state
         return pool(states, attention_mask, self.pooling)
 
+    def encode_chunked(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None,
+        lengths: np.ndarray,
+    ) -> torch.Tensor:
+        """:meth:`encode` in length-sorted chunks of at most ``chunk_tokens`` padded tokens."""
+        n, width = input_ids.shape
+        if self.chunk_tokens <= 0 or n * width <= self.chunk_tokens:
+            return self.encode(input_ids, attention_mask, token_type_ids)
+        order = np.argsort(-lengths, kind="stable")
+        pieces, start = [], 0
+        sorted_lengths = lengths[order]
+        while start < n:
+            longest = max(1, int(sorted_lengths[start]))
+            take = max(1, self.chunk_tokens // longest)
+            short = np.flatnonzero(sorted_lengths[start : start + take] * 2 < longest)
+            if len(short):
+                take = int(short[0])
+            idx = torch.from_numpy(order[start : start + take]).to(input_ids.device)
+            types = None if token_type_ids is None else token_type_ids[idx, :longest]
+            pieces.append(self.encode(input_ids[idx, :longest], attention_mask[idx, :longest], types))
+            start += take
+        inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(input_ids.device)
+        return torch.cat(pieces).index_select(0, inverse)
+
     def forward(self, batch: Batch, views: int = 1) -> ModelOutput:
         ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
+        lengths = batch.lengths
+        if lengths is None:
+            lengths = batch.attention_mask.sum(1).cpu().numpy()
         if views == 2:
             ids, mask = torch.cat([ids, ids]), torch.cat([mask, mask])
             types = None if types is None else torch.cat([types, types])
+            lengths = np.concatenate([lengths, lengths])
         elif views != 1:
             raise ValueError(f"views must be 1 or 2, got {views}")
-        pooled = self.encode(ids, mask, types)
+        pooled = self.encode_chunked(ids, mask, types, lengths)
         n = len(batch)
         h, h_views = (pooled[:n], pooled[n:]) if views == 2 else (pooled, None)
         heads, extras = self.decoder(h, batch.rows)

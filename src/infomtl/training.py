@@ -125,7 +125,9 @@ class Trainer:
             [s.lengths for s in self.encoded["train"]], config.batch_size, self.regime,
             config.seed, config.temperature,
         )
-        self.model = MultiTaskModel(self.backbone.encoder, self.method.build_decoder(), config.pooling)
+        self.model = MultiTaskModel(
+            self.backbone.encoder, self.method.build_decoder(), config.pooling, config.chunk_tokens
+        )
 
     # -- setup -------------------------------------------------------------------------
 
@@ -163,6 +165,38 @@ class Trainer:
     def autocast_dtype(self) -> torch.dtype | None:
         return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.mixed_precision)
 
+    # -- one step --------------------------------------------------------------------------
+
+    def setup(self, total_steps: int) -> None:
+        """Build the optimizer and schedule and hand everything to ``accelerate``."""
+        acc = self.accelerator
+        optimizer = self._optimizer()
+        scheduler = self._scheduler(optimizer, total_steps)
+        self.model, self.optimizer, self.scheduler = acc.prepare(self.model, optimizer, scheduler)
+        self.method.to(acc.device)
+        inner = acc.unwrap_model(self.model)
+        shared = [p for p in inner.encoder.parameters() if p.requires_grad]
+        heads = [list(h.parameters()) for h in getattr(inner.decoder, "heads", [])]
+        self.ctx = BackwardContext(acc.backward, shared, heads)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+
+    def train_step(self, plan: list[np.ndarray]) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """One optimisation step on the global step ``plan`` (this process's shard of it)."""
+        acc = self.accelerator
+        local = shard(plan, acc.process_index, acc.num_processes)
+        batch = collate(self.encoded["train"], local, self.pad_id).to(acc.device)
+        with acc.autocast():
+            out = self.model(batch, views=self.method.views)
+        total, terms, weights = self.method.loss(out, batch)
+        self.method.backward(total, terms, self.ctx)
+        if self.config.grad_clip > 0:
+            acc.clip_grad_norm_(self.params, self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.method.weighting.on_step_end(terms)
+        return total, terms, weights
+
     # -- loop --------------------------------------------------------------------------
 
     def run(self) -> TrainResult:
@@ -182,15 +216,8 @@ class Trainer:
         steps_per_epoch = self.batcher.steps_per_epoch()
         if cfg.max_steps is not None:
             steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
-        optimizer = self._optimizer()
-        scheduler = self._scheduler(optimizer, steps_per_epoch * cfg.epochs)
-        self.model, optimizer, scheduler = acc.prepare(self.model, optimizer, scheduler)
-        self.method.to(acc.device)
-        model = self.model
-        shared = [p for p in acc.unwrap_model(model).encoder.parameters() if p.requires_grad]
-        heads = [list(h.parameters()) for h in getattr(acc.unwrap_model(model).decoder, "heads", [])]
-        ctx = BackwardContext(acc.backward, shared, heads)
-        params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.setup(steps_per_epoch * cfg.epochs)
+        model, scheduler = self.model, self.scheduler
 
         log_path = run_dir / "log.jsonl"
         best_score, best_epoch, bad_epochs, step = -math.inf, 0, 0, 0
@@ -214,18 +241,7 @@ class Trainer:
                        leave=False, dynamic_ncols=True)
             epoch_start = time.perf_counter()
             for plan in bar:
-                local = shard(plan, acc.process_index, acc.num_processes)
-                batch = collate(self.encoded["train"], local, self.pad_id).to(acc.device)
-                with acc.autocast():
-                    out = model(batch, views=self.method.views)
-                total, terms, weights = self.method.loss(out, batch)
-                self.method.backward(total, terms, ctx)
-                if cfg.grad_clip > 0:
-                    acc.clip_grad_norm_(params, cfg.grad_clip)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad(set_to_none=True)
-                self.method.weighting.on_step_end(terms)
+                total, terms, weights = self.train_step(plan)
                 step += 1
                 sums[("loss", None)] += total.detach()
                 counts[("loss", None)] += 1

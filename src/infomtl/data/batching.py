@@ -82,6 +82,8 @@ class Batch:
     rows: dict[int, torch.Tensor]
     labels: dict[int, torch.Tensor]
     example_ids: dict[int, np.ndarray] = field(default_factory=dict)
+    #: real (non-padding) length of each row, kept on the host for chunk planning
+    lengths: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -99,6 +101,7 @@ class Batch:
             rows={t: move(r) for t, r in self.rows.items()},
             labels={t: move(y) for t, y in self.labels.items()},
             example_ids=self.example_ids,
+            lengths=self.lengths,
         )
 
 
@@ -136,6 +139,7 @@ def collate(splits: list[EncodedSplit], step: list[np.ndarray], pad_id: int) -> 
         rows=rows,
         labels=labels,
         example_ids=example_ids,
+        lengths=np.fromiter((len(x) for x in seqs), dtype=np.int64, count=len(seqs)),
     )
 
 

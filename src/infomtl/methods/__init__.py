@@ -3,7 +3,13 @@
 Importing this package registers every built-in method.
 """
 
-from infomtl.methods import infomtl, linear, weighting  # noqa: F401  (registration)
+from infomtl.methods import (  # noqa: F401  (registration)
+    infomtl,
+    linear,
+    loss_weighting,
+    pcgrad,
+    weighting,
+)
 from infomtl.methods.base import (
     BackwardContext,
     GradientAggregator,

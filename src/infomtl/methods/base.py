@@ -46,11 +46,16 @@ class LossTerms:
             coefficient), or ``None``.
         components: named parts for the log, e.g. ``ce`` / ``kl`` per task index
             and ``nce`` as a scalar (key ``(name, task)`` or ``(name, None)``).
+        kpis: a detached 0-d KPI in [0, 1] per present task index, computed from the
+            head output the loss used (batch accuracy; regression clip(1 − MSE/Var, 0, 1);
+            multi-label mean per-label accuracy), for weightings that need one (DTP).
+            Objectives fill it with :func:`infomtl.methods.loss_weighting.task_kpi`.
     """
 
     task_losses: dict[int, torch.Tensor]
     aux: torch.Tensor | None = None
     components: dict[tuple[str, int | None], torch.Tensor] = field(default_factory=dict)
+    kpis: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from infomtl.heads import GaussianHead, LinearHead
 from infomtl.information import KL_REDUCTIONS, gaussian_kl, info_nce, reduce_kl
 from infomtl.losses import task_loss
 from infomtl.methods.base import Hyper, LossTerms, Objective
+from infomtl.methods.loss_weighting import task_kpi
 from infomtl.methods.registry import register_objective
 from infomtl.model import ModelOutput, TaskHeads
 from infomtl.tasks import TaskKind
@@ -70,10 +71,11 @@ class InfoMTL(Objective):
         return TaskHeads(heads)
 
     def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
-        losses, parts = {}, {}
+        losses, parts, kpis = {}, {}, {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             ce = task_loss(task, o.train_output, y)
+            kpis[t] = task_kpi(task, o.train_output, y)
             parts[("ce", t)] = ce.detach()
             loss = ce
             if o.logvar is not None:
@@ -88,4 +90,4 @@ class InfoMTL(Objective):
             nce = info_nce(out.h, out.h_views, self.hp.tau)
             parts[("nce", None)] = nce.detach()
             aux = self.hp.alpha * nce
-        return LossTerms(losses, aux, parts)
+        return LossTerms(losses, aux, parts, kpis)

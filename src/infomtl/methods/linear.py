@@ -9,6 +9,7 @@ from infomtl.data.batching import Batch
 from infomtl.heads import LinearHead
 from infomtl.losses import task_loss
 from infomtl.methods.base import LossTerms, Objective
+from infomtl.methods.loss_weighting import task_kpi
 from infomtl.methods.registry import register_objective
 from infomtl.model import ModelOutput, TaskHeads
 
@@ -29,4 +30,7 @@ class LinearObjective(Objective):
         losses = {
             t: task_loss(self.tasks[t], o.train_output, batch.labels[t]) for t, o in out.heads.items()
         }
-        return LossTerms(losses, None, {("ce", t): v.detach() for t, v in losses.items()})
+        kpis = {
+            t: task_kpi(self.tasks[t], o.train_output, batch.labels[t]) for t, o in out.heads.items()
+        }
+        return LossTerms(losses, None, {("ce", t): v.detach() for t, v in losses.items()}, kpis)
