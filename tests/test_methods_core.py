@@ -147,11 +147,6 @@ def test_invalid_hyperparameters_are_config_errors(args: dict, pattern: str) -> 
         resolve_method("infomtl", None, args)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="InfoMTLHyper.validate uses `x < 0` / `tau <= 0`, which are False for NaN, "
-    "so alpha/beta/tau='nan' pass validation (methods/infomtl.py, InfoMTLHyper.validate)",
-)
 @pytest.mark.parametrize("key", ["alpha", "beta", "tau"])
 def test_nan_hyperparameters_are_rejected(key: str) -> None:
     with pytest.raises(ConfigError, match=key):

@@ -9,6 +9,7 @@ model selection on validation Avg, grad-norm clipping 1.0).
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,7 +88,7 @@ class TrainConfig:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{_flag(name)} must be > 0, got {getattr(self, name)}")
         for name in ("weight_decay", "grad_clip", "patience", "head_hidden", "chunk_tokens"):
-            if getattr(self, name) < 0:
+            if not getattr(self, name) >= 0:  # also rejects NaN
                 raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
         if not 0 <= self.head_dropout < 1:
             raise ConfigError(f"--head-dropout must be in [0, 1), got {self.head_dropout}")
@@ -205,7 +206,10 @@ def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
                 raise ValueError(value)
             return int(value)
         if kind is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
         return str(value)
     except (TypeError, ValueError):
         expected = {list: "a comma-separated list", dict: "key=value pairs"}.get(

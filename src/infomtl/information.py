@@ -50,6 +50,8 @@ def reduce_kl(
         return kl_rows.sum()
     if mode != "class_balanced":
         raise ValueError(f"unknown kl_reduction {mode!r}; expected one of {KL_REDUCTIONS}")
+    if num_classes < 1:
+        raise ValueError("reduce_kl: class_balanced needs num_classes >= 1")
     sums = torch.zeros(num_classes, dtype=kl_rows.dtype, device=kl_rows.device)
     sums = sums.scatter_add(0, labels, kl_rows)
     counts = torch.bincount(labels, minlength=num_classes).to(kl_rows.dtype)

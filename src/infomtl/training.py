@@ -69,6 +69,14 @@ def prepare_data(config: TrainConfig) -> data_mod.MultiTaskData:
     return data
 
 
+def check_output_dir(output_dir: str | None) -> None:
+    """Refuse, before anything is loaded, an output folder that already holds files."""
+    if output_dir is not None:
+        path = Path(output_dir)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(f"--output-dir {path} already holds files; choose a new folder")
+
+
 def new_run_dir(output_dir: str | None) -> Path:
     """The run folder: ``output_dir`` (must be empty or new), or a fresh one under ``runs/``."""
     if output_dir is None:
@@ -79,9 +87,8 @@ def new_run_dir(output_dir: str | None) -> Path:
             n += 1
             path = Path("runs") / f"{stamp}-{n}"
     else:
+        check_output_dir(output_dir)
         path = Path(output_dir)
-        if path.exists() and any(path.iterdir()):
-            raise ConfigError(f"--output-dir {path} already holds files; choose a new folder")
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -101,6 +108,7 @@ class Trainer:
 
         self.config = config.validate()
         self.spec = resolve_spec(config)
+        check_output_dir(config.output_dir)
         self.echo = echo
         self.accelerator = Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision)
         set_seed(config.seed)
@@ -313,6 +321,7 @@ class Trainer:
                 write_predictions(run_dir / "predictions" / split, self.tasks, preds)
         results["train_time_s"] = round(time.perf_counter() - start, 2)
         if acc.is_main_process:
+            self.method.write_artifacts(run_dir)
             write_json(run_dir / "results.json", results)
         return TrainResult(run_dir, results)
 

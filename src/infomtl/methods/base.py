@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
@@ -91,6 +92,9 @@ class Component(nn.Module):
     def log_values(self) -> dict[str, Any]:
         """Values for the per-epoch log (task weights, learned scalars...)."""
         return {}
+
+    def write_artifacts(self, folder: Path) -> None:
+        """Write method-specific outputs (e.g. a task clustering) into the run folder."""
 
 
 class Objective(Component):

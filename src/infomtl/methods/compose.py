@@ -7,6 +7,7 @@ Regime rules: a weighting that needs every task's loss each step
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -82,3 +83,7 @@ class Method(nn.Module):
 
     def log_values(self) -> dict[str, Any]:
         return {**self.objective.log_values(), **self.weighting.log_values()}
+
+    def write_artifacts(self, folder: Path) -> None:
+        self.objective.write_artifacts(folder)
+        self.weighting.write_artifacts(folder)

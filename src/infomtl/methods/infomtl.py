@@ -42,9 +42,9 @@ class InfoMTLHyper(Hyper):
     kl_reduction: str = "class_balanced"
 
     def validate(self) -> None:
-        if self.alpha < 0 or self.beta < 0:
+        if not (self.alpha >= 0 and self.beta >= 0):  # also rejects NaN
             raise ValueError("alpha and beta must be >= 0")
-        if self.tau <= 0:
+        if not self.tau > 0:
             raise ValueError("tau must be > 0")
         if self.kl_reduction not in KL_REDUCTIONS:
             raise ValueError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}")

@@ -12,6 +12,7 @@ into a validated :class:`MethodSpec` before any model is loaded:
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -160,7 +161,10 @@ def _coerce(method: str, key: str, value: Any, kind: Any) -> Any:
         if kind is int:
             return int(value)
         if kind is float:
-            return float(value)
+            number = float(value)
+            if not math.isfinite(number):
+                raise ValueError(value)
+            return number
         if kind is str:
             return str(value)
     except (TypeError, ValueError):
