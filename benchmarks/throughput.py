@@ -38,7 +38,7 @@ def measure(config: TrainConfig, steps: int, warmup: int) -> dict[str, float]:
         total, _, _ = trainer.train_step(p)
         rows += sum(len(idx) for idx in p)
         tokens += sum(int(trainer.encoded["train"][t].lengths[idx].sum()) for t, idx in enumerate(p))
-    float(total)  # wait for the last step
+    float(total.detach())  # wait for the last step
     elapsed = time.perf_counter() - start
     return {"examples_s": rows / elapsed, "tokens_s": tokens / elapsed, "step_s": elapsed / steps}
 

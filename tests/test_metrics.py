@@ -399,3 +399,24 @@ def test_significance_is_symmetric_and_a_probability() -> None:
 def test_metrics_module_does_not_import_torch() -> None:
     code = "import sys, infomtl.metrics; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_avg_of_vipmtl_affecteval_ew_row_is_57_64() -> None:
+    """VIP-MTL (ACL 2025), AffectEval table, EW row: GoEmotions 47.13 / EmotionEval 77.97 /
+    EmoBank Pearson V, A, D 75.62, 49.44, 36.47 / EI-reg Pearson, Spearman 51.01, 52.23.
+    Avg = mean over tasks of each task's mean over its metrics = 57.64."""
+    tasks = [
+        Task("goemotions", TaskKind.CLASSIFICATION, labels=tuple("abc")),
+        Task("emotioneval", TaskKind.CLASSIFICATION, labels=tuple("abcd")),
+        Task("emobank", TaskKind.REGRESSION, targets=("V", "A", "D"),
+             metrics=tuple(Metric(f"pearson_{d}", "pearson", target=d) for d in "VAD")),
+        Task("ei_reg", TaskKind.REGRESSION,
+             metrics=(Metric("pearson", "pearson"), Metric("spearman", "spearman"))),
+    ]
+    row = {
+        "goemotions": {"macro_f1": 47.13},
+        "emotioneval": {"macro_f1": 77.97},
+        "emobank": {"pearson_V": 75.62, "pearson_A": 49.44, "pearson_D": 36.47},
+        "ei_reg": {"pearson": 51.01, "spearman": 52.23},
+    }
+    assert round(average(tasks, row), 2) == 57.64

@@ -54,8 +54,9 @@ class TrainConfig:
     head_dropout: float = _f(0.2, "dropout on the task heads' input", "model")
     chunk_tokens: int = _f(16384, "encode each step in length-sorted chunks of at most N padded tokens (0 = one forward); same result, less padding and memory", "model")
     head_hidden: int = _f(0, "hidden width of Gaussian heads (0 = no hidden layer, as the authors' code)", "model")
+    freeze_backbone: bool = _f(False, "train only what sits above the encoder; the encoder runs in eval mode without gradients", "model")
     # method
-    method: str = _f("ew", "training method (see `infomtl methods`)", "method")
+    method: str = _f("ew", "training method (see `infomtl methods`); stl / stl-cnn train one model per task", "method")
     weighting: str | None = _f(None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method")
     method_args: dict[str, Any] = _f({}, "method hyperparameters as key=value pairs, e.g. alpha=0.1,beta=0.01", "method")
     # batching

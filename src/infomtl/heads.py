@@ -8,6 +8,9 @@
   Prediction uses ``μ``. With ``hidden > 0`` both branches read a shared hidden
   layer ``u = GELU(W_u · Dropout(h))`` (the MLP of the paper's text); ``hidden = 0``
   is the authors' code (no hidden layer, dropout on the mean branch only).
+* :class:`TextCNNHead`: the "STL with CNN" baseline (Kim 2014) over the token states
+  ``(N, L, d)``: per kernel width k a convolution with F filters, ReLU, max-pool over
+  the valid windows, then ``y = W · Dropout([pool_3; pool_4; pool_5]) + b``.
 """
 
 from __future__ import annotations
@@ -78,3 +81,46 @@ class GaussianHead(nn.Module):
         if self.training:
             sample = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         return HeadOutput(mean=mu, logvar=logvar, sample=sample)
+
+
+class TextCNNHead(nn.Module):
+    """TextCNN over token states: ``y = W · Dropout(concat_k max_p ReLU(conv_k(S))_p) + b``.
+
+    ``S`` is ``(N, L, d)`` with an attention mask ``(N, L)``. Padding positions are
+    zeroed before the convolutions, and the max runs only over *valid* windows (those
+    holding no padding token: ``-inf`` elsewhere), so padding never wins the max. A row
+    shorter than a kernel is zero-padded to the kernel width and its one window (all
+    its tokens) is the valid one. Parameters: ``d·F·Σk + F·K + F·K·C + C`` for K kernel
+    widths (``768·12·216 + 3·216 + 3·216·C + C`` ≈ 2.0M for kernels 3/4/5, d = 768).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        filters: int = 216,
+        kernels: tuple[int, ...] = (3, 4, 5),
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.kernels = tuple(int(k) for k in kernels)
+        self.convs = nn.ModuleList(nn.Conv1d(in_features, filters, k) for k in self.kernels)
+        self.dropout = nn.Dropout(dropout)
+        self.linear = nn.Linear(filters * len(self.kernels), out_features)
+
+    def forward(self, states: torch.Tensor, attention_mask: torch.Tensor) -> HeadOutput:
+        mask = attention_mask.float()
+        x = states * mask.unsqueeze(-1).to(states.dtype)
+        short = max(self.kernels) - x.shape[1]
+        if short > 0:
+            x = nn.functional.pad(x, (0, 0, 0, short))
+            mask = nn.functional.pad(mask, (0, short))
+        x = x.transpose(1, 2)  # (N, d, L)
+        lengths = mask.sum(1, keepdim=True)
+        pooled = []
+        for k, conv in zip(self.kernels, self.convs, strict=True):
+            # a window is valid when it holds min(length, k) real tokens (no padding)
+            valid = mask.unfold(1, k, 1).sum(-1) >= lengths.clamp(max=k)
+            feats = conv(x).masked_fill(~valid.unsqueeze(1), float("-inf"))
+            pooled.append(torch.relu(feats.amax(dim=-1)))
+        return HeadOutput(mean=self.linear(self.dropout(torch.cat(pooled, dim=1))))

@@ -134,7 +134,8 @@ class Trainer:
             config.seed, config.temperature,
         )
         self.model = MultiTaskModel(
-            self.backbone.encoder, self.method.build_decoder(), config.pooling, config.chunk_tokens
+            self.backbone.encoder, self.method.build_decoder(), config.pooling, config.chunk_tokens,
+            freeze_encoder=config.freeze_backbone,
         )
 
     # -- setup -------------------------------------------------------------------------
@@ -351,5 +352,10 @@ class Trainer:
 
 
 def train(config: TrainConfig, echo: Any = print) -> TrainResult:
-    """Train one configured run; returns its folder and results."""
+    """Train one configured run (for ``stl`` / ``stl-cnn``: one run per task, see
+    :mod:`infomtl.stl`); returns its folder and results."""
+    from infomtl import stl
+
+    if stl.is_single_task(config.method):
+        return stl.train_single_task(config, echo)
     return Trainer(config, echo).run()

@@ -8,6 +8,7 @@ from infomtl.methods import (  # noqa: F401  (registration)
     linear,
     loss_weighting,
     pcgrad,
+    textcnn,
     weighting,
 )
 from infomtl.methods.base import (

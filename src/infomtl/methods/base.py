@@ -102,6 +102,8 @@ class Objective(Component):
 
     #: encoder views per step (2 = doubled batch for a contrastive term)
     views: int = 1
+    #: the decoder reads token states ``(states, attention_mask, rows)`` instead of pooled ``h``
+    token_states: ClassVar[bool] = False
 
     def __init__(
         self, hp: Hyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int
