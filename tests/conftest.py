@@ -27,3 +27,14 @@ def data_root() -> Path:
     if root is None:
         pytest.skip("benchmark data not found: set INFOMTL_DATA to the folder holding tweeteval/")
     return root
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for tiny-model training: faster on a shared 2-core machine."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -38,14 +38,7 @@ def _train(method: str, output_dir: Path) -> tuple[Path, dict[str, torch.Tensor]
     return result.run_dir, initial
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The tiny model is too small to gain from intra-op threads; on a shared 2-core
-    machine, spinning OpenMP threads make it several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

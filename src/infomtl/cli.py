@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train one run", description=(
         "Train one multi-task run. Options come from --config YAML and flags (flags win). "
         "Writes a run folder: config.yaml, run.json, log.jsonl, checkpoint/, results.json, "
-        "predictions/{split}/{task}.txt."))
+        "predictions/{split}/{task}.txt. With --method stl or stl-cnn: one such folder per "
+        "task inside the run folder, and one combined results.json."))
     _add_train_options(train)
     train.set_defaults(func=cmd_train)
 

@@ -1,4 +1,7 @@
-"""Working with finished run folders: re-scoring a saved run on any split."""
+"""Working with finished run folders: re-scoring a saved run on any split.
+
+An STL folder (``--method stl`` / ``stl-cnn``) is scored task by task and combined.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +24,11 @@ def evaluate_run(
     The data are read as the run was configured (same tasks, same limits on
     evaluation rows); ``data_dir`` points at a moved data root.
     """
+    from infomtl import stl
     from infomtl.training import prepare_data
+
+    if stl.is_single_task_run(run_dir):
+        return stl.evaluate_single_task_run(run_dir, split, data_dir, batch_size)
 
     run = load_run(run_dir)
     config = run.config

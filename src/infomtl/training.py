@@ -184,7 +184,9 @@ class Trainer:
         self.model, self.optimizer, self.scheduler = acc.prepare(self.model, optimizer, scheduler)
         self.method.to(acc.device)
         inner = acc.unwrap_model(self.model)
+        # shared = the encoder plus any layer the decoder shares between tasks (a bottleneck)
         shared = [p for p in inner.encoder.parameters() if p.requires_grad]
+        shared += [p for p in getattr(inner.decoder, "shared_parameters", list)() if p.requires_grad]
         heads = [list(h.parameters()) for h in getattr(inner.decoder, "heads", [])]
         self.ctx = BackwardContext(acc.backward, shared, heads)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]

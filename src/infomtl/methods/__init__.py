@@ -4,11 +4,14 @@ Importing this package registers every built-in method.
 """
 
 from infomtl.methods import (  # noqa: F401  (registration)
+    hmtl,
     infomtl,
     linear,
     loss_weighting,
+    mtvib,
     pcgrad,
     textcnn,
+    vmtl,
     weighting,
 )
 from infomtl.methods.base import (

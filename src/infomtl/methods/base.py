@@ -102,6 +102,10 @@ class Objective(Component):
 
     #: encoder views per step (2 = doubled batch for a contrastive term)
     views: int = 1
+    #: the weighting this objective runs with when the user names none (MT-VIB: ``uw``)
+    default_weighting: ClassVar[str] = "ew"
+    #: the objective needs other tasks' rows in every step (VMTL's priors): no ``per-task`` regime
+    needs_all_tasks: ClassVar[bool] = False
     #: the decoder reads token states ``(states, attention_mask, rows)`` instead of pooled ``h``
     token_states: ClassVar[bool] = False
 

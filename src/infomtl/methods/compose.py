@@ -1,8 +1,9 @@
 """A training method: one objective composed with one weighting.
 
 ``Method`` is what the trainer talks to; it never asks which method it runs.
-Regime rules: a weighting that needs every task's loss each step
-(``needs_all_tasks``) refuses the one-task-per-step regimes.
+Regime rules: a weighting that needs every task's loss each step, or an objective
+that needs every task's rows (both ``needs_all_tasks``), refuses the
+one-task-per-step regimes.
 """
 
 from __future__ import annotations
@@ -55,11 +56,17 @@ class Method(nn.Module):
         """The batching regime: the user's choice if it can work, else the method's default."""
         if requested in (None, "auto"):
             return self.weighting.default_regime
-        if self.weighting.needs_all_tasks and requested in SINGLE_TASK_REGIMES and len(self.tasks) > 1:
-            raise ConfigError(
-                f"method {self.name} needs every task's loss in each step; regime "
-                f"{requested!r} holds one task per step (use mixed or uniform)"
-            )
+        if requested in SINGLE_TASK_REGIMES and len(self.tasks) > 1:
+            if self.weighting.needs_all_tasks:
+                raise ConfigError(
+                    f"method {self.name} needs every task's loss in each step; regime "
+                    f"{requested!r} holds one task per step (use mixed or uniform)"
+                )
+            if self.objective.needs_all_tasks:
+                raise ConfigError(
+                    f"method {self.name}: objective {self.spec.objective} needs every task's rows "
+                    f"in each step; regime {requested!r} holds one task per step (use mixed or uniform)"
+                )
         return requested
 
     def build_decoder(self) -> nn.Module:

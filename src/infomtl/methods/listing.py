@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from infomtl.methods.registry import DEFAULT_OBJECTIVE, OBJECTIVES, WEIGHTINGS
+from infomtl.stl import SINGLE_TASK_METHODS
 
 
 def describe_methods() -> str:
@@ -12,12 +13,29 @@ def describe_methods() -> str:
     lines = ["Objectives (--method NAME [--weighting W]):"]
     for name, cls in sorted(OBJECTIVES.items()):
         label = f"{name} (the heads of every weighting method)" if name == DEFAULT_OBJECTIVE else name
-        lines += _entry(label, cls, f"views per step: {cls.views if isinstance(cls.views, int) else '1-2'}")
+        note = f"views per step: {cls.views if isinstance(cls.views, int) else '1-2'}"
+        if cls.token_states:
+            note += "; heads read the token states"
+        if cls.default_weighting != "ew":
+            note += f"; default weighting: {cls.default_weighting}"
+        if cls.needs_all_tasks:
+            note += "; needs every task each step (mixed or uniform regime)"
+        lines += _entry(label, cls, note)
     lines.append("")
     lines.append("Weightings (--method NAME, or --weighting NAME with an objective):")
     for name, cls in sorted(WEIGHTINGS.items()):
         regime = "needs every task each step" if cls.needs_all_tasks else "any regime"
         lines += _entry(name, cls, f"default regime: {cls.default_regime}; {regime}")
+    lines.append("")
+    lines.append("Single-task baselines (--method NAME: one run per task, one combined results.json):")
+    for name, base in SINGLE_TASK_METHODS.items():
+        args = f"those of {base.task_method}" if base.takes_method_args else "none"
+        frozen = "frozen backbone; " if base.freeze_backbone else ""
+        lines += [
+            f"  {name}: {base.description}",
+            f"      each task: --method {base.task_method}; {frozen}hyperparameters: {args}",
+            f"      reference: {base.reference}",
+        ]
     lines.append("")
     lines.append("Set hyperparameters with --method-args key=value,... (or method_args: in YAML).")
     return "\n".join(lines)

@@ -5,8 +5,9 @@ duplicate is an error at import time. ``resolve_method`` turns the user's words
 into a validated :class:`MethodSpec` before any model is loaded:
 
 * ``--method ew`` (a weighting) → the linear-head objective with that weighting;
-* ``--method infomtl`` (an objective) → that objective with ``--weighting`` (EW by
-  default), e.g. ``--method infomtl --weighting uw``.
+* ``--method infomtl`` (an objective) → that objective with ``--weighting`` (by
+  default the objective's ``default_weighting``: EW, UW for MT-VIB), e.g.
+  ``--method infomtl --weighting uw``.
 """
 
 from __future__ import annotations
@@ -55,6 +56,12 @@ def canonical(name: str) -> str:
     return _ALIASES.get(key, key)
 
 
+def default_weighting(objective: str) -> str:
+    """The weighting an objective runs with when no ``--weighting`` is given."""
+    cls = OBJECTIVES.get(objective)
+    return cls.default_weighting if cls is not None else DEFAULT_WEIGHTING
+
+
 def method_names() -> list[str]:
     """Names a user can pass to ``--method`` (objectives and weightings)."""
     return sorted(n for n in (*OBJECTIVES, *WEIGHTINGS) if n != DEFAULT_OBJECTIVE)
@@ -71,10 +78,10 @@ class MethodSpec:
 
     @property
     def name(self) -> str:
-        """``ew``, ``infomtl``, ``infomtl+uw``..."""
+        """``ew``, ``infomtl``, ``infomtl+uw``... (no suffix for the objective's default weighting)."""
         if self.objective == DEFAULT_OBJECTIVE:
             return self.weighting
-        if self.weighting == DEFAULT_WEIGHTING:
+        if self.weighting == default_weighting(self.objective):
             return self.objective
         return f"{self.objective}+{self.weighting}"
 
@@ -112,7 +119,7 @@ def resolve_method(
         objective, wname = DEFAULT_OBJECTIVE, name
     elif name in OBJECTIVES:
         objective = name
-        wname = wname or DEFAULT_WEIGHTING
+        wname = wname or default_weighting(name)
         if wname not in WEIGHTINGS:
             hint = f" ({wname} is an objective: use --method {wname})" if wname in OBJECTIVES else ""
             raise ConfigError(
