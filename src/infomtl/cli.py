@@ -47,11 +47,13 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             group.add_argument(flag, metavar=f.name.upper(), **kwargs)
-    ablation = parser.add_argument_group("InfoMTL ablations")
+    ablation = parser.add_argument_group("InfoMTL / VIP-MTL ablations")
     ablation.add_argument("--no-simax", action="store_true", default=argparse.SUPPRESS,
                           help="InfoMTL without shared information maximisation (alpha=0, one view)")
     ablation.add_argument("--no-timin", action="store_true", default=argparse.SUPPRESS,
                           help="InfoMTL without task-specific information minimisation (linear heads)")
+    ablation.add_argument("--no-variance-norm", action="store_true", default=argparse.SUPPRESS,
+                          help="VIP-MTL without variance normalisation (w/o VI: s_t frozen at 0, no gamma term)")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -66,7 +68,7 @@ def config_from_args(args: argparse.Namespace):
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values.update({k: v for k, v in vars(args).items() if k in names})
     config = TrainConfig.from_dict(values, source)
-    for key in ("simax", "timin"):
+    for key in ("simax", "timin", "variance_norm"):
         if getattr(args, f"no_{key}", False):
             config.method_args = {**config.method_args, key: False}
     return config.validate()

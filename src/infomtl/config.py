@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from infomtl.data.affecteval import EI_REG_PAIRS
 from infomtl.errors import ConfigError
 
 OPTIMIZERS = ("adamax", "adamw")
@@ -40,13 +41,16 @@ class TrainConfig:
     """Everything a training run depends on."""
 
     # data
-    benchmark: str = _f("tweeteval", "benchmark to train on (tweeteval, synthetic); ignored with --task-dirs", "data")
+    benchmark: str = _f("tweeteval", "benchmark to train on (tweeteval, affecteval, synthetic); ignored with --task-dirs", "data")
     tasks: list[str] = _f([], "comma-separated subset of the benchmark's tasks (default: all)", "data")
     task_dirs: list[str] = _f([], "comma-separated folders of your own tasks (train/val/test JSONL or TSV, optional task.yaml)", "data")
     data_dir: str | None = _f(None, "root folder holding one folder per benchmark (else $INFOMTL_DATA, else the cache)", "data")
     train_ratio: float = _f(1.0, "seeded stratified fraction of each training set to keep (data-constrained runs)", "data")
     max_train_examples: int | None = _f(None, "keep at most N training rows per task (stratified; smoke runs)", "data")
     max_eval_examples: int | None = _f(None, "score only the first N val/test rows per task (smoke runs; not official)", "data")
+    goemotions_multilabel: bool = _f(False, "GoEmotions as the official multi-label task instead of the authors' single-label subset (affecteval)", "data")
+    ei_reg_pair: str = _f("first", "how EI-reg's emotion reaches the encoder: as the first text of a pair, or not at all (affecteval)", "data", EI_REG_PAIRS)
+    multilabel_threshold: float | None = _f(None, "decision threshold of multi-label tasks, in (0, 1) (default: each task's own, 0.5)", "data")
     # model
     backbone: str = _f("roberta-base", "encoder: Hugging Face id or local path, or 'minilm' / 'tiny' (offline)", "model")
     pooling: str = _f("cls", "pooling of token states into the shared representation", "model", ("cls", "mean"))
@@ -97,6 +101,9 @@ class TrainConfig:
             raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 < self.train_ratio <= 1:
             raise ConfigError(f"--train-ratio must be in (0, 1], got {self.train_ratio}")
+        threshold = self.multilabel_threshold
+        if threshold is not None and not 0 < threshold < 1:
+            raise ConfigError(f"--multilabel-threshold must be in (0, 1), got {threshold}")
         for name in ("max_train_examples", "max_eval_examples", "max_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -59,14 +60,51 @@ def predict_splits(
 
 
 def score_predictions(
-    tasks: list[Task], golds: list[np.ndarray], preds: list[np.ndarray]
+    tasks: list[Task],
+    golds: list[np.ndarray],
+    preds: list[np.ndarray],
+    groups: Sequence[Sequence[str] | None] | None = None,
 ) -> dict[str, object]:
-    """``{"tasks": {task: {metric: score}}, "scores": {task: task score}, "avg": Avg}``."""
+    """``{"tasks": {task: {metric: score}}, "scores": {task: task score}, "avg": Avg}``.
+
+    With ``groups`` (per task, a group name per row, or None), the result also holds
+    ``"groups": {task: {group: {metric: score}}}`` for the tasks that have groups
+    (stance targets, EI-reg emotions): every metric of the task on that group's
+    rows alone, groups in order of first appearance. These are reported only; Avg
+    is always over the whole split.
+    """
     per_task = {t.name: score_task(t, g, p) for t, g, p in zip(tasks, golds, preds, strict=True)}
-    return {
+    out: dict[str, object] = {
         "tasks": per_task,
         "scores": {t.name: task_score(t, per_task[t.name]) for t in tasks},
         "avg": average(tasks, per_task),
+    }
+    if groups is not None:
+        per_group = {
+            t.name: score_groups(t, g, p, rows)
+            for t, g, p, rows in zip(tasks, golds, preds, groups, strict=True)
+            if rows is not None
+        }
+        if per_group:
+            out["groups"] = per_group
+    return out
+
+
+def score_groups(
+    task: Task, gold: np.ndarray, pred: np.ndarray, groups: Sequence[str]
+) -> dict[str, dict[str, float]]:
+    """``{group: {metric: score}}``: :func:`~infomtl.metrics.score_task` on each group's rows.
+
+    A group too small or too uniform for a metric gets that metric's degenerate
+    value (0 for a correlation of a constant or a single row), never an error.
+    """
+    names = np.asarray(groups, dtype=object)
+    if len(names) != len(gold):
+        raise ValueError(f"task {task.name!r}: {len(names)} groups but {len(gold)} rows")
+    gold, pred = np.asarray(gold), np.asarray(pred)
+    return {
+        str(name): score_task(task, gold[names == name], pred[names == name])
+        for name in dict.fromkeys(groups)
     }
 
 

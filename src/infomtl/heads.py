@@ -8,6 +8,10 @@
   Prediction uses ``μ``. With ``hidden > 0`` both branches read a shared hidden
   layer ``u = GELU(W_u · Dropout(h))`` (the MLP of the paper's text); ``hidden = 0``
   is the authors' code (no hidden layer, dropout on the mean branch only).
+* :class:`VarianceNormalizedGaussianHead`: VIP-MTL's head (Hu et al., ACL 2025): a
+  Gaussian head whose output is divided by ``exp(s/2)``, ``s = log σ'`` one learnable
+  scalar of the head (init 0): training sample ``z' = (μ + exp(log σ²/2) · ε) / exp(s/2)``,
+  prediction ``μ / exp(s/2)``. Its output is a :class:`NormalizedHeadOutput`.
 * :class:`TextCNNHead`: the "STL with CNN" baseline (Kim 2014) over the token states
   ``(N, L, d)``: per kernel width k a convolution with F filters, ReLU, max-pool over
   the valid windows, then ``y = W · Dropout([pool_3; pool_4; pool_5]) + b``.
@@ -39,6 +43,26 @@ class HeadOutput:
     def train_output(self) -> torch.Tensor:
         """What the task loss is computed on: the sample if there is one, else the mean."""
         return self.sample if self.sample is not None else self.mean
+
+
+@dataclass
+class NormalizedHeadOutput(HeadOutput):
+    """The output of a :class:`VarianceNormalizedGaussianHead`.
+
+    ``mean``, ``logvar`` and ``sample`` describe the *normalised* output
+    ``z' = z / exp(s/2)`` (what the task loss and the prediction use):
+    ``mean = μ / exp(s/2)``, ``logvar = log σ² − s``. The head's Gaussian before the
+    normalisation, ``q(z_t | h) = N(μ, σ²)``, is kept for its KL term.
+
+    Attributes:
+        raw_mean: ``(N, C)`` μ before the normalisation.
+        raw_logvar: ``(N, C)`` log σ² before the normalisation.
+        log_scale: the head's 0-d ``s = log σ'`` (a parameter, or a zero buffer when frozen).
+    """
+
+    raw_mean: torch.Tensor | None = None
+    raw_logvar: torch.Tensor | None = None
+    log_scale: torch.Tensor | None = None
 
 
 class LinearHead(nn.Module):
@@ -81,6 +105,51 @@ class GaussianHead(nn.Module):
         if self.training:
             sample = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
         return HeadOutput(mean=mu, logvar=logvar, sample=sample)
+
+
+class VarianceNormalizedGaussianHead(GaussianHead):
+    """Gaussian head + variance normalisation (VIP-MTL): ``z' = z / exp(s/2)``.
+
+    ``s = log σ'`` (``log_scale``) is one scalar per head, init 0: the log of the
+    approximate variance of the task's mixture distribution, so that dividing by
+    ``exp(s/2) = √σ'`` gives the task output unit variance. Training:
+    ``z' = (μ + exp(log σ²/2) · ε) / exp(s/2)``, ε ~ N(0, I); test: ``μ / exp(s/2)``
+    (the same argmax as μ; for regression the trained output scale).
+
+    ``s`` lives in the head, not on the method, so that the normalised mean the
+    evaluation reads already is the model's prediction. It is a 0-d parameter, which
+    the trainer puts in its no-weight-decay group (every parameter with ``ndim < 2``).
+    With ``learn_scale=False`` (VIP-MTL's "w/o VI" ablation) ``s`` is a zero buffer:
+    frozen at 0, the normalisation is the identity (same state-dict key either way).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        dropout: float = 0.0,
+        hidden: int = 0,
+        learn_scale: bool = True,
+    ) -> None:
+        super().__init__(in_features, out_features, dropout, hidden)
+        self.learn_scale = learn_scale
+        if learn_scale:
+            self.log_scale = nn.Parameter(torch.zeros(()))
+        else:
+            self.register_buffer("log_scale", torch.zeros(()))
+
+    def forward(self, h: torch.Tensor) -> NormalizedHeadOutput:
+        out = super().forward(h)
+        s = self.log_scale
+        inv_scale = torch.exp(-0.5 * s).to(out.mean.dtype)  # 1 / exp(s/2)
+        return NormalizedHeadOutput(
+            mean=out.mean * inv_scale,
+            logvar=out.logvar - s.to(out.logvar.dtype),
+            sample=None if out.sample is None else out.sample * inv_scale,
+            raw_mean=out.mean,
+            raw_logvar=out.logvar,
+            log_scale=s,
+        )
 
 
 class TextCNNHead(nn.Module):

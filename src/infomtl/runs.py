@@ -43,5 +43,6 @@ def evaluate_run(
     preds, loss = predict_splits(
         run.model, run.method, run.tasks, splits, batch_size, int(pad), torch.device("cpu")
     )
-    scored = score_predictions(run.tasks, [s.labels for s in splits], preds)
+    groups = [data.splits[t.name][split].groups for t in run.tasks]
+    scored = score_predictions(run.tasks, [s.labels for s in splits], preds, groups)
     return {**scored, "loss": loss}

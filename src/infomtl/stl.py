@@ -119,13 +119,21 @@ def task_config(config: TrainConfig, task: str, folder: Path) -> TrainConfig:
 
 
 def combine_scores(tasks: list[Task], scored: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """One split's combined scores from each task's own ``{tasks, scores, avg, loss}``."""
+    """One split's combined scores from each task's own ``{tasks, scores, avg, loss}``
+    (and per-group scores, where a task has ``groups``)."""
     per_task = {t.name: scored[t.name]["tasks"][t.name] for t in tasks}
     out: dict[str, Any] = {
         "tasks": per_task,
         "scores": {t.name: task_score(t, per_task[t.name]) for t in tasks},
         "avg": average(tasks, per_task),
     }
+    groups = {
+        t.name: scored[t.name]["groups"][t.name]
+        for t in tasks
+        if t.name in scored[t.name].get("groups", {})
+    }
+    if groups:
+        out["groups"] = groups
     if all("loss" in scored[t.name] for t in tasks):
         out["loss"] = float(sum(scored[t.name]["loss"] for t in tasks))
     return out

@@ -14,6 +14,7 @@ method, sizes), ``log.jsonl`` (one line per epoch), ``checkpoint/`` (best),
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -36,7 +37,7 @@ from infomtl.errors import ConfigError, InfomtlError
 from infomtl.evaluation import predict_splits, score_predictions, write_predictions
 from infomtl.methods import BackwardContext, Method, MethodSpec, resolve_method
 from infomtl.model import MultiTaskModel
-from infomtl.tasks import Task
+from infomtl.tasks import Task, TaskKind
 
 
 def resolve_spec(config: TrainConfig) -> MethodSpec:
@@ -50,7 +51,12 @@ def prepare_data(config: TrainConfig) -> data_mod.MultiTaskData:
         data = data_mod.load_task_folders([Path(p) for p in config.task_dirs])
         data = data_mod.select_tasks(data, config.tasks or None, benchmark="task-folder")
     else:
-        data = data_mod.load_benchmark(config.benchmark, config.data_dir, config.tasks or None)
+        data = data_mod.load_benchmark(
+            config.benchmark, config.data_dir, config.tasks or None,
+            goemotions_multilabel=config.goemotions_multilabel, ei_reg_pair=config.ei_reg_pair,
+        )
+    if config.multilabel_threshold is not None:
+        data = with_multilabel_threshold(data, config.multilabel_threshold)
     for task in data.tasks:
         splits = data.splits[task.name]
         for required in ("train", "val"):
@@ -67,6 +73,21 @@ def prepare_data(config: TrainConfig) -> data_mod.MultiTaskData:
                 if split in splits:
                     splits[split] = data_mod.head(splits[split], config.max_eval_examples)
     return data
+
+
+def with_multilabel_threshold(data: data_mod.MultiTaskData, threshold: float) -> data_mod.MultiTaskData:
+    """``data`` with every multi-label task's decision threshold set to ``threshold``."""
+    tasks = [
+        dataclasses.replace(t, threshold=threshold) if t.kind is TaskKind.MULTILABEL else t
+        for t in data.tasks
+    ]
+    splits = {
+        task.name: {
+            split: dataclasses.replace(part, task=task) for split, part in data.splits[task.name].items()
+        }
+        for task in tasks
+    }
+    return data_mod.MultiTaskData(tasks=tasks, splits=splits)
 
 
 def check_output_dir(output_dir: str | None) -> None:
@@ -318,7 +339,7 @@ class Trainer:
             if split not in self.encoded:
                 continue
             preds, loss = self._predict(split)
-            scored = score_predictions(self.tasks, self._golds(split), preds)
+            scored = score_predictions(self.tasks, self._golds(split), preds, self._groups(split))
             results[split] = {**scored, "loss": loss}
             if acc.is_main_process:
                 write_predictions(run_dir / "predictions" / split, self.tasks, preds)
@@ -336,6 +357,10 @@ class Trainer:
 
     def _golds(self, split: str) -> list[np.ndarray]:
         return [s.labels for s in self.encoded[split]]
+
+    def _groups(self, split: str) -> list[list[str] | None]:
+        """Each task's group per row of ``split`` (stance target, EI-reg emotion), or None."""
+        return [self.data.splits[t.name][split].groups for t in self.tasks]
 
     def _summarise(self, sums: dict, counts: dict) -> dict[str, Any]:
         names = [t.name for t in self.tasks]

@@ -11,6 +11,7 @@ from infomtl.methods import (  # noqa: F401  (registration)
     mtvib,
     pcgrad,
     textcnn,
+    vipmtl,
     vmtl,
     weighting,
 )
