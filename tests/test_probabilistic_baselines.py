@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from fakes import fake_batch
 from infomtl.config import TrainConfig
 from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
@@ -46,26 +47,7 @@ def _method(name: str, weighting: str | None = None, tasks: list[Task] = TASKS, 
 
 
 def _batch(rows_per_task: tuple[int, ...] = (3, 2, 4), seed: int = 0) -> tuple[torch.Tensor, Batch]:
-    gen = torch.Generator().manual_seed(seed)
-    rows, labels, start = {}, {}, 0
-    for t, n in enumerate(rows_per_task):
-        if n == 0:
-            continue
-        rows[t] = torch.arange(start, start + n)
-        start += n
-        task = TASKS[t]
-        if task.kind is TaskKind.CLASSIFICATION:
-            labels[t] = torch.randint(0, task.num_outputs, (n,), generator=gen)
-        elif task.kind is TaskKind.MULTILABEL:
-            labels[t] = torch.randint(0, 2, (n, task.num_outputs), generator=gen).float()
-        else:
-            labels[t] = torch.randn(n, task.num_outputs, generator=gen)
-    h = torch.randn(start, D, generator=gen)
-    ids = torch.zeros(start, 4, dtype=torch.long)
-    batch = Batch(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=None,
-                  rows=rows, labels=labels)
-    return h, batch
-
+    return fake_batch(TASKS, rows_per_task, D, seed)
 
 def _forward(method: Method, decoder: torch.nn.Module, h: torch.Tensor, batch: Batch) -> ModelOutput:
     heads, extras = decoder(h, batch.rows)

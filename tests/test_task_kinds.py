@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 import torch
 
+from fakes import fake_batch
 from infomtl.config import TrainConfig
 from infomtl.data import load_task_folders
 from infomtl.data.batching import Batch
@@ -139,23 +140,7 @@ def test_every_method_trains_on_regression_and_multilabel_tasks(case, task_dirs,
 
 
 def _batch(tasks, rows_per_task=(4, 3, 5, 4), seed: int = 0) -> tuple[torch.Tensor, Batch]:
-    gen = torch.Generator().manual_seed(seed)
-    rows, labels, start = {}, {}, 0
-    for t, (task, n) in enumerate(zip(tasks, rows_per_task, strict=True)):
-        rows[t] = torch.arange(start, start + n)
-        start += n
-        if task.kind is TaskKind.CLASSIFICATION:
-            labels[t] = torch.randint(0, task.num_outputs, (n,), generator=gen)
-        elif task.kind is TaskKind.MULTILABEL:
-            labels[t] = torch.randint(0, 2, (n, task.num_outputs), generator=gen).float()
-        else:
-            labels[t] = torch.randn(n, task.num_outputs, generator=gen)
-    h = torch.randn(start, D, generator=gen)
-    ids = torch.zeros(start, 3, dtype=torch.long)
-    batch = Batch(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=None,
-                  rows=rows, labels=labels)
-    return h, batch
-
+    return fake_batch(tasks, rows_per_task, D, seed)
 
 def _method(tasks, name: str, weighting: str | None = None, **args) -> Method:
     return Method(resolve_method(name, weighting, args), list(tasks), D, [48] * len(tasks))

@@ -12,6 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from fakes import fake_batch
 from infomtl.checkpoint import load_run
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.data.batching import Batch
@@ -59,24 +60,10 @@ def _constant_head(mu: float, logvar: float, s: float, learn_scale: bool = True)
 
 
 def _batch(rows_per_task: tuple[int, ...] = (4, 3, 5), seed: int = 0) -> tuple[torch.Tensor, Batch]:
-    gen = torch.Generator().manual_seed(seed)
-    rows, labels, start = {}, {}, 0
-    for t, n in enumerate(rows_per_task):
-        rows[t] = torch.arange(start, start + n)
-        start += n
-        task = TASKS[t]
-        if task.kind is TaskKind.CLASSIFICATION:
-            labels[t] = torch.tensor([0, 0, 2, 0])[:n]  # class 1 absent: class-balanced ≠ mean
-        elif task.kind is TaskKind.MULTILABEL:
-            labels[t] = torch.randint(0, 2, (n, task.num_outputs), generator=gen).float()
-        else:
-            labels[t] = torch.randn(n, task.num_outputs, generator=gen)
-    h = torch.randn(start, D, generator=gen)
-    ids = torch.zeros(start, 3, dtype=torch.long)
-    batch = Batch(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=None,
-                  rows=rows, labels=labels)
-    return h, batch
-
+    # class 1 absent from the classification rows: class-balanced KL differs from the mean
+    classification = {t: torch.tensor([0, 0, 2, 0]) for t, task in enumerate(TASKS)
+                      if task.kind is TaskKind.CLASSIFICATION}
+    return fake_batch(TASKS, rows_per_task, D, seed, labels=classification)
 
 def _forward(method: Method, h: torch.Tensor, batch: Batch, scales=(0.3, -0.7, 1.1)):
     decoder = method.build_decoder()

@@ -1,0 +1,43 @@
+"""Hand-built inputs for unit tests of objectives: a random shared representation and a
+mixed batch with labels of each task's kind."""
+
+from __future__ import annotations
+
+import torch
+
+from infomtl.data.batching import Batch
+from infomtl.tasks import Task, TaskKind
+
+
+def random_labels(task: Task, n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` random labels of ``task``'s kind (class ids, 0/1 rows, or real targets)."""
+    if task.kind is TaskKind.CLASSIFICATION:
+        return torch.randint(0, task.num_outputs, (n,), generator=gen)
+    if task.kind is TaskKind.MULTILABEL:
+        return torch.randint(0, 2, (n, task.num_outputs), generator=gen).float()
+    return torch.randn(n, task.num_outputs, generator=gen)
+
+
+def fake_batch(
+    tasks: list[Task],
+    rows_per_task: tuple[int, ...],
+    dim: int,
+    seed: int = 0,
+    labels: dict[int, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, Batch]:
+    """``h`` ``(B, dim)`` and a :class:`Batch` with ``rows_per_task[t]`` rows of task t
+    (tasks with 0 rows are absent); ``labels`` overrides the random labels of a task."""
+    gen = torch.Generator().manual_seed(seed)
+    rows, batch_labels, start = {}, {}, 0
+    for t, n in enumerate(rows_per_task):
+        if n == 0:
+            continue
+        rows[t] = torch.arange(start, start + n)
+        start += n
+        given = (labels or {}).get(t)
+        batch_labels[t] = given[:n] if given is not None else random_labels(tasks[t], n, gen)
+    h = torch.randn(start, dim, generator=gen)
+    ids = torch.zeros(start, 3, dtype=torch.long)
+    batch = Batch(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=None,
+                  rows=rows, labels=batch_labels)
+    return h, batch
