@@ -4,6 +4,19 @@ Importing the package is cheap: torch, transformers and the rest load only when
 the modules that need them are imported.
 """
 
+from __future__ import annotations
+
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+__all__ = ["__version__", "load"]
+
+
+def load(path, device: str = "cpu"):
+    """A predictor for a run folder, an STL folder or an export folder.
+
+    ``infomtl.load(path).predict(texts)`` returns one ``{task: prediction}`` dict
+    per text; see :mod:`infomtl.predict`. torch is imported on the first call only.
+    """
+    from infomtl.predict import load as _load
+
+    return _load(path, device=device)

@@ -1,4 +1,4 @@
-"""The ``infomtl`` command line: train, evaluate, demo, methods, download.
+"""The ``infomtl`` command line: train, evaluate, predict, export, demo, methods, download.
 
 User errors print one line (``error: ...``) and exit with status 2; no traceback.
 """
@@ -107,6 +107,54 @@ def cmd_methods(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from infomtl.experiments import describe_runs, load_sweep, run_sweep
+
+    if args.dry_run:
+        print(describe_runs(load_sweep(args.config), args.store))
+        return 0
+    summary = run_sweep(args.config, args.store, workers=args.workers)
+    print(f"{summary.total} runs: {summary.skipped} already finished, {len(summary.finished)} trained, "
+          f"{len(summary.failed)} failed; store: {args.store}")
+    if summary.failed:
+        print(f"error: {len(summary.failed)} run(s) failed; run the same command again to retry them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from infomtl.report import write_report
+
+    markdown, written = write_report(args.store, args.out, baseline=args.baseline, plots=args.plots)
+    print(markdown)
+    print(f"wrote {len(written)} files to {written[0].parent if written else args.out}")
+    return 0
+
+
+def _add_sweep_report(sub: Any) -> None:
+    sweep = sub.add_parser("sweep", help="run a grid of runs into a results store (resumable)", description=(
+        "Expand a sweep YAML (methods with hyperparameter grids x seeds x training ratios x "
+        "benchmarks x backbones), validate every run, and train the unfinished ones into "
+        "STORE/runs/<id>/. Run the same command again to resume after a kill."))
+    sweep.add_argument("config", help="sweep YAML (see configs/sweeps/)")
+    sweep.add_argument("--store", required=True, help="results store folder (created if new)")
+    sweep.add_argument("--workers", type=int, default=1,
+                       help="parallel training processes on this machine (default: 1, in-process)")
+    sweep.add_argument("--dry-run", action="store_true", help="list the runs and which are finished; train nothing")
+    sweep.set_defaults(func=cmd_sweep)
+
+    report = sub.add_parser("report", help="tables (Markdown, CSV, LaTeX) and plots from a results store",
+                            description="Select each method's grid point by mean validation Avg over seeds "
+                            "and write the overall, per-task and data-ratio tables of its test results.")
+    report.add_argument("store", help="results store written by `infomtl sweep`")
+    report.add_argument("--out", default=None, help="folder for the tables and plots (default: STORE/report)")
+    report.add_argument("--baseline", default=None, help="label of the Δp / significance baseline (default: the EW run)")
+    report.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                        help="write PNG plots (needs matplotlib; default: on)")
+    report.set_defaults(func=cmd_report)
+
+
 def cmd_download(args: argparse.Namespace) -> int:
     from infomtl.data.download import download_tweeteval
     from infomtl.data.paths import default_cache_root
@@ -115,6 +163,71 @@ def cmd_download(args: argparse.Namespace) -> int:
     folder = download_tweeteval(root)
     print(f"TweetEval saved to {folder}; use --data-dir {root} or INFOMTL_DATA={root}")
     return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from infomtl.predict import load, read_inputs, write_outputs
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    texts, pairs = read_inputs(args.input, args.input_format)
+    predictor = load(args.run_dir)
+    if tasks is not None:
+        predictor._choose(tasks)  # unknown task names fail before any work
+    progress = args.progress
+    if progress is None:
+        progress = len(texts) > 1000 and sys.stderr.isatty()
+    predictions = predictor.predict(texts, pairs, tasks, batch_size=args.batch_size, progress=progress)
+    if args.output in (None, "-"):
+        write_outputs(sys.stdout, args.output_format, predictor.tasks, texts, pairs, predictions)
+    else:
+        out = Path(args.output)
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+                write_outputs(fh, args.output_format, predictor.tasks, texts, pairs, predictions)
+        except OSError as exc:
+            raise InfomtlError(f"{out}: cannot write ({exc.strerror or exc})") from None
+        tmp.replace(out)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from infomtl.export import export_run
+
+    out = export_run(args.run_dir, args.out_dir)
+    print(f"exported {args.run_dir} to {out}; load it with infomtl.load({str(out)!r}) "
+          f"or `infomtl predict {out} --input FILE`")
+    return 0
+
+
+def _add_predict_export(sub: argparse._SubParsersAction) -> None:
+    from infomtl.predict import INPUT_FORMATS, OUTPUT_FORMATS
+
+    pr = sub.add_parser("predict", help="predict every task for new texts with a trained run or export",
+                        description="Label texts with every task of a run folder, STL folder or export "
+                        "folder. Input: one text per line (text), JSONL objects with \"text\" and an "
+                        "optional \"text_pair\", or TSV (text, optional pair; optional header 'text'). "
+                        "Every input line must hold a text; outputs follow the input order.")
+    pr.add_argument("run_dir", metavar="RUN_OR_EXPORT", help="run folder (infomtl train) or export folder (infomtl export)")
+    pr.add_argument("--input", required=True, metavar="FILE", help="input file, or - for standard input")
+    pr.add_argument("--input-format", choices=INPUT_FORMATS, default=None,
+                    help="input format (default: by extension: .jsonl, .tsv, else text)")
+    pr.add_argument("--tasks", default=None, help="comma-separated tasks to predict (default: all)")
+    pr.add_argument("--batch-size", type=int, default=64, help="texts per batch (default: 64)")
+    pr.add_argument("--output", default=None, metavar="FILE", help="output file (default: standard output)")
+    pr.add_argument("--output-format", choices=OUTPUT_FORMATS, default="jsonl",
+                    help="jsonl: one object per text; tsv: text and per-task columns (default: jsonl)")
+    pr.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bar on stderr (default: for more than 1000 texts on a terminal)")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="write a self-contained folder for a trained run",
+                        description="Export a run (or STL) folder: encoder and tokenizer (save_pretrained, "
+                        "safetensors), heads in safetensors, tasks and method in infomtl.json with the "
+                        "SHA-256 of every file, and a model card README.md with the run's metrics.")
+    ex.add_argument("run_dir", help="run folder written by `infomtl train`")
+    ex.add_argument("out_dir", metavar="OUT", help="new (or empty) folder to write")
+    ex.set_defaults(func=cmd_export)
 
 
 def _print_results(results: dict[str, Any], splits: Sequence[str] = ("val", "test")) -> None:
@@ -172,6 +285,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="show progress bars (default: off)")
     demo.set_defaults(func=cmd_demo)
 
+    _add_predict_export(sub)
+
     methods = sub.add_parser("methods", help="list the training methods and their hyperparameters")
     methods.set_defaults(func=cmd_methods)
 
@@ -179,6 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.add_argument("benchmark", choices=("tweeteval",), help="benchmark to fetch")
     dl.add_argument("--data-dir", default=None, help="data root to write into (default: the cache folder)")
     dl.set_defaults(func=cmd_download)
+    _add_sweep_report(sub)
     return parser
 
 

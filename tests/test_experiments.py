@@ -1,0 +1,169 @@
+"""Sweeps: expansion, stable run ids, the results store, resume after a kill, workers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from infomtl.cli import main
+from infomtl.errors import ConfigError
+from infomtl.experiments import Store, expand_sweep, load_sweep, run_id, run_sweep
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+REPO = Path(__file__).resolve().parents[1]
+BASE = {
+    "benchmark": "synthetic", "backbone": "tiny", "max_length": 32, "batch_size": 32, "epochs": 1,
+    "max_train_examples": 48, "max_eval_examples": 24, "lr": 2e-3, "progress": False,
+}
+
+
+def _sweep(tmp_path: Path, seeds=(0, 1), methods=None, name="sweep.yaml") -> Path:
+    data = {"base": BASE, "methods": methods or [{"method": "ew"}, {"method": "infomtl"}], "seeds": list(seeds)}
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    return path
+
+
+def _index_ids(store: Path) -> list[str]:
+    return [json.loads(line)["id"] for line in (store / "index.jsonl").read_text().splitlines()]
+
+
+def test_expansion_covers_the_grid_with_stable_ids() -> None:
+    data = {"base": BASE, "seeds": [0, 1, 2], "train_ratios": [0.5, 1.0],
+            "methods": [{"method": "ew"}, {"method": "infomtl", "grid": {"alpha": [0.01, 0.1], "tau": [1.0]}},
+                        {"method": "infomtl", "label": "infomtl w/o TIMin", "method_args": {"timin": False}}]}
+    runs = expand_sweep(data)
+    assert len(runs) == (1 + 2 + 1) * 3 * 2
+    assert len({r.run_id for r in runs}) == len(runs)
+    assert [r.run_id for r in expand_sweep(data)] == [r.run_id for r in runs]
+    grid_run = next(r for r in runs if r.label == "infomtl" and r.point == {"alpha": 0.1, "tau": 1.0})
+    assert grid_run.config.method_args == {"alpha": 0.1, "tau": 1.0}
+    ablation = next(r for r in runs if r.label == "infomtl w/o TIMin")
+    assert ablation.config.method_args == {"timin": False}
+    # output folder and progress bars do not change what a run computes, so not its id
+    config = runs[0].config
+    same = type(config).from_dict({**config.to_dict(), "output_dir": "elsewhere", "progress": True})
+    assert run_id(same) == runs[0].run_id
+    assert run_id(type(config).from_dict({**config.to_dict(), "lr": 1e-3})) != runs[0].run_id
+    assert len(runs[0].run_id) == 12
+
+
+def test_default_seeds_are_0_1_2() -> None:
+    runs = expand_sweep({"base": BASE, "methods": [{"method": "ew"}]})
+    assert [r.config.seed for r in runs] == [0, 1, 2]
+
+
+@pytest.mark.parametrize(("entry", "needle"), [
+    ({"method": "nope"}, "nope"),
+    ({"method": "infomtl", "grid": {"alpha": [0.1], "not_a_hyperparameter": [1]}}, "not_a_hyperparameter"),
+    ({"method": "ew", "lr": -1}, "--lr must be > 0"),
+    ({"method": "ew", "bogus_option": 1}, "bogus_option"),
+])
+def test_a_bad_entry_fails_before_anything_runs(tmp_path: Path, entry, needle, capsys) -> None:
+    path = _sweep(tmp_path, methods=[{"method": "uw"}, entry])
+    with pytest.raises(ConfigError, match=r"methods\[2\]") as info:
+        load_sweep(path)
+    assert str(path) in str(info.value) and needle in str(info.value)
+    assert main(["sweep", str(path), "--store", str(tmp_path / "store")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and err.count("\n") == 1
+    assert not (tmp_path / "store").exists()
+
+
+def test_two_entries_with_one_label_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"methods\[2\]: label 'ew' already used by methods\[1\]"):
+        expand_sweep({"base": BASE, "methods": [{"method": "ew"}, {"method": "ew", "lr": 1e-3}]})
+
+
+def test_sweep_trains_every_run_once_and_a_rerun_skips_them(tmp_path: Path) -> None:
+    path, store = _sweep(tmp_path), tmp_path / "store"
+    summary = run_sweep(path, store, echo=lambda _: None)
+    runs = load_sweep(path)
+    assert len(summary.finished) == 4 and not summary.failed
+    assert sorted(_index_ids(store)) == sorted(r.run_id for r in runs)
+    for run in runs:
+        results = json.loads((store / "runs" / run.run_id / "results.json").read_text())
+        assert results["seed"] == run.config.seed and results["method"] == run.config.method
+    stamps = {r.run_id: (store / "runs" / r.run_id / "results.json").stat().st_mtime_ns for r in runs}
+
+    again = run_sweep(path, store, echo=lambda _: None)
+    assert again.skipped == 4 and not again.finished
+    assert sorted(_index_ids(store)) == sorted(r.run_id for r in runs)
+
+    # a changed config adds runs and never overwrites finished ones
+    bigger = _sweep(tmp_path, seeds=(0, 1, 2), name="bigger.yaml")
+    added = run_sweep(bigger, store, echo=lambda _: None)
+    assert added.skipped == 4 and len(added.finished) == 2
+    assert len(_index_ids(store)) == 6 == len(set(_index_ids(store)))
+    for rid, stamp in stamps.items():
+        assert (store / "runs" / rid / "results.json").stat().st_mtime_ns == stamp
+    assert len(Store(store).read_plan()) == 6
+
+
+def test_an_unfinished_run_folder_is_restarted(tmp_path: Path) -> None:
+    path, store = _sweep(tmp_path, seeds=(0,), methods=[{"method": "ew"}]), tmp_path / "store"
+    rid = load_sweep(path)[0].run_id
+    folder = store / "runs" / rid
+    folder.mkdir(parents=True)
+    (folder / "log.jsonl").write_text("half a run\n")
+    summary = run_sweep(path, store, echo=lambda _: None)
+    assert summary.finished == [rid]
+    assert (folder / "results.json").is_file()
+    assert "half a run" not in (folder / "log.jsonl").read_text()
+
+
+def test_killed_sweep_resumes_without_losing_or_duplicating_runs(tmp_path: Path) -> None:
+    path, store = _sweep(tmp_path), tmp_path / "store"
+    command = [sys.executable, "-m", "infomtl", "sweep", str(path), "--store", str(store)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(store.glob("runs/*/results.json")):
+            assert proc.poll() is None, "the sweep ended before its first run finished"
+            assert time.monotonic() < deadline, "no run finished in time"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    finished_before = {p.parent.name for p in store.glob("runs/*/results.json")}
+    assert 1 <= len(finished_before) < 4
+
+    resumed = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    ids = sorted(r.run_id for r in load_sweep(path))
+    assert sorted(_index_ids(store)) == ids  # every run exactly once
+    assert all((store / "runs" / rid / "results.json").is_file() for rid in ids)
+    assert sorted(p.name for p in (store / "runs").iterdir()) == ids  # no stray folders
+    assert f"{len(finished_before)} finished" in resumed.stdout
+
+
+def test_parallel_workers_fill_the_same_store(tmp_path: Path) -> None:
+    path, store = _sweep(tmp_path, methods=[{"method": "ew"}]), tmp_path / "store"
+    summary = run_sweep(path, store, workers=2, echo=lambda _: None)
+    assert len(summary.finished) == 2 and not summary.failed
+    assert sorted(_index_ids(store)) == sorted(r.run_id for r in load_sweep(path))
+
+
+def test_dry_run_lists_runs_and_trains_nothing(tmp_path: Path, capsys) -> None:
+    path, store = _sweep(tmp_path), tmp_path / "store"
+    assert main(["sweep", str(path), "--store", str(store), "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "4 runs, 0 finished, 4 to run" in out
+    assert not (store / "runs").exists()
+
+
+@pytest.mark.parametrize("preset", sorted((REPO / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_sweep_presets_expand(preset: Path) -> None:
+    runs = load_sweep(preset)
+    assert runs and len({r.run_id for r in runs}) == len(runs)
