@@ -41,3 +41,15 @@ def fake_batch(
     batch = Batch(input_ids=ids, attention_mask=torch.ones_like(ids), token_type_ids=None,
                   rows=rows, labels=batch_labels)
     return h, batch
+
+
+def small_config(output_dir, **overrides):
+    """A run on the built-in synthetic benchmark with the ``tiny`` backbone: seconds on a CPU."""
+    from infomtl.config import TrainConfig
+
+    values = dict(
+        benchmark="synthetic", backbone="tiny", max_length=32, batch_size=32, epochs=1,
+        max_train_examples=64, max_eval_examples=32, progress=False, output_dir=str(output_dir),
+    )
+    values.update(overrides)
+    return TrainConfig(**values)

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 import infomtl
+from fakes import small_config
 from infomtl.cli import main
-from infomtl.config import TrainConfig
 from infomtl.errors import InfomtlError
 from infomtl.export import MANIFEST, export_run, sha256_file
 from infomtl.training import prepare_data, train
@@ -18,19 +18,12 @@ from infomtl.training import prepare_data, train
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _config(output_dir: Path, **kw) -> TrainConfig:
-    values = dict(
-        benchmark="synthetic", backbone="tiny", max_length=32, batch_size=32, epochs=1,
-        max_train_examples=64, max_eval_examples=32, progress=False, output_dir=str(output_dir),
-    )
-    values.update(kw)
-    return TrainConfig(**values)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "run"
-    return train(_config(out, method="infomtl"), echo=lambda *_: None).run_dir
+    return train(small_config(out, method="infomtl"), echo=lambda *_: None).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +33,7 @@ def exported(run_dir, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def val_texts(run_dir) -> list[str]:
-    data = prepare_data(_config(run_dir))
+    data = prepare_data(small_config(run_dir))
     return data.splits[data.tasks[0].name]["val"].texts
 
 
@@ -160,9 +153,9 @@ def test_cli_export_then_predict(run_dir, tmp_path, capsys) -> None:
 
 
 def test_stl_run_predicts_and_exports(tmp_path) -> None:
-    run = train(_config(tmp_path / "stl", method="stl", tasks=["sentiment", "topic"], max_steps=2),
+    run = train(small_config(tmp_path / "stl", method="stl", tasks=["sentiment", "topic"], max_steps=2),
                 echo=lambda *_: None).run_dir
-    texts = prepare_data(_config(run, tasks=["sentiment", "topic"])).splits["sentiment"]["val"].texts
+    texts = prepare_data(small_config(run, tasks=["sentiment", "topic"])).splits["sentiment"]["val"].texts
     predictor = infomtl.load(run)
     assert predictor.task_names == ["sentiment", "topic"]
     preds = predictor.predict(texts)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import infomtl
+from fakes import small_config
 from infomtl.cli import main
 from infomtl.config import TrainConfig
 from infomtl.errors import InfomtlError
@@ -24,19 +25,12 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _config(output_dir: Path, **kw) -> TrainConfig:
-    values = dict(
-        benchmark="synthetic", backbone="tiny", max_length=32, batch_size=32, epochs=1,
-        max_train_examples=64, max_eval_examples=32, progress=False, output_dir=str(output_dir),
-    )
-    values.update(kw)
-    return TrainConfig(**values)
 
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("predict") / "run"
-    return train(_config(out), echo=lambda *_: None).run_dir
+    return train(small_config(out), echo=lambda *_: None).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def predictor(run_dir):
 
 @pytest.fixture(scope="module")
 def val_texts(run_dir) -> list[str]:
-    data = prepare_data(_config(run_dir))
+    data = prepare_data(small_config(run_dir))
     texts = data.splits[data.tasks[0].name]["val"].texts
     assert all(data.splits[t.name]["val"].texts == texts for t in data.tasks)
     return texts
@@ -106,7 +100,7 @@ def test_a_task_trained_on_pairs_needs_them(run_dir) -> None:
     assert plain[0]["topic"] == out[0]["topic"]
 
 
-def test_pair_modes_from_the_config() -> None:
+def test_pair_modes_from_thesmall_config() -> None:
     from infomtl.tasks import Task
 
     tasks = [Task("ei_reg", "regression"), Task("emobank", "regression", targets=("V", "A", "D"))]

@@ -65,7 +65,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     place, so an interrupted export leaves no half-written ``out_dir``.
     """
     from infomtl import stl
-    from infomtl.predict import stl_parts
+    from infomtl.stl import stl_parts
 
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():

@@ -283,18 +283,6 @@ def _unit_from_run(folder: Path) -> _Unit:
                  pair_modes(run.config, run.tasks))
 
 
-def stl_parts(folder: Path) -> dict[str, Path]:
-    """``{task: sub-run folder}`` of an STL folder (from its ``results.json``)."""
-    from infomtl.checkpoint import read_json
-
-    results = folder / "results.json"
-    if not results.is_file():
-        raise InfomtlError(f"{folder}: no results.json (the STL run did not finish every task)")
-    runs = read_json(results).get("runs")
-    if not isinstance(runs, dict) or not runs:
-        raise InfomtlError(f"{results}: no 'runs' mapping of task to run folder")
-    return {str(name): folder / str(sub) for name, sub in runs.items()}
-
 
 def load(path: str | Path, device: str = "cpu") -> Predictor:
     """A :class:`Predictor` for a run folder, an STL folder or an export folder.
@@ -312,7 +300,7 @@ def load(path: str | Path, device: str = "cpu") -> Predictor:
     if (folder / MANIFEST).is_file():
         units = load_export_units(folder)
     elif stl.is_single_task_run(folder):
-        units = [_unit_from_run(sub) for sub in stl_parts(folder).values()]
+        units = [_unit_from_run(sub) for sub in stl.stl_parts(folder).values()]
     elif (folder / "checkpoint").is_dir() or (folder / "run.json").is_file():
         units = [_unit_from_run(folder)]
     else:

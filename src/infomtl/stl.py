@@ -217,17 +217,11 @@ def evaluate_single_task_run(
     from infomtl.checkpoint import read_json
     from infomtl.runs import evaluate_run
 
-    folder = Path(folder)
-    results_path = folder / "results.json"
-    if not results_path.is_file():
-        raise InfomtlError(f"{folder}: no results.json (the STL run did not finish every task)")
-    runs = read_json(results_path).get("runs")
-    if not isinstance(runs, dict) or not runs:
-        raise InfomtlError(f"{results_path}: no 'runs' mapping of task to run folder")
+    parts = stl_parts(Path(folder))
     tasks: list[Task] = []
     scored: dict[str, dict[str, Any]] = {}
-    for name, sub in runs.items():
-        meta_path = folder / str(sub) / "run.json"
+    for name, sub in parts.items():
+        meta_path = sub / "run.json"
         try:
             task = Task.from_dict(read_json(meta_path)["tasks"][0])
         except (KeyError, IndexError, TypeError, ValueError) as exc:
@@ -235,5 +229,18 @@ def evaluate_single_task_run(
         if task.name != name:
             raise InfomtlError(f"{meta_path}: holds task {task.name!r}, expected {name!r}")
         tasks.append(task)
-        scored[name] = evaluate_run(folder / str(sub), split, data_dir=data_dir, batch_size=batch_size)
+        scored[name] = evaluate_run(sub, split, data_dir=data_dir, batch_size=batch_size)
     return combine_scores(tasks, scored)
+
+
+def stl_parts(folder: Path) -> dict[str, Path]:
+    """``{task: sub-run folder}`` of an STL folder (from its ``results.json``)."""
+    from infomtl.checkpoint import read_json
+
+    results = folder / "results.json"
+    if not results.is_file():
+        raise InfomtlError(f"{folder}: no results.json (the STL run did not finish every task)")
+    runs = read_json(results).get("runs")
+    if not isinstance(runs, dict) or not runs:
+        raise InfomtlError(f"{results}: no 'runs' mapping of task to run folder")
+    return {str(name): folder / str(sub) for name, sub in runs.items()}
