@@ -27,10 +27,13 @@ SCHEDULES = ("constant", "linear")
 REGIME_CHOICES = ("auto", "mixed", "uniform", "per-task", "temperature")
 
 
-def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None, **kw: Any):
-    meta = {"help": help, "group": group}
+def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None,
+       metavar: str | None = None, **kw: Any):
+    meta: dict[str, Any] = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
+    if metavar:
+        meta["metavar"] = metavar
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -85,6 +88,7 @@ class TrainConfig:
     mixed_precision: str = _f("no", "autocast dtype (bf16 where the hardware has it)", "runtime", PRECISIONS)
     cpu: bool = _f(False, "run on the CPU even if a GPU is present", "runtime")
     progress: bool = _f(True, "show progress bars", "runtime")
+    resume: str | None = _f(None, "continue an interrupted run folder from its last complete epoch; every other option is taken from RUN_DIR/config.yaml (other flags are ignored)", "runtime", metavar="RUN_DIR")
 
     def validate(self) -> TrainConfig:
         """Check every value; raise :class:`ConfigError` naming the option."""
@@ -117,7 +121,11 @@ class TrainConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The run's options (``resume`` is an action, not an option of the run: left out,
+        so ``config.yaml`` and sweep run ids do not depend on it)."""
+        data = dataclasses.asdict(self)
+        data.pop("resume", None)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:

@@ -9,7 +9,14 @@ improvement; the best checkpoint is then scored on val and test.
 
 A run folder holds ``config.yaml`` (the resolved config), ``run.json`` (tasks,
 method, sizes), ``log.jsonl`` (one line per epoch), ``checkpoint/`` (best),
-``results.json`` and ``predictions/{split}/{task}.txt``.
+``last/`` (the full training state after the last complete epoch, for
+``--resume``), ``results.json`` and ``predictions/{split}/{task}.txt``.
+
+Per epoch the writes are: the log line, then ``checkpoint/`` (if improved), then
+``last/`` (atomically). A resume continues after ``last/``'s epoch, dropping log lines
+of later epochs; a kill between ``checkpoint/`` and ``last/`` just retrains that epoch,
+which (same state, same data order) rewrites the same best checkpoint.
+``results.json`` is written last and marks a finished run.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import shutil
 import time
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,8 +38,15 @@ from tqdm.auto import tqdm
 
 from infomtl import data as data_mod
 from infomtl.backbones import Backbone, load_backbone
-from infomtl.checkpoint import load_weights, save_checkpoint, write_json
-from infomtl.config import TrainConfig
+from infomtl.checkpoint import (
+    load_training_state,
+    load_weights,
+    recover_folder,
+    save_checkpoint,
+    save_training_state,
+    write_json,
+)
+from infomtl.config import TrainConfig, load_yaml
 from infomtl.data.batching import Batcher, EncodedSplit, collate, encode, shard
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.evaluation import predict_splits, score_predictions, write_predictions
@@ -114,6 +129,51 @@ def new_run_dir(output_dir: str | None) -> Path:
     return path
 
 
+def resume_config(run_dir: str | Path) -> TrainConfig:
+    """The config of an interrupted run folder, set up to resume it in place.
+
+    Raises :class:`InfomtlError` for a folder that is not a run or already finished.
+    """
+    folder = Path(run_dir)
+    if not (folder / "config.yaml").is_file():
+        raise InfomtlError(f"--resume {folder}: not a run folder (no config.yaml)")
+    if (folder / "results.json").is_file():
+        raise InfomtlError(f"--resume {folder}: the run already finished (results.json exists); nothing to resume")
+    config = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+    config.output_dir = str(folder)
+    config.resume = str(folder)
+    return config.validate()
+
+
+def _truncate_log(path: Path, last_epoch: int) -> None:
+    """Keep the log lines of epochs <= ``last_epoch`` (drops a torn last line too)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if record.get("epoch", 0) > last_epoch:
+            break
+        kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _clear_run_dir(folder: Path) -> None:
+    """Remove everything of an interrupted run except its ``config.yaml``."""
+    for child in folder.iterdir():
+        if child.name == "config.yaml":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
 @dataclass
 class TrainResult:
     run_dir: Path
@@ -129,7 +189,8 @@ class Trainer:
 
         self.config = config.validate()
         self.spec = resolve_spec(config)
-        check_output_dir(config.output_dir)
+        if config.resume is None:
+            check_output_dir(config.output_dir)
         self.echo = echo
         self.accelerator = Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision)
         set_seed(config.seed)
@@ -233,10 +294,24 @@ class Trainer:
 
     def run(self) -> TrainResult:
         cfg, acc = self.config, self.accelerator
-        run_dir = new_run_dir(cfg.output_dir) if acc.is_main_process else Path(cfg.output_dir or ".")
+        last_dir = None
+        if cfg.resume is not None:
+            run_dir = Path(cfg.resume)
+            if acc.is_main_process:
+                for name in ("last", "checkpoint"):
+                    recover_folder(run_dir / name)
+                if not (run_dir / "last" / "state.json").is_file():
+                    self.echo(f"{run_dir}: no complete epoch to resume from; training from scratch")
+                    _clear_run_dir(run_dir)
+            acc.wait_for_everyone()
+            if (run_dir / "last" / "state.json").is_file():
+                last_dir = run_dir / "last"
+        else:
+            run_dir = new_run_dir(cfg.output_dir) if acc.is_main_process else Path(cfg.output_dir or ".")
         self.run_dir = run_dir
         if acc.is_main_process:
-            cfg.save(run_dir / "config.yaml")
+            if last_dir is None:
+                cfg.save(run_dir / "config.yaml")
             write_json(run_dir / "run.json", {
                 "tasks": [t.to_dict() for t in self.tasks],
                 "method": self.spec.to_dict(),
@@ -253,13 +328,25 @@ class Trainer:
 
         log_path = run_dir / "log.jsonl"
         best_score, best_epoch, bad_epochs, step = -math.inf, 0, 0, 0
-        start = time.perf_counter()
+        first_epoch, elapsed, stopped = 1, 0.0, False
+        if last_dir is not None:
+            state = load_training_state(
+                last_dir, acc.unwrap_model(model), self.method, self.optimizer, scheduler, acc.scaler,
+            )
+            first_epoch = int(state["epoch"]) + 1
+            step, bad_epochs, best_epoch = int(state["step"]), int(state["bad_epochs"]), int(state["best_epoch"])
+            best_score, elapsed, stopped = float(state["best_score"]), float(state["elapsed"]), bool(state["stopped"])
+            if acc.is_main_process:
+                _truncate_log(log_path, first_epoch - 1)
+            self.echo(f"resuming {run_dir} after epoch {first_epoch - 1}")
+        start = time.perf_counter() - elapsed
         self.echo(
             f"training {self.spec.name} on {', '.join(t.name for t in self.tasks)} "
             f"({sum(self.train_sizes)} rows, {steps_per_epoch} steps/epoch, regime {self.regime}) "
             f"with {cfg.backbone} on {acc.device} -> {run_dir}"
         )
-        for epoch in range(1, cfg.epochs + 1):
+        epoch = first_epoch - 1
+        for epoch in range(first_epoch, 1 if stopped else cfg.epochs + 1):
             model.train()
             self.method.train()
             sums: dict[tuple[str, int | None], torch.Tensor] = defaultdict(
@@ -319,9 +406,18 @@ class Trainer:
                     )
             else:
                 bad_epochs += 1
-                if cfg.patience and bad_epochs >= cfg.patience:
-                    self.echo(f"early stop: no improvement for {cfg.patience} epochs")
-                    break
+            stopped = bool(cfg.patience and bad_epochs >= cfg.patience)
+            if acc.is_main_process:
+                save_training_state(
+                    run_dir / "last", acc.unwrap_model(model), self.method, self.optimizer, scheduler,
+                    {"epoch": epoch, "step": step, "best_score": best_score, "best_epoch": best_epoch,
+                     "bad_epochs": bad_epochs, "stopped": stopped,
+                     "elapsed": time.perf_counter() - start},
+                    acc.scaler,
+                )
+            if stopped:
+                self.echo(f"early stop: no improvement for {cfg.patience} epochs")
+                break
         acc.wait_for_everyone()
         load_weights(run_dir / "checkpoint", acc.unwrap_model(model), self.method)
         results: dict[str, Any] = {
@@ -383,6 +479,11 @@ def train(config: TrainConfig, echo: Any = print) -> TrainResult:
     :mod:`infomtl.stl`); returns its folder and results."""
     from infomtl import stl
 
+    if config.resume is not None:
+        config = resume_config(config.resume)
+        if stl.is_single_task(config.method):
+            raise InfomtlError(f"--resume {config.resume}: resuming {config.method} runs is not supported; "
+                               "train it again")
     if stl.is_single_task(config.method):
         return stl.train_single_task(config, echo)
     return Trainer(config, echo).run()
