@@ -38,3 +38,20 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A 2-epoch EW run on the synthetic benchmark with the ``tiny`` backbone (trained once)."""
+    import torch
+
+    from fakes import small_config
+    from infomtl.training import train
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        out = tmp_path_factory.mktemp("tiny-run") / "run"
+        return train(small_config(out, epochs=2, lr=1e-3), echo=lambda *a: None).run_dir
+    finally:
+        torch.set_num_threads(before)

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-from fakes import small_config
 from infomtl.analysis.representations import cluster_scores, representation_quality, uniformity
 from infomtl.checkpoint import load_run
 from infomtl.cli import main
@@ -18,13 +17,6 @@ from infomtl.cli import main
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from infomtl.training import train
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("repr")
-    return train(small_config(out, epochs=2, lr=1e-3), echo=lambda *a: None).run_dir
 
 
 def test_uniformity_of_two_antipodal_points():

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from fakes import small_config
 from infomtl.analysis.common import load_eval_split
 from infomtl.analysis.robustness import perturbation, perturbed_outputs, robust_scores
 from infomtl.checkpoint import load_run
@@ -18,13 +17,6 @@ from infomtl.cli import main
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    from infomtl.training import train
-
-    torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("robust")
-    return train(small_config(out, epochs=2, lr=1e-3), echo=lambda *a: None).run_dir
 
 
 @pytest.mark.parametrize("kind", ["random", "fgm"])
