@@ -16,7 +16,7 @@ def _data_root() -> Path | None:
     candidates.append(REPO.parent / "shared" / "data")
     for path in candidates:
         if (path / "tweeteval").is_dir():
-            return path
+            return path.resolve()  # tests run subprocesses from other folders
     return None
 
 
