@@ -339,8 +339,24 @@ def cmd_analyze_curves(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze_information(args: argparse.Namespace) -> int:
+    from infomtl.analysis import information
+    from infomtl.analysis.common import out_folder, write_csv
+
+    labels = _run_labels(args.run_dirs)
+    data = {labels[d]: information.read_information(d) for d in labels}
+    folder = out_folder(args.out, Path(args.run_dirs[0]) / "analysis")
+    _write_json(folder / "information.json", data)
+    write_csv(folder / "information.csv", ["run", "epoch", "selected", "ixz", "task", "izzt"],
+              information.rows(data))
+    written = information.plot(data, folder)
+    files = ["information.json", "information.csv", *(p.name for p in written)]
+    print(f"wrote {', '.join(files)} to {folder}")
+    return 0
+
+
 def _add_analyze(sub: Any) -> None:
-    an = sub.add_parser("analyze", help="analyses of trained runs: robustness, representations, curves",
+    an = sub.add_parser("analyze", help="analyses of trained runs: robustness, representations, curves, information",
                         description="The papers' analyses of trained runs. Each writes JSON and CSV "
                         "(and a PNG with matplotlib) into --out (default: FIRST_RUN/analysis).")
     asub = an.add_subparsers(dest="analysis", metavar="ANALYSIS", parser_class=_Parser)
@@ -380,6 +396,13 @@ def _add_analyze(sub: Any) -> None:
                           "score, validation loss and Avg, and task weights (weighting methods) per epoch.")
     common(cur, split=False)
     cur.set_defaults(func=cmd_analyze_curves)
+
+    inf = asub.add_parser("information", help="information plane: Î(Z;Z_t) against Î(X;Z) per epoch",
+                          description="Read each run's log.jsonl (trained with --track-information); plot "
+                          "Î(Z;Z_t) (mean over tasks, and per task) against Î(X;Z) per epoch, one line per "
+                          "run, epochs annotated, the selected epoch dashed (InfoMTL Figure 2).")
+    common(inf, split=False)
+    inf.set_defaults(func=cmd_analyze_information)
 
 
 def _print_results(results: dict[str, Any], splits: Sequence[str] = ("val", "test")) -> None:

@@ -88,6 +88,7 @@ class TrainConfig:
     mixed_precision: str = _f("no", "autocast dtype (bf16 where the hardware has it)", "runtime", PRECISIONS)
     cpu: bool = _f(False, "run on the CPU even if a GPU is present", "runtime")
     progress: bool = _f(True, "show progress bars", "runtime")
+    track_information: bool = _f(False, "log information-plane estimates per epoch (val set, two dropout views)", "runtime")
     resume: str | None = _f(None, "continue an interrupted run folder from its last complete epoch; every other option is taken from RUN_DIR/config.yaml (other flags are ignored)", "runtime", metavar="RUN_DIR")
 
     def validate(self) -> TrainConfig:

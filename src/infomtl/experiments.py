@@ -56,7 +56,7 @@ from infomtl.errors import ConfigError, InfomtlError
 SWEEP_KEYS = ("base", "methods", "seeds", "train_ratios", "benchmarks", "backbones")
 ENTRY_KEYS = ("method", "label", "grid")
 #: Options that do not change what a run computes, so they are left out of its id.
-NOT_HASHED = ("output_dir", "progress")
+NOT_HASHED = ("output_dir", "progress", "track_information")  # do not change results
 DEFAULT_SEEDS = (0, 1, 2)
 
 

@@ -390,6 +390,8 @@ class Trainer:
                 "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
                 "best": improved,
             }
+            if cfg.track_information and "val" in self.encoded:
+                record["information"] = self._information()
             if acc.is_main_process:
                 with log_path.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
@@ -450,6 +452,16 @@ class Trainer:
             self.accelerator.unwrap_model(self.model), self.method, self.tasks, self.encoded[split],
             self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.autocast_dtype,
         )
+
+    def _information(self) -> dict[str, Any]:
+        """Information-plane estimates on the val split (RNG state restored: results unchanged)."""
+        from infomtl.analysis.information import information_estimates
+
+        est = information_estimates(
+            self.accelerator.unwrap_model(self.model), self.tasks, self.encoded["val"], self.pad_id,
+            self.accelerator.device, batch_size=128, seed=self.config.seed,
+        )
+        return {"ixz": est["ixz"], "izzt": est["izzt"], "batch_size": est["batch_size"]}
 
     def _golds(self, split: str) -> list[np.ndarray]:
         return [s.labels for s in self.encoded[split]]
