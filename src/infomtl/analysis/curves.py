@@ -4,12 +4,12 @@ validation score, and the task weights of weighting methods, per epoch."""
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
 
 from infomtl.analysis.common import pyplot
+from infomtl.analysis.logs import read_log
 from infomtl.checkpoint import read_json
 from infomtl.errors import InfomtlError
 from infomtl.metrics import task_score
@@ -20,19 +20,9 @@ def read_curves(run_dir: str | Path) -> dict[str, Any]:
     """``{"run", "epochs", "train_loss", "val_loss", "val_avg", "tasks": {task: {"train_ce", "val_score"}},
     "weights": {task: [w per epoch]}}`` (``weights`` empty when none were logged)."""
     folder = Path(run_dir)
-    log = folder / "log.jsonl"
-    if not log.is_file():
-        raise InfomtlError(f"{folder}: no log.jsonl (is it a run folder written by `infomtl train`?)")
-    records = []
-    for n, line in enumerate(log.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise InfomtlError(f"{log}:{n}: not valid JSON ({exc})") from None
+    records = read_log(folder)
     if not records:
-        raise InfomtlError(f"{log}: no epochs logged")
+        raise InfomtlError(f"{folder / 'log.jsonl'}: no epochs logged")
     meta = read_json(folder / "run.json") if (folder / "run.json").is_file() else {}
     tasks = {t["name"]: Task.from_dict(t) for t in meta.get("tasks", [])}
     names = list(tasks) or list(records[0].get("val", {}).get("tasks", {}))

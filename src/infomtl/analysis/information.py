@@ -19,7 +19,6 @@ hence the results, unchanged. :func:`read_information` and :func:`plot` serve
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ import numpy as np
 import torch
 
 from infomtl.analysis.common import pyplot
+from infomtl.analysis.logs import read_log
 from infomtl.data.batching import EncodedSplit, collate
 from infomtl.errors import InfomtlError
 from infomtl.information import gaussian_kl, info_nce
@@ -110,16 +110,7 @@ def read_information(run_dir: str | Path) -> dict[str, Any]:
     """From a run's ``log.jsonl``: ``{"run", "epochs", "ixz", "izzt": {task: [...]},
     "izzt_mean", "selected_epoch", "batch_size"}``."""
     folder = Path(run_dir)
-    log = folder / "log.jsonl"
-    if not log.is_file():
-        raise InfomtlError(f"{folder}: no log.jsonl (is it a run folder written by `infomtl train`?)")
-    records = []
-    for n, line in enumerate(log.read_text(encoding="utf-8").splitlines(), 1):
-        if line.strip():
-            try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError as exc:
-                raise InfomtlError(f"{log}:{n}: not valid JSON ({exc})") from None
+    records = read_log(folder)
     tracked = [r for r in records if isinstance(r.get("information"), dict)]
     if not tracked:
         raise InfomtlError(f"{folder}: no information estimates in log.jsonl; train with --track-information")
