@@ -324,35 +324,35 @@ def cmd_analyze_representations(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_analyze_curves(args: argparse.Namespace) -> int:
-    from infomtl.analysis import curves
+def _analyze_logs(
+    args: argparse.Namespace, name: str, read: Any, rows: Any, plot: Any, columns: list[str]
+) -> int:
+    """An analysis read from the runs' logs: ``NAME.json``, ``NAME.csv`` and its plots."""
     from infomtl.analysis.common import out_folder, write_csv
 
     labels = _run_labels(args.run_dirs)
-    data = {labels[d]: curves.read_curves(d) for d in labels}
+    data = {labels[d]: read(d) for d in labels}
     folder = out_folder(args.out, Path(args.run_dirs[0]) / "analysis")
-    _write_json(folder / "curves.json", data)
-    write_csv(folder / "curves.csv", ["run", "epoch", "series", "task", "value"], curves.rows(data))
-    written = curves.plot(data, folder)
-    files = ["curves.json", "curves.csv", *(p.name for p in written)]
+    _write_json(folder / f"{name}.json", data)
+    write_csv(folder / f"{name}.csv", columns, rows(data))
+    written = plot(data, folder)
+    files = [f"{name}.json", f"{name}.csv", *(p.name for p in written)]
     print(f"wrote {', '.join(files)} to {folder}")
     return 0
+
+
+def cmd_analyze_curves(args: argparse.Namespace) -> int:
+    from infomtl.analysis import curves
+
+    return _analyze_logs(args, "curves", curves.read_curves, curves.rows, curves.plot,
+                         ["run", "epoch", "series", "task", "value"])
 
 
 def cmd_analyze_information(args: argparse.Namespace) -> int:
     from infomtl.analysis import information
-    from infomtl.analysis.common import out_folder, write_csv
 
-    labels = _run_labels(args.run_dirs)
-    data = {labels[d]: information.read_information(d) for d in labels}
-    folder = out_folder(args.out, Path(args.run_dirs[0]) / "analysis")
-    _write_json(folder / "information.json", data)
-    write_csv(folder / "information.csv", ["run", "epoch", "selected", "ixz", "task", "izzt"],
-              information.rows(data))
-    written = information.plot(data, folder)
-    files = ["information.json", "information.csv", *(p.name for p in written)]
-    print(f"wrote {', '.join(files)} to {folder}")
-    return 0
+    return _analyze_logs(args, "information", information.read_information, information.rows,
+                         information.plot, ["run", "epoch", "selected", "ixz", "task", "izzt"])
 
 
 def _add_analyze(sub: Any) -> None:
