@@ -16,7 +16,7 @@ from infomtl.data.paths import default_cache_root, resolve_benchmark_dir
 from infomtl.data.subsample import head, subsample
 from infomtl.data.synthetic import synthetic_benchmark
 from infomtl.data.tweeteval import load_tweeteval
-from infomtl.data.types import SPLITS, MultiTaskData, TaskData
+from infomtl.data.types import SPLITS, MultiTaskData, TaskData, choose_task_names
 from infomtl.errors import ConfigError
 
 #: ``loader(data_dir, tasks, **options)``; a loader declares the options it takes as
@@ -90,20 +90,11 @@ def select_tasks(
     """
     if tasks is None:
         return data
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
-    valid = ", ".join(data.task_names)
-    if not names:
-        raise ConfigError(f"no {benchmark} task selected; valid tasks: {valid}")
-    for task_name in names:
-        if task_name not in data.task_names:
-            raise ConfigError(f"unknown {benchmark} task {task_name!r}; valid tasks: {valid}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"{benchmark} task listed twice in {names}")
+    names = choose_task_names(tasks, data.task_names, benchmark)
     by_name = {t.name: t for t in data.tasks}
     return MultiTaskData(
         tasks=[by_name[n] for n in names], splits={n: data.splits[n] for n in names}
     )
-
 
 __all__ = [
     "BENCHMARKS",

@@ -41,7 +41,7 @@ import numpy as np
 
 from infomtl.data.textio import read_lines
 from infomtl.data.tweeteval import load_tweeteval_task
-from infomtl.data.types import SPLITS, MultiTaskData, TaskData
+from infomtl.data.types import SPLITS, MultiTaskData, TaskData, choose_task_names
 from infomtl.errors import ConfigError, DataError
 from infomtl.tasks import TWEETEVAL_TASKS, Metric, Task, TaskKind
 
@@ -105,19 +105,7 @@ def select_affecteval_tasks(tasks: Sequence[str] | str | None) -> list[str]:
     Raises:
         ConfigError: an unknown or repeated task name.
     """
-    if tasks is None:
-        return list(AFFECTEVAL_ORDER)
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
-    valid = ", ".join(AFFECTEVAL_ORDER)
-    if not names:
-        raise ConfigError(f"no AffectEval task selected; valid tasks: {valid}")
-    for name in names:
-        if name not in AFFECTEVAL_TASKS:
-            raise ConfigError(f"unknown AffectEval task {name!r}; valid tasks: {valid}")
-    if len(set(names)) != len(names):
-        raise ConfigError(f"AffectEval task listed twice in {names}")
-    return names
-
+    return choose_task_names(tasks, AFFECTEVAL_ORDER, "AffectEval")
 
 def load_affecteval(
     folder: Path,

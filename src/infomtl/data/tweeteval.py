@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from infomtl.data.textio import read_lines
-from infomtl.data.types import SPLITS, MultiTaskData, TaskData
-from infomtl.errors import ConfigError, DataError
+from infomtl.data.types import SPLITS, MultiTaskData, TaskData, choose_task_names
+from infomtl.errors import DataError
 from infomtl.tasks import TWEETEVAL_ORDER, TWEETEVAL_TASKS, Task
 
 #: Tasks whose rows carry a group (``{split}_target.txt``).
@@ -44,20 +44,7 @@ def select_tweeteval_tasks(tasks: Sequence[str] | str | None) -> list[str]:
     Raises:
         ConfigError: an unknown or repeated task name.
     """
-    if tasks is None:
-        return list(TWEETEVAL_ORDER)
-    names = [tasks] if isinstance(tasks, str) else list(tasks)
-    if not names:
-        raise ConfigError("no TweetEval task selected; valid tasks: " + ", ".join(TWEETEVAL_ORDER))
-    for name in names:
-        if name not in TWEETEVAL_TASKS:
-            raise ConfigError(
-                f"unknown TweetEval task {name!r}; valid tasks: " + ", ".join(TWEETEVAL_ORDER)
-            )
-    if len(set(names)) != len(names):
-        raise ConfigError(f"TweetEval task listed twice in {names}")
-    return names
-
+    return choose_task_names(tasks, TWEETEVAL_ORDER, "TweetEval")
 
 def load_tweeteval(folder: Path, tasks: Sequence[str] | None = None) -> MultiTaskData:
     """Load TweetEval tasks from the official layout.

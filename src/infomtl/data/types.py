@@ -7,9 +7,32 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from infomtl.errors import ConfigError
 from infomtl.tasks import Task, TaskKind
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
+
+
+def choose_task_names(
+    tasks: Sequence[str] | str | None, valid: Sequence[str], benchmark: str
+) -> list[str]:
+    """Validated task names, in the order given (``None``: all of ``valid``).
+
+    Raises:
+        ConfigError: no name, an unknown name, or a name given twice.
+    """
+    if tasks is None:
+        return list(valid)
+    names = [tasks] if isinstance(tasks, str) else list(tasks)
+    listing = ", ".join(valid)
+    if not names:
+        raise ConfigError(f"no {benchmark} task selected; valid tasks: {listing}")
+    for name in names:
+        if name not in valid:
+            raise ConfigError(f"unknown {benchmark} task {name!r}; valid tasks: {listing}")
+    if len(set(names)) != len(names):
+        raise ConfigError(f"{benchmark} task listed twice in {names}")
+    return names
 
 
 @dataclass
