@@ -8,6 +8,13 @@ import torch
 from infomtl.data.batching import Batch
 from infomtl.tasks import Task, TaskKind
 
+#: One task of each kind, for unit tests of objectives.
+MIXED_TASKS = [
+    Task("alpha", TaskKind.CLASSIFICATION, labels=("a", "b", "c")),
+    Task("beta", TaskKind.MULTILABEL, labels=("x", "y", "z", "w")),
+    Task("gamma", TaskKind.REGRESSION, targets=("v", "d")),
+]
+
 
 def random_labels(task: Task, n: int, gen: torch.Generator) -> torch.Tensor:
     """``n`` random labels of ``task``'s kind (class ids, 0/1 rows, or real targets)."""

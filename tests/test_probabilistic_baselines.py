@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fakes import fake_batch
+from fakes import MIXED_TASKS, fake_batch
 from infomtl.config import TrainConfig
 from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
@@ -20,14 +20,10 @@ from infomtl.methods.hmtl import cluster_tasks, hmtl_kl, task_distances
 from infomtl.methods.mtvib import vib_kl
 from infomtl.methods.vmtl import gaussian_kl_between, mixing_weights, mixture_prior
 from infomtl.model import ModelOutput
-from infomtl.tasks import Task, TaskKind
+from infomtl.tasks import Task
 from infomtl.training import Trainer
 
-TASKS = [
-    Task("alpha", TaskKind.CLASSIFICATION, labels=("a", "b", "c")),
-    Task("beta", TaskKind.MULTILABEL, labels=("x", "y", "z", "w")),
-    Task("gamma", TaskKind.REGRESSION, targets=("v", "d")),
-]
+TASKS = MIXED_TASKS
 SIZES = [100, 50, 30]
 D = 8
 NAMES = ("mt-vib", "hierarchical-mtl", "vmtl")

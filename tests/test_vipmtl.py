@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from fakes import fake_batch
+from fakes import MIXED_TASKS, fake_batch
 from infomtl.checkpoint import load_run
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.data.batching import Batch
@@ -25,11 +25,7 @@ from infomtl.tasks import Task, TaskKind
 from infomtl.training import Trainer, resolve_spec
 
 REPO = Path(__file__).resolve().parents[1]
-TASKS = [
-    Task("alpha", TaskKind.CLASSIFICATION, labels=("a", "b", "c")),
-    Task("beta", TaskKind.MULTILABEL, labels=("x", "y", "z", "w")),
-    Task("gamma", TaskKind.REGRESSION, targets=("v", "d")),
-]
+TASKS = MIXED_TASKS
 SIZES = [100, 50, 30]
 D = 8
 LN4 = math.log(4.0)
