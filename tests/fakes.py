@@ -60,3 +60,20 @@ def small_config(output_dir, **overrides):
     )
     values.update(overrides)
     return TrainConfig(**values)
+
+
+def dropout_free(tiny):
+    """``tiny`` (:func:`infomtl.backbones._tiny`) with every dropout of the encoder off."""
+    from torch import nn
+
+    def build():
+        encoder, tokenizer = tiny()
+        encoder.config.hidden_dropout_prob = encoder.config.attention_probs_dropout_prob = 0.0
+        for module in encoder.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+            if hasattr(module, "dropout_prob"):  # scaled-dot-product attention
+                module.dropout_prob = 0.0
+        return encoder, tokenizer
+
+    return build

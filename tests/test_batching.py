@@ -10,7 +10,16 @@ import pytest
 import torch
 
 from infomtl.backbones import load_backbone
-from infomtl.data.batching import REGIMES, Batcher, collate, encode, shard
+from infomtl.data.batching import (
+    REGIMES,
+    Batcher,
+    EncodedSplit,
+    collate,
+    collate_targets,
+    encode,
+    shard,
+    shard_order,
+)
 from infomtl.data.types import TaskData
 from infomtl.tasks import Task, TaskKind
 
@@ -227,6 +236,48 @@ def test_shard_splits_a_step_across_ranks_without_loss_or_overlap(world_size: in
 def test_shard_with_one_process_is_the_step_itself() -> None:
     step = [np.array([3, 1, 2]), np.array([0])]
     assert shard(step, 0, 1) is step
+
+
+@pytest.mark.parametrize("world_size", [2, 3, 5])
+def test_shard_deals_the_batch_rows_in_turn_so_totals_differ_by_at_most_one(world_size: int) -> None:
+    # 3 tasks of one row each on 2 processes: per-task striding alone would give rank 0 all
+    step = [np.array([4]), np.array([7]), np.array([1]), np.array([], dtype=np.int64)]
+    totals = [sum(len(idx) for idx in shard(step, r, world_size)) for r in range(world_size)]
+    assert sum(totals) == 3 and max(totals) - min(totals) <= 1
+    # a process gets nothing only when the step holds fewer rows than processes
+    assert (min(totals) == 0) == (3 < world_size)
+
+
+@pytest.mark.parametrize("world_size", [1, 2, 3, 4])
+def test_shard_order_puts_the_concatenated_shards_back_in_batch_order(world_size: int) -> None:
+    lengths = _lengths(SIZES)
+    step = Batcher(lengths, BATCH, "mixed").epoch(2)[3]
+    splits = [EncodedSplit([np.arange(n) + 1 for n in L], None, np.arange(len(L)) * 10 + t)
+              for t, L in enumerate(lengths)]
+    whole = collate(splits, step, pad_id=0)
+    parts = [collate(splits, shard(step, r, world_size), pad_id=0) for r in range(world_size)]
+    labels = np.concatenate([np.concatenate([p.labels[t].numpy() for t in sorted(p.labels)]) for p in parts])
+    order = shard_order(step, world_size)
+    assert sorted(order.tolist()) == list(range(len(whole)))
+    assert (labels[order] == np.concatenate([whole.labels[t].numpy() for t in sorted(whole.labels)])).all()
+
+
+def test_collate_targets_has_the_rows_and_labels_of_collate_and_no_tokens() -> None:
+    splits = [EncodedSplit([np.arange(n) + 1 for n in (3, 5, 2)], None, np.array([0, 1, 2])),
+              EncodedSplit([np.arange(4) + 1], None, np.array([[0.5, 1.0]]))]
+    step = [np.array([2, 0]), np.array([0])]
+    whole, targets = collate(splits, step, pad_id=0), collate_targets(splits, step)
+    assert targets.input_ids.shape == (3, 0) and len(targets) == len(whole)
+    for t in whole.rows:
+        assert torch.equal(targets.rows[t], whole.rows[t])
+        assert torch.equal(targets.labels[t], whole.labels[t])
+
+
+def test_collate_pads_to_a_given_width() -> None:
+    splits = [EncodedSplit([np.arange(n) + 1 for n in (3, 5)], None, np.array([0, 1]))]
+    batch = collate(splits, [np.array([0])], pad_id=9, width=6)
+    assert batch.input_ids.tolist() == [[1, 2, 3, 9, 9, 9]]
+    assert batch.attention_mask.tolist() == [[1, 1, 1, 0, 0, 0]]
 
 
 # --------------------------------------------------------------------------- #

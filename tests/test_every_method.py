@@ -83,3 +83,51 @@ def test_method_trains_changes_parameters_and_reloads(case, data_root, tmp_path,
     assert set(scored["scores"]) == set(TASKS)
     assert scored["scores"] == pytest.approx(saved["scores"])
     assert scored["avg"] == pytest.approx(saved["avg"])
+
+
+@pytest.fixture(scope="module")
+def feature_cache(tmp_path_factory) -> Path:
+    """One feature cache for every fast-mode case (features are computed once)."""
+    return tmp_path_factory.mktemp("features")
+
+
+def _pooled(method: str) -> bool:
+    from infomtl.methods.registry import OBJECTIVES, resolve_method
+
+    return not OBJECTIVES[resolve_method(method, None, {}).objective].token_states
+
+
+#: Methods whose heads read the pooled h (token-state heads run the frozen encoder instead).
+FAST_CASES = [*filter(_pooled, method_names()), "infomtl+pcgrad"]
+
+
+@pytest.mark.parametrize("case", FAST_CASES)
+def test_method_trains_on_cached_features(case, data_root, tmp_path, feature_cache, monkeypatch) -> None:
+    """Frozen-backbone fast mode: only the shared MLP and the heads train, the checkpoint
+    holds no encoder weights, and scoring the reloaded run from the texts (encoder + MLP)
+    reproduces the scores computed from the cached features during training."""
+    initial: list[dict[str, torch.Tensor]] = []
+    setup = Trainer.setup
+
+    def recording_setup(self: Trainer, total_steps: int) -> None:
+        initial.append(_snapshot(self.model))
+        setup(self, total_steps)
+
+    monkeypatch.setattr(Trainer, "setup", recording_setup)
+    config = _config(case, data_root, tmp_path / "run")
+    config.freeze_backbone, config.mlp_width, config.feature_cache = True, 24, str(feature_cache)
+    result = train(config, echo=lambda *_: None)
+
+    from safetensors import safe_open
+
+    with safe_open(str(result.run_dir / "checkpoint" / "model.safetensors"), "pt") as fh:
+        assert not [k for k in fh.keys() if k.startswith("encoder.")]
+    run = load_run(result.run_dir)
+    after, before = run.model.state_dict(), initial[0]
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert not [k for k in changed if k.startswith("encoder.")], "the frozen encoder changed"
+    assert [k for k in changed if k.startswith("shared_mlp.")], "the shared MLP did not change"
+    assert [k for k in changed if k.startswith("decoder.")], "no head parameter changed"
+    saved = json.loads((result.run_dir / "results.json").read_text(encoding="utf-8"))["test"]
+    scored = evaluate_run(result.run_dir, "test")
+    assert scored["scores"] == pytest.approx(saved["scores"], abs=1e-6)

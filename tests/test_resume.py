@@ -162,3 +162,36 @@ def test_sigkill_mid_epoch_then_resume_equals_an_uninterrupted_run(tmp_path) -> 
                               text=True, timeout=300)
     assert straight.returncode == 0, straight.stderr
     assert _outcome(killed) == _outcome(whole)
+
+
+def test_resume_of_a_killed_stl_run_keeps_finished_tasks_and_equals_the_whole_run(tmp_path) -> None:
+    from infomtl.training import train
+
+    def crash_in_second_task():
+        seen = []
+
+        def echo(message: str) -> None:
+            seen.append(message)
+            if message.startswith("epoch 2:") and any(m.startswith("stl: task 2/") for m in seen):
+                raise Crash
+
+        return echo
+
+    config = dict(method="stl", epochs=2, max_train_examples=48)
+    whole = train(_config(tmp_path / "whole", **config), echo=_quiet).run_dir
+    killed = tmp_path / "killed"
+    with pytest.raises(Crash):
+        train(_config(killed, **config), echo=crash_in_second_task())
+    tasks = list(json.loads((whole / "results.json").read_text(encoding="utf-8"))["runs"])  # training order
+    assert (killed / tasks[0] / "results.json").is_file() and not (killed / "results.json").exists()
+    first_task = (killed / tasks[0] / "results.json").read_bytes()
+
+    messages: list[str] = []
+    train(small_config(None, resume=str(killed)), echo=messages.append)
+    assert any("(finished)" in m for m in messages) and any(m.startswith("resuming") for m in messages)
+    assert (killed / tasks[0] / "results.json").read_bytes() == first_task  # not trained again
+    for task in tasks:
+        assert _outcome(killed / task) == _outcome(whole / task)
+    combined = [_without_timing(json.loads((d / "results.json").read_text(encoding="utf-8")))
+                for d in (killed, whole)]
+    assert combined[0] == combined[1]

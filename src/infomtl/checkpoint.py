@@ -33,7 +33,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, save_model
 
-from infomtl.backbones import Backbone, load_backbone_files
+from infomtl import features
+from infomtl.backbones import Backbone, load_backbone, load_backbone_files
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.errors import InfomtlError
 from infomtl.methods import Method, MethodSpec
@@ -85,7 +86,14 @@ def recover_folder(folder: Path) -> None:
 
 
 def _write_weights(folder: Path, model: MultiTaskModel, method: Method) -> None:
-    save_model(model, str(folder / "model.safetensors"))
+    """``model.safetensors`` (a frozen encoder's weights are left out: the run's backbone
+    provides them) and ``method.safetensors``."""
+    if model.freeze_encoder:
+        trained = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+                   if not k.startswith("encoder.")}
+        save_file(trained, str(folder / "model.safetensors"))
+    else:
+        save_model(model, str(folder / "model.safetensors"))
     tensors = {k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}
     if tensors:
         save_file(tensors, str(folder / "method.safetensors"))
@@ -218,8 +226,9 @@ def load_weights(folder: Path, model: MultiTaskModel, method: Method) -> dict[st
     try:
         weights = load_file(str(folder / "model.safetensors"), device="cpu")
         missing, unexpected = model.load_state_dict(weights, strict=False)
-        # tied weights are stored once by save_model
-        missing = [k for k in missing if k not in _tied(model)]
+        # tied weights are stored once by save_model; a frozen encoder is not stored
+        missing = [k for k in missing if k not in _tied(model)
+                   and not (model.freeze_encoder and k.startswith("encoder."))]
         if missing or unexpected:
             raise InfomtlError(
                 f"{folder / 'model.safetensors'}: does not match the model "
@@ -278,9 +287,17 @@ def load_run(folder: str | Path) -> LoadedRun:
         train_sizes = [int(n) for n in meta["train_sizes"]]
     except (KeyError, TypeError, ValueError) as exc:
         raise InfomtlError(f"{folder / 'run.json'}: malformed ({exc})") from None
-    backbone = load_backbone_files(ckpt / "encoder", config.backbone, config.pooling, config.max_length)
-    method = Method(spec, tasks, backbone.hidden_size, train_sizes, config.head_dropout, config.head_hidden)
-    model = MultiTaskModel(backbone.encoder, method.build_decoder(), config.pooling, config.chunk_tokens)
+    if config.freeze_backbone:  # the encoder's weights are the backbone's own
+        backbone = load_backbone(config.backbone, config.pooling, config.max_length)
+        expected = meta.get("backbone_fingerprint")
+        if expected and features.backbone_fingerprint(backbone) != expected:
+            raise InfomtlError(f"{folder}: trained on frozen backbone {config.backbone!r}, whose weights "
+                               "or tokenizer have changed since; the run cannot be rebuilt")
+    else:
+        backbone = load_backbone_files(ckpt / "encoder", config.backbone, config.pooling, config.max_length)
+    method = Method(spec, tasks, features.shared_size(config, backbone, spec), train_sizes,
+                    config.head_dropout, config.head_hidden)
+    model = features.build_model(config, backbone, spec, method.build_decoder())
     state = load_weights(ckpt, model, method)
     model.eval()
     method.eval()

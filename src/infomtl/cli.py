@@ -1,4 +1,4 @@
-"""The ``infomtl`` command line: train, evaluate, predict, export, demo, methods, download,
+"""The ``infomtl`` command line: train, evaluate, predict, export, serve, demo, methods, download,
 sweep, report, analyze.
 
 User errors print one line (``error: ...``) and exit with status 2; no traceback.
@@ -76,6 +76,7 @@ def config_from_args(args: argparse.Namespace):
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from infomtl.distributed import is_main_process
     from infomtl.training import train
 
     config = config_from_args(args)
@@ -86,8 +87,9 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"note: --resume takes the run's options from {config.resume}/config.yaml; ignoring "
                   + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
     result = train(config)
-    _print_results(result.results)
-    print(f"run folder: {result.run_dir}")
+    if is_main_process():  # under torchrun / accelerate launch every process gets here
+        _print_results(result.results)
+        print(f"run folder: {result.run_dir}")
     return 0
 
 
@@ -153,7 +155,10 @@ def _add_sweep_report(sub: Any) -> None:
 
     report = sub.add_parser("report", help="tables (Markdown, CSV, LaTeX) and plots from a results store",
                             description="Select each method's grid point by mean validation Avg over seeds "
-                            "and write the overall, per-task and data-ratio tables of its test results.")
+                            "and write the tables of its test results: overall (Avg, Δp, significance), "
+                            "per-task, data-ratio, ablation and task-pair tables when the store holds such "
+                            "runs, and the tables of analyses found in the store (robustness, "
+                            "representations, information plane); report.md gathers them all.")
     report.add_argument("store", help="results store written by `infomtl sweep`")
     report.add_argument("--out", default=None, help="folder for the tables and plots (default: STORE/report)")
     report.add_argument("--baseline", default=None, help="label of the Δp / significance baseline (default: the EW run)")
@@ -192,9 +197,11 @@ def cmd_predict(args: argparse.Namespace) -> int:
         try:
             with tmp.open("w", encoding="utf-8", newline="\n") as fh:
                 write_outputs(fh, args.output_format, predictor.tasks, texts, pairs, predictions)
+            tmp.replace(out)  # also fails here when OUT is a folder
         except OSError as exc:
+            if tmp.is_file():
+                tmp.unlink()
             raise InfomtlError(f"{out}: cannot write ({exc.strerror or exc})") from None
-        tmp.replace(out)
     return 0
 
 
@@ -237,9 +244,46 @@ def _add_predict_export(sub: argparse._SubParsersAction) -> None:
     ex.set_defaults(func=cmd_export)
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from infomtl.serve import Limits, require_extra, serve
+
+    require_extra()  # before the model loads
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
+                    max_text_chars=args.max_text_chars)
+    serve(args.run_dir, host=args.host, port=args.port, limits=limits, batch_size=args.batch_size,
+          access_log=args.access_log)
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    from infomtl.serve import Limits
+
+    sv = sub.add_parser("serve", help="serve a trained run or export over HTTP (JSON API)",
+                        description="Answer POST /predict {\"texts\": [...], \"tasks\": [...]} with "
+                        "every (or the chosen) task's prediction per text, GET /tasks and GET "
+                        "/health. Requests over a limit get a 4xx JSON error. Needs the serve "
+                        "extra: pip install 'infomtl[serve]'.")
+    sv.add_argument("run_dir", metavar="RUN_OR_EXPORT", help="run folder (infomtl train) or export folder (infomtl export)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default: 8000)")
+    sv.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes, metavar="N",
+                    help=f"largest request body in bytes, else 413 (default: {Limits.max_body_bytes})")
+    sv.add_argument("--max-texts", type=int, default=Limits.max_texts, metavar="N",
+                    help=f"most texts per request, else 422 (default: {Limits.max_texts})")
+    sv.add_argument("--max-text-chars", type=int, default=Limits.max_text_chars, metavar="N",
+                    help=f"longest text in characters, else 422 (default: {Limits.max_text_chars})")
+    sv.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    sv.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                    help="log every request (default: on)")
+    sv.set_defaults(func=cmd_serve)
+
+
 def _run_labels(run_dirs: Sequence[str]) -> dict[str, str]:
-    """A short unique label per run folder (its name, else its path)."""
-    names = [Path(d).name or d for d in run_dirs]
+    """A short unique label per run folder: a store run's label and seed from the store's plan,
+    else the folder's name, else its path."""
+    from infomtl.experiments import store_run_name
+
+    names = [store_run_name(d) or Path(d).name or d for d in run_dirs]
     return {d: (n if names.count(n) == 1 else d) for d, n in zip(run_dirs, names, strict=True)}
 
 
@@ -461,6 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=cmd_demo)
 
     _add_predict_export(sub)
+    _add_serve(sub)
 
     methods = sub.add_parser("methods", help="list the training methods and their hyperparameters")
     methods.set_defaults(func=cmd_methods)

@@ -61,7 +61,10 @@ class TrainConfig:
     head_dropout: float = _f(0.2, "dropout on the task heads' input", "model")
     chunk_tokens: int = _f(16384, "encode each step in length-sorted chunks of at most N padded tokens (0 = one forward); same result, less padding and memory", "model")
     head_hidden: int = _f(0, "hidden width of Gaussian heads (0 = no hidden layer, as the authors' code)", "model")
-    freeze_backbone: bool = _f(False, "train only what sits above the encoder; the encoder runs in eval mode without gradients", "model")
+    freeze_backbone: bool = _f(False, "fast mode: keep the encoder fixed, cache its pooled features on disk once and train a shared MLP above them (token-state heads such as stl-cnn run the fixed encoder instead)", "model")
+    mlp_width: int = _f(256, "width of the shared 2-layer MLP trained above a frozen backbone's features", "model")
+    mlp_dropout: float = _f(0.1, "dropout of the shared MLP above a frozen backbone (InfoMTL's two views differ by it)", "model")
+    feature_cache: str | None = _f(None, "folder of the frozen-backbone feature cache (default: $XDG_CACHE_HOME/infomtl/features)", "model", metavar="DIR")
     # method
     method: str = _f("ew", "training method (see `infomtl methods`); stl / stl-cnn train one model per task", "method")
     weighting: str | None = _f(None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method")
@@ -82,11 +85,13 @@ class TrainConfig:
     patience: int = _f(3, "stop after this many epochs without validation improvement (0 = never)", "optimisation")
     max_steps: int | None = _f(None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation")
     select_by: str = _f("avg", "model selection on the validation split", "optimisation", SELECT_BY)
+    grad_accumulation: int = _f(1, "encode each step's batch in N micro-batches (activation checkpointing: the memory of B/N rows, one more encoder forward); the update is that of the whole batch for every method", "optimisation")
     # runtime
     seed: int = _f(0, "random seed (data order, subsampling, initialisation, dropout)", "runtime")
     output_dir: str | None = _f(None, "run folder (default: a new folder under runs/)", "runtime")
     mixed_precision: str = _f("no", "autocast dtype (bf16 where the hardware has it)", "runtime", PRECISIONS)
     cpu: bool = _f(False, "run on the CPU even if a GPU is present", "runtime")
+    compile: bool = _f(False, "torch.compile the encoder (same results up to float rounding; the first steps are slow)", "runtime")
     progress: bool = _f(True, "show progress bars", "runtime")
     track_information: bool = _f(False, "log information-plane estimates per epoch (val set, two dropout views)", "runtime")
     resume: str | None = _f(None, "continue an interrupted run folder from its last complete epoch; every other option is taken from RUN_DIR/config.yaml (other flags are ignored)", "runtime", metavar="RUN_DIR")
@@ -100,8 +105,11 @@ class TrainConfig:
         for name in ("weight_decay", "grad_clip", "patience", "head_hidden", "chunk_tokens"):
             if not getattr(self, name) >= 0:  # also rejects NaN
                 raise ConfigError(f"--{_flag(name)} must be >= 0, got {getattr(self, name)}")
-        if not 0 <= self.head_dropout < 1:
-            raise ConfigError(f"--head-dropout must be in [0, 1), got {self.head_dropout}")
+        if not self.mlp_width > 0:
+            raise ConfigError(f"--mlp-width must be > 0, got {self.mlp_width}")
+        for name in ("head_dropout", "mlp_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ConfigError(f"--{_flag(name)} must be in [0, 1), got {getattr(self, name)}")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError(f"--warmup-ratio must be in [0, 1), got {self.warmup_ratio}")
         if not 0 < self.train_ratio <= 1:
@@ -109,6 +117,8 @@ class TrainConfig:
         threshold = self.multilabel_threshold
         if threshold is not None and not 0 < threshold < 1:
             raise ConfigError(f"--multilabel-threshold must be in (0, 1), got {threshold}")
+        if not self.grad_accumulation >= 1:
+            raise ConfigError(f"--grad-accumulation must be >= 1, got {self.grad_accumulation}")
         for name in ("max_train_examples", "max_eval_examples", "max_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -26,30 +27,53 @@ def predict_splits(
     pad_id: int,
     device: torch.device,
     autocast_dtype: torch.dtype | None = None,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> tuple[list[np.ndarray], float]:
     """Predictions of every task on its split (input order) and the mean validation loss.
 
     Rows are sorted by length and batched per task (little padding); the loss is
     the objective's per-task loss on the head means, averaged over rows, summed
     over tasks.
+
+    With ``world_size`` > 1 (every training process calls it, with its ``rank``), the
+    same batches are dealt out in turn (batch k of a task to process ``k mod
+    world_size``) and every process receives all predictions and per-batch losses,
+    summed in the one-process order: each process returns the one-process result.
     """
+    from infomtl.distributed import all_gather_object
+
     was_training = model.training
     model.eval()
-    preds: list[np.ndarray] = []
-    loss_total = 0.0
+    done: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
+    orders = []
     for t, (task, split) in enumerate(zip(tasks, splits, strict=True)):
         order = np.argsort(split.lengths, kind="stable")
-        out_rows: list[torch.Tensor] = []
-        loss_sum = torch.zeros((), device=device)
-        for start in range(0, len(order), batch_size):
+        orders.append(order)
+        for k, start in enumerate(range(0, len(order), batch_size)):
+            if k % world_size != rank:
+                continue
             idx = order[start : start + batch_size]
             step = [idx if s == t else np.zeros(0, dtype=np.int64) for s in range(len(tasks))]
             batch = collate(splits, step, pad_id).to(device)
             with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
                 out = model(batch, views=1)
             terms = method.objective.loss_terms(out, batch)
-            loss_sum += terms.task_losses[t].float() * len(idx)
-            out_rows.append(predict(task, out.heads[t].mean).cpu())
+            done[(t, k)] = (predict(task, out.heads[t].mean).cpu(), terms.task_losses[t].float() * len(idx))
+    if world_size > 1:
+        done = {
+            key: (pred, loss.to(device))
+            for part in all_gather_object({key: (p, v.cpu()) for key, (p, v) in done.items()})
+            for key, (pred, loss) in part.items()
+        }
+    preds: list[np.ndarray] = []
+    loss_total = 0.0
+    for t, order in enumerate(orders):
+        batches = range(math.ceil(len(order) / batch_size))
+        loss_sum = torch.zeros((), device=device)
+        for k in batches:
+            loss_sum += done[(t, k)][1]
+        out_rows = [done[(t, k)][0] for k in batches]
         pred = torch.cat(out_rows).numpy() if out_rows else np.zeros(0)
         restored = np.empty_like(pred)
         restored[order] = pred

@@ -16,6 +16,14 @@ A sweep file (YAML) names the runs::
     train_ratios: [1.0]        # default
     benchmarks: [tweeteval]    # optional (default: base's)
     backbones: [roberta-base]  # optional (default: base's)
+    task_sets: [pairs]         # optional: train on subsets of the tasks (see below)
+
+``task_sets`` lists the task subsets every run is repeated on: a list of task
+names (``[emotion, irony]``) or a comma-separated string, ``all`` (the base's
+tasks, i.e. no subset), ``pairs`` (every pair of the benchmark's tasks, or of the
+base's ``tasks`` when it names some) or ``singles`` (each task alone). Runs of a
+subset carry ``task_set`` in the plan, and ``infomtl report`` tabulates them apart
+(pairwise tables) from the runs on all tasks.
 
 Besides ``method``, ``label``, ``grid``, a method entry may set any TrainConfig
 option (``weighting``, ``method_args``, ``lr`` ...); it overrides ``base``.
@@ -53,10 +61,10 @@ from typing import Any
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.errors import ConfigError, InfomtlError
 
-SWEEP_KEYS = ("base", "methods", "seeds", "train_ratios", "benchmarks", "backbones")
+SWEEP_KEYS = ("base", "methods", "seeds", "train_ratios", "benchmarks", "backbones", "task_sets")
 ENTRY_KEYS = ("method", "label", "grid")
 #: Options that do not change what a run computes, so they are left out of its id.
-NOT_HASHED = ("output_dir", "progress", "track_information")  # do not change results
+NOT_HASHED = ("output_dir", "progress", "track_information", "feature_cache", "compile")  # do not change results
 DEFAULT_SEEDS = (0, 1, 2)
 
 
@@ -68,6 +76,7 @@ class PlannedRun:
     label: str
     point: dict[str, Any]
     config: TrainConfig
+    task_set: tuple[str, ...] | None = None  # a subset of the tasks from ``task_sets`` (None: all)
 
     @property
     def point_name(self) -> str:
@@ -76,11 +85,14 @@ class PlannedRun:
     def meta(self) -> dict[str, Any]:
         """What the index and the plan record about the run."""
         c = self.config
-        return {
+        meta = {
             "id": self.run_id, "label": self.label, "point": self.point, "seed": c.seed,
             "train_ratio": c.train_ratio, "benchmark": c.benchmark, "backbone": c.backbone,
-            "method": c.method, "weighting": c.weighting,
+            "method": c.method, "weighting": c.weighting, "method_args": dict(c.method_args),
         }
+        if self.task_set is not None:
+            meta["task_set"] = list(self.task_set)
+        return meta
 
 
 def point_name(point: dict[str, Any]) -> str:
@@ -128,6 +140,10 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
     ratios = _as_list(data.get("train_ratios", [base.get("train_ratio", 1.0)]), "train_ratios", source)
     benchmarks = _as_list(data.get("benchmarks", [base.get("benchmark", "tweeteval")]), "benchmarks", source)
     backbones = _as_list(data.get("backbones", [base.get("backbone", "roberta-base")]), "backbones", source)
+    task_sets = {b: expand_task_sets(data.get("task_sets"), b, base, source) for b in benchmarks}
+    settings = [(bench, backbone, ratio, task_set, seed)
+                for bench, backbone, ratio in itertools.product(benchmarks, backbones, ratios)
+                for task_set, seed in itertools.product(task_sets[bench], seeds)]
 
     runs: list[PlannedRun] = []
     labels: dict[str, int] = {}
@@ -147,9 +163,11 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
         options = {k: v for k, v in entry.items() if k not in ("label", "grid")}
         for values in itertools.product(*value_lists):
             point = dict(zip(names, values, strict=True))
-            for benchmark, backbone, ratio, seed in itertools.product(benchmarks, backbones, ratios, seeds):
+            for benchmark, backbone, ratio, task_set, seed in settings:
                 merged = {**base, **options, "benchmark": benchmark, "backbone": backbone,
                           "train_ratio": ratio, "seed": seed}
+                if task_set is not None:
+                    merged["tasks"] = list(task_set)
                 try:
                     config = TrainConfig.from_dict(merged, where)
                     config.method_args = {**config.method_args, **point}
@@ -159,16 +177,78 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
                 except InfomtlError as exc:
                     message = str(exc)
                     raise ConfigError(message if message.startswith(where) else f"{where} ({label}): {message}") from None
-                runs.append(PlannedRun(run_id(config), label, point, config))
+                runs.append(PlannedRun(run_id(config), label, point, config, task_set))
     seen: dict[str, PlannedRun] = {}
     for run in runs:
         if run.run_id in seen:
+            tasks = f", tasks {'+'.join(run.task_set)}" if run.task_set else ""
             raise ConfigError(
                 f"{source}: {run.label} [{run.point_name}] and {seen[run.run_id].label} "
-                f"[{seen[run.run_id].point_name}] are the same run (seed {run.config.seed})"
+                f"[{seen[run.run_id].point_name}] are the same run (seed {run.config.seed}{tasks})"
             )
         seen[run.run_id] = run
     return runs
+
+
+TASK_SET_WORDS = ("all", "pairs", "singles")
+
+
+def benchmark_task_names(benchmark: str) -> tuple[str, ...] | None:
+    """The task names of a built-in benchmark, in table order (None for another name)."""
+    from infomtl.data.affecteval import AFFECTEVAL_ORDER
+    from infomtl.data.synthetic import SYNTHETIC_TASKS
+    from infomtl.tasks import TWEETEVAL_ORDER
+
+    known = {"tweeteval": TWEETEVAL_ORDER, "affecteval": AFFECTEVAL_ORDER,
+             "synthetic": tuple(t.name for t in SYNTHETIC_TASKS)}
+    return known.get(benchmark)
+
+
+def expand_task_sets(
+    spec: Any, benchmark: str, base: dict[str, Any], source: str = "sweep"
+) -> list[tuple[str, ...] | None]:
+    """The task subsets of a sweep's ``task_sets`` for one benchmark (``None`` = all tasks).
+
+    Items: a list of task names or a comma-separated string, ``all``, ``pairs``
+    (every pair, in table order) or ``singles``. ``pairs``/``singles`` range over the
+    base's ``tasks`` when it names some, else over the benchmark's tasks. Task names
+    of a built-in benchmark are checked here; repeated subsets are kept once.
+    """
+    from infomtl.data.types import choose_task_names
+
+    if spec is None:
+        return [None]
+    where = f"{source}: task_sets"
+    items = _as_list(spec, "task_sets", source)
+    base_tasks = base.get("tasks")
+    if isinstance(base_tasks, str):
+        base_tasks = [t.strip() for t in base_tasks.split(",") if t.strip()]
+    known = None if base.get("task_dirs") else benchmark_task_names(benchmark)
+    universe = tuple(base_tasks) if base_tasks else known
+    out: list[tuple[str, ...] | None] = []
+    for item in items:
+        if item in TASK_SET_WORDS:
+            if item == "all":
+                out.append(None)
+                continue
+            if universe is None:
+                raise ConfigError(f"{where}: {item!r} needs a built-in benchmark (tweeteval, affecteval, "
+                                  "synthetic) or base tasks; list the task sets instead")
+            out += list(itertools.combinations(universe, 2 if item == "pairs" else 1))
+            continue
+        names = [t.strip() for t in item.split(",") if t.strip()] if isinstance(item, str) else item
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{where}: expected a list of task names, a comma-separated string or one of "
+                              f"{', '.join(TASK_SET_WORDS)}; got {item!r}")
+        if known is not None:
+            try:
+                choose_task_names(names, known, benchmark)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        elif len(set(names)) != len(names):
+            raise ConfigError(f"{where}: task listed twice in {names}")
+        out.append(tuple(names))
+    return list(dict.fromkeys(out))
 
 
 def _default_label(entry: dict[str, Any]) -> str:
@@ -330,6 +410,9 @@ def run_sweep(
     echo(f"sweep {sweep_path}: {len(runs)} runs, {summary.skipped} finished, {len(todo)} to run "
          f"({workers} worker{'s' if workers > 1 else ''}) -> {store.root}")
     by_id = {run.run_id: run for run in todo}
+    from infomtl import features
+
+    features.prepare([run.config for run in todo], echo)  # fast-mode features, once, all cores
 
     def done(rid: str, error: str | None) -> None:
         run = by_id[rid]
@@ -364,6 +447,30 @@ def run_sweep(
     return summary
 
 
+def store_run_name(run_dir: str | Path) -> str | None:
+    """A readable name for a run folder of a results store (``STORE/runs/<id>``), from the
+    plan: ``"infomtl [alpha=0.1] seed 0"`` (grid point, task subset and ratio when set);
+    ``None`` for any other folder."""
+    folder = Path(run_dir).resolve()
+    if folder.parent.name != "runs":
+        return None
+    try:
+        meta = Store(folder.parent.parent).read_plan().get(folder.name)
+    except InfomtlError:
+        return None
+    if not isinstance(meta, dict) or "label" not in meta:
+        return None
+    parts = [str(meta["label"])]
+    if meta.get("point"):
+        parts.append(f"[{point_name(meta['point'])}]")
+    if meta.get("task_set"):
+        parts.append("+".join(meta["task_set"]))
+    if float(meta.get("train_ratio", 1.0)) != 1.0:
+        parts.append(f"ratio {float(meta['train_ratio']):g}")
+    parts.append(f"seed {meta.get('seed')}")
+    return " ".join(parts)
+
+
 def describe_runs(runs: list[PlannedRun], store_root: str | Path) -> str:
     """One line per run of a sweep: id, finished or not, label, grid point, seed, ratio, setting."""
     store = Store(Path(store_root))
@@ -371,8 +478,9 @@ def describe_runs(runs: list[PlannedRun], store_root: str | Path) -> str:
     for run in runs:
         c = run.config
         state = "finished" if store.is_finished(run.run_id) else "to run"
+        tasks = f"  tasks={'+'.join(run.task_set)}" if run.task_set else ""
         lines.append(f"{run.run_id}  {state:8}  {run.label}  [{run.point_name}]  seed={c.seed}  "
-                     f"ratio={c.train_ratio}  {c.benchmark}/{c.backbone}")
+                     f"ratio={c.train_ratio}  {c.benchmark}/{c.backbone}{tasks}")
     todo = sum(not store.is_finished(r.run_id) for r in runs)
     lines.append(f"{len(runs)} runs, {len(runs) - todo} finished, {todo} to run")
     return "\n".join(lines)

@@ -129,8 +129,8 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
     _quiet_transformers()
     run.model.encoder.save_pretrained(encoder_dir, safe_serialization=True)
     run.backbone.tokenizer.save_pretrained(encoder_dir)
-    tensors = {f"decoder.{k}": v.detach().cpu().clone().contiguous()
-               for k, v in run.model.decoder.state_dict().items()}
+    tensors = {k: v.detach().cpu().clone().contiguous()  # decoder.* (and shared_mlp.* in fast mode)
+               for k, v in run.model.state_dict().items() if not k.startswith("encoder.")}
     tensors.update({f"method.{k}": v.detach().cpu().clone().contiguous()
                     for k, v in run.method.state_dict().items()})
     save_file(tensors, str(dest / "heads.safetensors"), metadata={"format": FORMAT})
@@ -149,6 +149,8 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
         "head_dropout": cfg.head_dropout,
         "head_hidden": cfg.head_hidden,
         "freeze_backbone": cfg.freeze_backbone,
+        "shared_mlp": ({"width": cfg.mlp_width, "dropout": cfg.mlp_dropout}
+                       if run.model.shared_mlp is not None else None),
         "train_sizes": [int(n) for n in meta["train_sizes"]],
         "pairs": pair_modes(cfg, run.tasks),
         "checkpoint": {k: run.state[k] for k in ("epoch", "step", "select_by", "score") if k in run.state},
@@ -284,7 +286,7 @@ def verify_export(folder: Path) -> dict[str, Any]:
         manifest = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InfomtlError(f"{path}: file not found (not an infomtl export folder)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InfomtlError(f"{path}: not valid JSON, changed or truncated ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InfomtlError(f"{path}: not an infomtl export manifest")
@@ -329,7 +331,7 @@ def _load_single(folder: Path, manifest: dict[str, Any]) -> Any:
 
     from infomtl.backbones import load_backbone_files
     from infomtl.methods import Method, MethodSpec
-    from infomtl.model import MultiTaskModel
+    from infomtl.model import MultiTaskModel, SharedMLP
     from infomtl.predict import _Unit
     from infomtl.tasks import Task
 
@@ -343,11 +345,16 @@ def _load_single(folder: Path, manifest: dict[str, Any]) -> Any:
         head_dropout = float(manifest.get("head_dropout", 0.0))
         head_hidden = int(manifest.get("head_hidden", 0))
         pairs = {str(k): str(v) for k, v in manifest.get("pairs", {}).items()}
-    except (KeyError, TypeError, ValueError) as exc:
+        mlp_spec = manifest.get("shared_mlp")
+        mlp_width = int(mlp_spec["width"]) if mlp_spec else 0
+        mlp_dropout = float(mlp_spec["dropout"]) if mlp_spec else 0.0
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. "method": 5
         raise InfomtlError(f"{where}: malformed ({exc})") from None
     backbone = load_backbone_files(folder / "encoder", str(manifest.get("backbone", "")), pooling, max_length)
-    method = Method(spec, tasks, backbone.hidden_size, train_sizes, head_dropout, head_hidden)
-    model = MultiTaskModel(backbone.encoder, method.build_decoder(), pooling, chunk_tokens)
+    shared_mlp = SharedMLP(backbone.hidden_size, mlp_width, mlp_dropout) if mlp_width else None
+    method = Method(spec, tasks, mlp_width or backbone.hidden_size, train_sizes, head_dropout, head_hidden)
+    model = MultiTaskModel(backbone.encoder, method.build_decoder(), pooling, chunk_tokens,
+                           shared_mlp=shared_mlp)
     weights = folder / "encoder" / "model.safetensors"
     heads = folder / "heads.safetensors"
     try:
@@ -359,9 +366,13 @@ def _load_single(folder: Path, manifest: dict[str, Any]) -> Any:
                 f"unexpected {unexpected[:3]})"
             )
         tensors = load_file(str(heads), device="cpu")
-        decoder = {k[len("decoder."):]: v for k, v in tensors.items() if k.startswith("decoder.")}
+        above = {k: v for k, v in tensors.items() if not k.startswith("method.")}
         own = {k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")}
-        model.decoder.load_state_dict(decoder)
+        missing, unexpected = model.load_state_dict(above, strict=False)
+        missing = [k for k in missing if not k.startswith("encoder.")]
+        if missing or unexpected:
+            raise InfomtlError(f"{heads}: does not match the manifest (missing {missing[:3]}, "
+                               f"unexpected {unexpected[:3]})")
         method.load_state_dict(own)
     except FileNotFoundError as exc:
         raise InfomtlError(f"{folder}: incomplete export ({exc.filename} missing)") from None

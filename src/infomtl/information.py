@@ -41,7 +41,8 @@ def reduce_kl(
     """Reduce per-row KLs ``(N,)`` to a scalar.
 
     ``class_balanced`` (classification only): ``Σ_{c present} mean_{i: y_i = c} kl_i``,
-    vectorised with ``scatter_add``/``bincount``; without labels it falls back to the
+    vectorised with ``scatter_add`` (no ``bincount``, whose output size costs a host
+    synchronisation on a GPU); without labels it falls back to the
     mean (regression, as the authors do).
     """
     if mode == "mean" or (mode == "class_balanced" and labels is None):
@@ -54,5 +55,5 @@ def reduce_kl(
         raise ValueError("reduce_kl: class_balanced needs num_classes >= 1")
     sums = torch.zeros(num_classes, dtype=kl_rows.dtype, device=kl_rows.device)
     sums = sums.scatter_add(0, labels, kl_rows)
-    counts = torch.bincount(labels, minlength=num_classes).to(kl_rows.dtype)
+    counts = torch.zeros_like(sums).scatter_add(0, labels, torch.ones_like(kl_rows))
     return (sums / counts.clamp_min(1.0)).sum()

@@ -367,6 +367,10 @@ def read_inputs(path: str, fmt: str | None = None, stdin: TextIO | None = None
                 row = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(where, f"not valid JSON ({exc.msg})", line=lineno) from None
+            except RecursionError:
+                raise DataError(where, "not valid JSON (nested too deeply)", line=lineno) from None
+            except ValueError:  # json's other error: an integer over Python's digit limit
+                raise DataError(where, "not valid JSON (a number with too many digits)", line=lineno) from None
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 raise DataError(where, "expected a JSON object with a string \"text\" field", line=lineno)
             text = row["text"]

@@ -17,7 +17,9 @@ summed over tasks) plus ``"method": "stl"`` and ``"runs": {task: subfolder}``::
       irony/ ...
 
 The trainer itself knows nothing of this: :func:`infomtl.training.train` hands a
-single-task method to :func:`train_single_task`.
+single-task method to :func:`train_single_task`. ``--resume`` of a killed STL run
+keeps the tasks that finished, resumes the interrupted task's run from its last
+complete epoch and trains the tasks not started yet.
 """
 
 from __future__ import annotations
@@ -115,6 +117,7 @@ def task_config(config: TrainConfig, task: str, folder: Path) -> TrainConfig:
         method_args=dict(config.method_args) if base.takes_method_args else {},
         freeze_backbone=config.freeze_backbone or base.freeze_backbone,
         output_dir=str(folder),
+        resume=None,
     )
 
 
@@ -147,9 +150,17 @@ def _world() -> tuple[int, bool]:
 def train_single_task(config: TrainConfig, echo: Any = print):
     """Train one run per task (see the module docstring); returns the STL folder and
     the combined results as a :class:`~infomtl.training.TrainResult`."""
-    from infomtl.checkpoint import write_json
-    from infomtl.training import Trainer, TrainResult, check_output_dir, new_run_dir, prepare_data
+    from infomtl.checkpoint import read_json, write_json
+    from infomtl.training import (
+        Trainer,
+        TrainResult,
+        check_output_dir,
+        new_run_dir,
+        prepare_data,
+        resume_config,
+    )
 
+    resuming = config.resume is not None
     config = dataclasses.replace(config).validate()
     base = check_single_task_config(config)
     config.method = base.name
@@ -157,12 +168,16 @@ def train_single_task(config: TrainConfig, echo: Any = print):
     world, main = _world()
     if world > 1 and config.output_dir is None:
         raise ConfigError(f"--method {base.name} on several processes needs --output-dir")
-    check_output_dir(config.output_dir)
+    if not resuming:
+        check_output_dir(config.output_dir)
     names = prepare_data(config).task_names  # validates every task's data up front
     config.tasks = list(names)
-    run_dir = new_run_dir(config.output_dir) if main else Path(str(config.output_dir))
-    if main:
-        config.save(run_dir / "config.yaml")
+    if resuming:
+        run_dir = Path(str(config.resume))
+    else:
+        run_dir = new_run_dir(config.output_dir) if main else Path(str(config.output_dir))
+        if main:
+            config.save(run_dir / "config.yaml")
     echo(f"{base.name}: one {base.task_method} run per task ({', '.join(names)}) -> {run_dir}")
     start = time.perf_counter()
     per_task: dict[str, dict[str, Any]] = {}
@@ -170,8 +185,20 @@ def train_single_task(config: TrainConfig, echo: Any = print):
     spec: dict[str, Any] = {}
     regime = None
     for i, name in enumerate(names, 1):
+        sub = run_dir / name
+        if resuming and (sub / "results.json").is_file():  # this task finished before the kill
+            echo(f"{base.name}: task {i}/{len(names)}: {name} (finished)")
+            meta = read_json(sub / "run.json")
+            try:
+                tasks.append(Task.from_dict(meta["tasks"][0]))
+                spec, regime = dict(meta["method"]), meta["regime"]
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise InfomtlError(f"{sub / 'run.json'}: malformed ({exc})") from None
+            per_task[name] = read_json(sub / "results.json")
+            continue
         echo(f"{base.name}: task {i}/{len(names)}: {name}")
-        trainer = Trainer(task_config(config, name, run_dir / name), echo)
+        interrupted = resuming and (sub / "config.yaml").is_file()
+        trainer = Trainer(resume_config(sub) if interrupted else task_config(config, name, sub), echo)
         result = trainer.run()
         tasks.append(trainer.tasks[0])
         spec, regime = trainer.spec.to_dict(), trainer.regime

@@ -7,6 +7,52 @@ model is scored on the validation split; the best epoch (by validation Avg, or
 loss) is checkpointed; training stops after ``patience`` epochs without
 improvement; the best checkpoint is then scored on val and test.
 
+**Several processes** (``torchrun --nproc-per-node W -m infomtl train ...`` or
+``accelerate launch --multi_gpu --num_processes W -m infomtl train ...``; NCCL on GPUs,
+gloo on a machine without one). Every process plans the same global steps of ``--batch-size`` rows and the
+step's rows are dealt out in turn (:func:`~infomtl.data.batching.shard`: ⌊B/W⌋ or
+⌈B/W⌉ rows each). The rule that makes a step exactly the one-process step on the
+global batch, for every objective and weighting:
+
+1. each process encodes only its shard (its own dropout stream,
+   :func:`~infomtl.distributed.process_rng`);
+2. the pooled representations (token states for token-state heads) of all shards are
+   all-gathered into the global batch, in batch order; a process's own rows stay live,
+   with their gradient multiplied by W (:func:`~infomtl.distributed.scale_grad`);
+3. every process runs the heads, the objective and the weighting on the **whole global
+   batch**: per-task means over the task's global rows, InfoNCE negatives, class-balanced
+   KLs, DTP's KPIs, DWA's and GLS's losses, UW/IMTL-L's ``s_t`` terms are all the
+   one-process values, identical on every process (draws after the encoder — head
+   dropout, Gaussian samples, Gumbel noise — come from the global random stream, which
+   stays identical across processes);
+4. after the backward every gradient — model and method parameters — is averaged over
+   the processes (:func:`~infomtl.distributed.all_reduce_gradients`). The encoder gets
+   ``(1/W) Σ_r W Σ_{i ∈ shard r} ∂L/∂h_i ∂h_i/∂θ``, the one-process gradient; heads,
+   bottlenecks and the method's own parameters get the one-process gradient that every
+   process computed identically. PCGrad averages its per-task gradients the same way
+   before projecting (``BackwardContext.reduce_mean``): projection is not linear.
+
+So one step on W processes equals one step on one process with the same global batch,
+up to float rounding and the encoder's dropout masks (drawn per process). Clipping and
+the optimizer then run identically everywhere. A step with fewer rows than processes
+leaves a process without rows: it encodes a stand-in row whose gradient is multiplied
+by 0 (so every process has gradients for the same parameters). Validation and test
+batches are dealt out the same way and the predictions gathered (same batches as one
+process, so the same scores); only the main process writes files, and the run folder
+name is the main process's. Multi-node runs need the run folder on a shared file system
+(the final weights and ``--resume`` are read from it by every process).
+
+**Gradient accumulation** (``--grad-accumulation N``): the encoder runs each step in
+micro-batches of ⌈B/N⌉ rows under activation checkpointing (see :mod:`infomtl.model`),
+so only one micro-batch's activations are alive at a time; the backward recomputes each
+micro-batch and sums its gradient. The heads, objective and weighting still see the
+whole step, so the update is exactly that of one step on the whole batch for every
+method (weightings that need the step's losses, PCGrad's per-task gradients, InfoMTL's
+InfoNCE and class-balanced KL included); only the encoder's dropout masks differ, since
+micro-batches draw them separately. The price is one more encoder forward per step
+(per backward pass with PCGrad: T + 1). In the frozen-backbone fast mode there are no
+encoder activations to save, and the option has no effect.
+
 A run folder holds ``config.yaml`` (the resolved config), ``run.json`` (tasks,
 method, sizes), ``log.jsonl`` (one line per epoch), ``checkpoint/`` (best),
 ``last/`` (the full training state after the last complete epoch, for
@@ -24,6 +70,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from collections import defaultdict
@@ -37,6 +84,7 @@ import torch
 from tqdm.auto import tqdm
 
 from infomtl import data as data_mod
+from infomtl import distributed, features
 from infomtl.backbones import Backbone, load_backbone
 from infomtl.checkpoint import (
     load_training_state,
@@ -47,11 +95,20 @@ from infomtl.checkpoint import (
     write_json,
 )
 from infomtl.config import TrainConfig, load_yaml
-from infomtl.data.batching import Batcher, EncodedSplit, collate, encode, shard
+from infomtl.data.batching import (
+    Batch,
+    Batcher,
+    EncodedSplit,
+    collate,
+    collate_targets,
+    encode,
+    shard,
+    shard_order,
+)
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.evaluation import predict_splits, score_predictions, write_predictions
 from infomtl.methods import BackwardContext, Method, MethodSpec, resolve_method
-from infomtl.model import MultiTaskModel
+from infomtl.model import ModelOutput, MultiTaskModel, Representation
 from infomtl.tasks import Task, TaskKind
 
 
@@ -62,6 +119,11 @@ def resolve_spec(config: TrainConfig) -> MethodSpec:
 
 def prepare_data(config: TrainConfig) -> data_mod.MultiTaskData:
     """Load the configured tasks and apply the data-constrained / smoke-run limits."""
+    return limit_data(config, load_data(config))
+
+
+def load_data(config: TrainConfig) -> data_mod.MultiTaskData:
+    """The configured tasks with their whole splits (no limits applied)."""
     if config.task_dirs:
         data = data_mod.load_task_folders([Path(p) for p in config.task_dirs])
         data = data_mod.select_tasks(data, config.tasks or None, benchmark="task-folder")
@@ -72,6 +134,12 @@ def prepare_data(config: TrainConfig) -> data_mod.MultiTaskData:
         )
     if config.multilabel_threshold is not None:
         data = with_multilabel_threshold(data, config.multilabel_threshold)
+    return data
+
+
+def limit_data(config: TrainConfig, full: data_mod.MultiTaskData) -> data_mod.MultiTaskData:
+    """``full`` with the data-constrained / smoke-run limits applied (``full`` is not changed)."""
+    data = data_mod.MultiTaskData(tasks=list(full.tasks), splits={k: dict(v) for k, v in full.splits.items()})
     for task in data.tasks:
         splits = data.splits[task.name]
         for required in ("train", "val"):
@@ -145,6 +213,27 @@ def resume_config(run_dir: str | Path) -> TrainConfig:
     return config.validate()
 
 
+def compile_encoder(model: MultiTaskModel, backend: str = "inductor") -> None:
+    """``torch.compile`` the model's encoder in place (``nn.Module.compile``: parameter
+    names, checkpoints and the ``encoder`` attribute stay as they are). Steps are padded
+    to their own longest row, so the first few shapes compile, then dynamic shapes.
+
+    Inductor draws dropout masks with the eager random generator (``fallback_random``),
+    so a compiled run gives the results of an uncompiled one up to float rounding.
+    """
+    if not hasattr(torch.nn.Module, "compile"):
+        raise ConfigError("--compile needs torch >= 2.2 (nn.Module.compile)")
+    if backend == "inductor":
+        import torch._inductor.config as inductor_config
+
+        inductor_config.fallback_random = True
+    model.encoder.compile(backend=backend)
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """The echo of a process other than the main one."""
+
+
 def _truncate_log(path: Path, last_epoch: int) -> None:
     """Keep the log lines of epochs <= ``last_epoch`` (drops a torn last line too)."""
     if not path.exists():
@@ -185,40 +274,60 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, echo: Any = print) -> None:
         from accelerate import Accelerator
-        from accelerate.utils import set_seed
+        from accelerate.utils import DataLoaderConfiguration, set_seed
 
         self.config = config.validate()
         self.spec = resolve_spec(config)
-        if config.resume is None:
+        # several processes (torchrun / accelerate launch) on a machine without a GPU: gloo
+        # on the CPU (accelerate would otherwise set up one independent process per rank)
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        cpu = config.cpu or (launched > 1 and not torch.cuda.is_available())
+        # split_batches: the schedule steps once per (global) step under several processes
+        self.accelerator = Accelerator(
+            cpu=cpu, mixed_precision=config.mixed_precision,
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+        )
+        if self.accelerator.num_processes != launched:
+            raise ConfigError(
+                f"launched as {launched} processes but accelerate set up "
+                f"{self.accelerator.num_processes}; check the launcher and the device"
+            )
+        main = self.accelerator.is_main_process
+        if config.resume is None and main:  # only the main process creates the run folder
             check_output_dir(config.output_dir)
-        self.echo = echo
-        self.accelerator = Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision)
+        self.echo = echo if main else _silent
         set_seed(config.seed)
-        self.data = prepare_data(config)
+        full = load_data(config)
+        self.data = limit_data(config, full)
         self.tasks: list[Task] = list(self.data.tasks)
         self.backbone: Backbone = load_backbone(config.backbone, config.pooling, config.max_length)
         tok = self.backbone.tokenizer
         self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else 0)
+        self.feature_cache = cache = None
+        if features.uses_features(config, self.spec):
+            self.feature_cache = cache = features.FeatureCache(
+                self.backbone, config.feature_cache, self.accelerator.device, progress=config.progress,
+                dtype=self.autocast_dtype)
         self.encoded: dict[str, list[EncodedSplit]] = {}
         for split in ("train", "val", "test"):
             if all(split in self.data.splits[t.name] for t in self.tasks):
+                parts = [self.data.splits[t.name][split] for t in self.tasks]
                 self.encoded[split] = [
-                    encode(self.data.splits[t.name][split], tok, config.max_length) for t in self.tasks
+                    encode(part, tok, config.max_length) if cache is None
+                    else cache.encoded(full.splits[part.task.name][split], part)
+                    for part in parts
                 ]
         self.train_sizes = [len(s) for s in self.encoded["train"]]
         self.method = Method(
-            self.spec, self.tasks, self.backbone.hidden_size, self.train_sizes,
-            config.head_dropout, config.head_hidden,
+            self.spec, self.tasks, features.shared_size(config, self.backbone, self.spec),
+            self.train_sizes, config.head_dropout, config.head_hidden,
         )
         self.regime = self.method.regime(config.regime)
         self.batcher = Batcher(
             [s.lengths for s in self.encoded["train"]], config.batch_size, self.regime,
             config.seed, config.temperature,
         )
-        self.model = MultiTaskModel(
-            self.backbone.encoder, self.method.build_decoder(), config.pooling, config.chunk_tokens,
-            freeze_encoder=config.freeze_backbone,
-        )
+        self.model = features.build_model(config, self.backbone, self.spec, self.method.build_decoder())
 
     # -- setup -------------------------------------------------------------------------
 
@@ -259,36 +368,106 @@ class Trainer:
     # -- one step --------------------------------------------------------------------------
 
     def setup(self, total_steps: int) -> None:
-        """Build the optimizer and schedule and hand everything to ``accelerate``."""
-        acc = self.accelerator
+        """Build the optimizer and schedule and hand everything to ``accelerate``.
+
+        Under several processes the model is placed on the device but not wrapped in
+        ``DistributedDataParallel``: the step averages the gradients itself (module
+        docstring), and every process starts from process 0's parameters.
+        """
+        acc, cfg = self.accelerator, self.config
+        self.model.micro_batches = cfg.grad_accumulation
+        if cfg.compile and not features.uses_features(cfg, self.spec):
+            compile_encoder(self.model)
         optimizer = self._optimizer()
         scheduler = self._scheduler(optimizer, total_steps)
-        self.model, self.optimizer, self.scheduler = acc.prepare(self.model, optimizer, scheduler)
+        if acc.num_processes > 1:
+            self.model.to(acc.device)
+            self.optimizer, self.scheduler = acc.prepare(optimizer, scheduler)
+        else:
+            self.model, self.optimizer, self.scheduler = acc.prepare(self.model, optimizer, scheduler)
         self.method.to(acc.device)
         inner = acc.unwrap_model(self.model)
-        # shared = the encoder plus any layer the decoder shares between tasks (a bottleneck)
+        distributed.broadcast_tensors(
+            [*inner.parameters(), *inner.buffers(), *self.method.parameters(), *self.method.buffers()]
+        )
+        # shared = the encoder (or the MLP above a frozen one) plus any layer the decoder
+        # shares between tasks (a bottleneck)
         shared = [p for p in inner.encoder.parameters() if p.requires_grad]
+        if inner.shared_mlp is not None:
+            shared += list(inner.shared_mlp.parameters())
         shared += [p for p in getattr(inner.decoder, "shared_parameters", list)() if p.requires_grad]
         heads = [list(h.parameters()) for h in getattr(inner.decoder, "heads", [])]
-        self.ctx = BackwardContext(acc.backward, shared, heads)
+        self.ctx = BackwardContext(acc.backward, shared, heads, distributed.all_reduce_mean)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
 
-    def train_step(self, plan: list[np.ndarray]) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """One optimisation step on the global step ``plan`` (this process's shard of it)."""
-        acc = self.accelerator
-        local = shard(plan, acc.process_index, acc.num_processes)
-        batch = collate(self.encoded["train"], local, self.pad_id).to(acc.device)
-        with acc.autocast():
-            out = self.model(batch, views=self.method.views)
-        total, terms, weights = self.method.loss(out, batch)
-        self.method.backward(total, terms, self.ctx)
+    def train_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """One optimisation step on the global step ``plan`` (the ``step``-th of the run)."""
+        total, terms, weights = self.backward_step(plan, step)
         if self.config.grad_clip > 0:
-            acc.clip_grad_norm_(self.params, self.config.grad_clip)
+            self.accelerator.clip_grad_norm_(self.params, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.method.weighting.on_step_end(terms)
         return total, terms, weights
+
+    def backward_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Forward and backward of the global step ``plan``: leaves in ``.grad`` the
+        gradient of the step's loss on the whole global batch (the same on every process);
+        returns the loss, its terms and the task weights. No host synchronisation."""
+        out, batch = self._forward(plan, step)
+        total, terms, weights = self.method.loss(out, batch)
+        self.method.backward(total, terms, self.ctx)
+        distributed.all_reduce_gradients(self.params)
+        return total, terms, weights
+
+    def _forward(self, plan: list[np.ndarray], step: int) -> tuple[ModelOutput, Batch]:
+        acc, views = self.accelerator, self.method.views
+        if acc.num_processes == 1:
+            batch = collate(self.encoded["train"], plan, self.pad_id).to(acc.device)
+            with acc.autocast():
+                return self.model(batch, views=views), batch
+        return self._forward_sharded(plan, step, views)
+
+    def _forward_sharded(self, plan: list[np.ndarray], step: int, views: int) -> tuple[ModelOutput, Batch]:
+        """Encode this process's shard, gather the global batch's representation, decode
+        the whole global batch (see the module docstring)."""
+        acc, model = self.accelerator, self.model
+        rank, world = acc.process_index, acc.num_processes
+        splits = self.encoded["train"]
+        shards = [shard(plan, r, world) for r in range(world)]
+        counts = [sum(len(idx) for idx in part) for part in shards]
+        local, stand_in = shards[rank], counts[rank] == 0
+        if stand_in:  # fewer rows than processes: encode one row, its gradient multiplied by 0
+            first = next(t for t, idx in enumerate(plan) if len(idx))
+            local = [idx[:1] if t == first else idx[:0] for t, idx in enumerate(plan)]
+        width = None
+        if model.token_states:  # pad like the global batch: same states at padded positions
+            width = max(len(splits[t].input_ids[i]) for t, idx in enumerate(plan) for i in idx)
+        batch = collate(splits, local, self.pad_id, width).to(acc.device)
+        with distributed.process_rng(self.config.seed, step, rank, acc.device), acc.autocast():
+            rep = model.represent(batch, views)
+        order = torch.from_numpy(shard_order(plan, world)).to(acc.device, non_blocking=True)
+        n = len(batch)
+        anchor = rep.pooled.float().sum() * 0.0 if stand_in else None
+        if stand_in and rep.states is not None:
+            anchor = anchor + rep.states.float().sum() * 0.0
+
+        def gathered(x: torch.Tensor, grad: bool = True) -> torch.Tensor:
+            x = x[:0] if stand_in else x
+            if grad:
+                x = distributed.scale_grad(x.float(), float(world))
+            full = distributed.gather_rows(x, counts, rank).index_select(0, order)
+            return full + anchor if grad and anchor is not None else full
+
+        pooled = torch.cat([gathered(rep.pooled[v * n : (v + 1) * n]) for v in range(views)])
+        states = mask = None
+        if rep.states is not None:
+            states, mask = gathered(rep.states), gathered(rep.mask, grad=False)
+        targets = collate_targets(splits, plan).to(acc.device)
+        with acc.autocast():
+            out = model.decode(Representation(pooled, states, mask), targets, views)
+        return out, targets
 
     # -- loop --------------------------------------------------------------------------
 
@@ -307,7 +486,8 @@ class Trainer:
             if (run_dir / "last" / "state.json").is_file():
                 last_dir = run_dir / "last"
         else:
-            run_dir = new_run_dir(cfg.output_dir) if acc.is_main_process else Path(cfg.output_dir or ".")
+            run_dir = new_run_dir(cfg.output_dir) if acc.is_main_process else None
+            run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
         self.run_dir = run_dir
         if acc.is_main_process:
             if last_dir is None:
@@ -319,6 +499,7 @@ class Trainer:
                 "regime": self.regime,
                 "train_sizes": self.train_sizes,
                 "backbone": cfg.backbone,
+                **({"backbone_fingerprint": self.feature_cache.fingerprint} if self.feature_cache else {}),
             })
         steps_per_epoch = self.batcher.steps_per_epoch()
         if cfg.max_steps is not None:
@@ -360,7 +541,7 @@ class Trainer:
                        leave=False, dynamic_ncols=True)
             epoch_start = time.perf_counter()
             for plan in bar:
-                total, terms, weights = self.train_step(plan)
+                total, terms, weights = self.train_step(plan, step)
                 step += 1
                 sums[("loss", None)] += total.detach()
                 counts[("loss", None)] += 1
@@ -451,6 +632,7 @@ class Trainer:
         return predict_splits(
             self.accelerator.unwrap_model(self.model), self.method, self.tasks, self.encoded[split],
             self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.autocast_dtype,
+            self.accelerator.process_index, self.accelerator.num_processes,
         )
 
     def _information(self) -> dict[str, Any]:
@@ -493,9 +675,6 @@ def train(config: TrainConfig, echo: Any = print) -> TrainResult:
 
     if config.resume is not None:
         config = resume_config(config.resume)
-        if stl.is_single_task(config.method):
-            raise InfomtlError(f"--resume {config.resume}: resuming {config.method} runs is not supported; "
-                               "train it again")
     if stl.is_single_task(config.method):
         return stl.train_single_task(config, echo)
     return Trainer(config, echo).run()

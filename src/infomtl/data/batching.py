@@ -39,18 +39,23 @@ REGIMES = ("mixed", "uniform", "per-task", "temperature")
 
 @dataclass
 class EncodedSplit:
-    """One task's split as token ids."""
+    """One task's split as token ids, or as the pooled features of a frozen backbone
+    (``features``: ``(N, d)``, no token ids; see :mod:`infomtl.features`)."""
 
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray] | None
     labels: np.ndarray
+    features: torch.Tensor | None = None
 
     @property
     def lengths(self) -> np.ndarray:
+        """Token length of each row (all 1 for a features split: one vector per row)."""
+        if self.features is not None:
+            return np.ones(len(self), dtype=np.int64)
         return np.fromiter((len(x) for x in self.input_ids), dtype=np.int64, count=len(self))
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.labels)
 
 
 def encode(data: TaskData, tokenizer: object, max_length: int) -> EncodedSplit:
@@ -73,7 +78,8 @@ class Batch:
 
     ``rows[t]`` indexes the batch rows that belong to task t (tasks absent from the
     step have no entry); ``labels[t]`` holds those rows' labels in the same order;
-    ``example_ids[t]`` their row numbers in the task's split.
+    ``example_ids[t]`` their row numbers in the task's split. A batch of frozen-backbone
+    features carries ``features`` ``(B, d)`` and no tokens (``input_ids`` is ``(B, 0)``).
     """
 
     input_ids: torch.Tensor
@@ -84,6 +90,7 @@ class Batch:
     example_ids: dict[int, np.ndarray] = field(default_factory=dict)
     #: real (non-padding) length of each row, kept on the host for chunk planning
     lengths: np.ndarray | None = None
+    features: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
@@ -102,11 +109,17 @@ class Batch:
             labels={t: move(y) for t, y in self.labels.items()},
             example_ids=self.example_ids,
             lengths=self.lengths,
+            features=None if self.features is None else move(self.features),
         )
 
 
-def collate(splits: list[EncodedSplit], step: list[np.ndarray], pad_id: int) -> Batch:
-    """Pad the rows ``step[t]`` of each task t into one batch (rows grouped by task)."""
+def collate(
+    splits: list[EncodedSplit], step: list[np.ndarray], pad_id: int, width: int | None = None
+) -> Batch:
+    """Pad the rows ``step[t]`` of each task t into one batch (rows grouped by task), to
+    the longest row, or to ``width`` tokens when given (at least the longest row)."""
+    if splits and splits[0].features is not None:
+        return _collate_features(splits, step)
     seqs: list[np.ndarray] = []
     types: list[np.ndarray] | None = [] if splits and splits[0].token_type_ids is not None else None
     rows: dict[int, torch.Tensor] = {}
@@ -123,7 +136,7 @@ def collate(splits: list[EncodedSplit], step: list[np.ndarray], pad_id: int) -> 
         rows[t] = torch.arange(start, start + len(idx))
         labels[t] = torch.from_numpy(split.labels[idx])
         example_ids[t] = np.asarray(idx)
-    width = max(len(s) for s in seqs)
+    width = max([len(s) for s in seqs] + [width or 0])
     ids = np.full((len(seqs), width), pad_id, dtype=np.int64)
     mask = np.zeros((len(seqs), width), dtype=np.int64)
     tt = np.zeros((len(seqs), width), dtype=np.int64) if types is not None else None
@@ -141,6 +154,17 @@ def collate(splits: list[EncodedSplit], step: list[np.ndarray], pad_id: int) -> 
         example_ids=example_ids,
         lengths=np.fromiter((len(x) for x in seqs), dtype=np.int64, count=len(seqs)),
     )
+
+
+def _collate_features(splits: list[EncodedSplit], step: list[np.ndarray]) -> Batch:
+    """:func:`collate` for features splits: the rows' feature vectors, stacked."""
+    batch = collate_targets(splits, step)
+    batch.features = torch.cat([
+        splits[t].features[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+        for t, idx in enumerate(step) if len(idx)
+    ])
+    batch.lengths = np.ones(len(batch), dtype=np.int64)
+    return batch
 
 
 class Batcher:
@@ -274,7 +298,63 @@ class Batcher:
 
 
 def shard(step: list[np.ndarray], rank: int, world_size: int) -> list[np.ndarray]:
-    """The rows of a global step that process ``rank`` of ``world_size`` trains on."""
+    """The rows of a global step that process ``rank`` of ``world_size`` encodes.
+
+    The step's rows, in batch order (grouped by task as :func:`collate` lays them out),
+    are dealt out in turn: batch position p goes to process ``p mod world_size``. So every
+    process gets ``⌊B/W⌋`` or ``⌈B/W⌉`` rows in all and each task's rows differ by at most
+    one between processes. A process gets no rows only when the step holds fewer rows
+    than there are processes (the trainer then encodes a stand-in row whose gradient is
+    multiplied by 0, see :mod:`infomtl.distributed`). The shards of all ranks partition
+    the step; :func:`shard_order` maps them back to batch order.
+    """
     if world_size == 1:
         return step
-    return [idx[rank::world_size] for idx in step]
+    parts, start = [], 0
+    for idx in step:
+        parts.append(idx[(rank - start) % world_size :: world_size])
+        start += len(idx)
+    return parts
+
+
+def shard_order(step: list[np.ndarray], world_size: int) -> np.ndarray:
+    """``order[p]``: where batch position p of ``collate(step)`` sits in the concatenation
+    of the batches ``collate(shard(step, r, world_size))`` for r = 0, 1, ... (so that
+    ``concatenated[order]`` is in batch order)."""
+    sizes = np.array([len(idx) for idx in step], dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    # rows of task t that rank r holds, and where each rank's batch starts
+    held = np.array(
+        [[len(range((r - s) % world_size, n, world_size)) for s, n in zip(starts, sizes, strict=True)]
+         for r in range(world_size)],
+        dtype=np.int64,
+    ).reshape(world_size, len(step))
+    rank_start = np.concatenate([[0], np.cumsum(held.sum(axis=1))[:-1]])
+    task_start = np.cumsum(held, axis=1) - held  # within each rank's batch
+    order = np.empty(int(sizes.sum()), dtype=np.int64)
+    for t, (s, n) in enumerate(zip(starts, sizes, strict=True)):
+        i = np.arange(n)
+        rank = (s + i) % world_size
+        order[s : s + n] = rank_start[rank] + task_start[rank, t] + i // world_size
+    return order
+
+
+def collate_targets(splits: list[EncodedSplit], step: list[np.ndarray]) -> Batch:
+    """The rows and labels of :func:`collate` ``(splits, step)``, without tokens or features
+    (``input_ids`` is ``(B, 0)``): what the heads and the loss read."""
+    rows: dict[int, torch.Tensor] = {}
+    labels: dict[int, torch.Tensor] = {}
+    example_ids: dict[int, np.ndarray] = {}
+    start = 0
+    for t, idx in enumerate(step):
+        if len(idx) == 0:
+            continue
+        rows[t] = torch.arange(start, start + len(idx))
+        labels[t] = torch.from_numpy(splits[t].labels[idx])
+        example_ids[t] = np.asarray(idx)
+        start += len(idx)
+    empty = torch.zeros((start, 0), dtype=torch.int64)
+    return Batch(
+        input_ids=empty, attention_mask=empty, token_type_ids=None, rows=rows, labels=labels,
+        example_ids=example_ids,
+    )

@@ -37,6 +37,8 @@ from infomtl.tasks import Task, TaskKind
 SPLIT_STEMS: dict[str, tuple[str, ...]] = {"train": ("train",), "val": ("val", "dev"), "test": ("test",)}
 REQUIRED_SPLITS: tuple[str, ...] = ("train", "val")
 FORMATS: tuple[str, ...] = ("jsonl", "tsv")
+#: Most classes inferred from integer label ids (ids ``0..max``); more needs ``labels`` in task.yaml.
+MAX_INFERRED_CLASSES = 10_000
 
 RawLabel = Any  # int | str (classification), list[int | str] (multi-label), list[float] (regression)
 
@@ -86,7 +88,8 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
         The task and ``{split: TaskData}`` for ``train``, ``val`` and, when present, ``test``.
 
     Raises:
-        DataError: a missing folder or required split, or a malformed file.
+        DataError: a missing folder or required split, a split file without rows, or a
+            malformed file.
     """
     path = Path(path)
     if not path.is_dir():
@@ -96,9 +99,11 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
     rows = {split: _read_rows(file, spec.kind) for split, file in files.items()}
     _check_pairs(files, rows)
 
+    for split, file in files.items():
+        if not rows[split]:
+            hint = "; delete the file to omit the split" if split not in REQUIRED_SPLITS else ""
+            raise DataError(file, f"the {split} split has no rows{hint}")
     train_file, train_rows = files["train"], rows["train"]
-    if not train_rows:
-        raise DataError(train_file, "the train split has no rows")
     labels: tuple[str, ...] = ()
     targets: tuple[str, ...] = ()
     inferred = False
@@ -175,6 +180,10 @@ def _read_jsonl(path: Path, lines: list[str], kind: TaskKind) -> list[_Row]:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=lineno) from None
+        except RecursionError:
+            raise DataError(path, "invalid JSON: nested too deeply", line=lineno) from None
+        except ValueError:  # json's other error: an integer over Python's digit limit
+            raise DataError(path, "invalid JSON: a number with too many digits", line=lineno) from None
         if not isinstance(obj, dict):
             raise DataError(path, f"expected a JSON object with 'text' and '{label_key}'", line=lineno)
         text = _json_text(path, lineno, obj, "text", required=True)
@@ -293,7 +302,7 @@ def _is_int_label(value: RawLabel) -> bool:
         return True
     if isinstance(value, str):
         digits = value[1:] if value[:1] in ("+", "-") else value
-        return digits.isascii() and digits.isdigit()
+        return digits.isascii() and digits.isdigit() and len(digits) <= 18  # longer: a name
     return False
 
 
@@ -304,6 +313,10 @@ def _infer_labels(path: Path, rows: list[_Row]) -> tuple[str, ...]:
             for v in row.label if isinstance(row.label, list) else [row.label]:
                 if int(v) < 0:
                     raise DataError(path, f"label id {v} is negative", line=row.line)
+                if int(v) >= MAX_INFERRED_CLASSES:
+                    raise DataError(path, f"label id {v} would make {int(v) + 1} classes (ids 0..{v}); "
+                                    f"at most {MAX_INFERRED_CLASSES} are inferred: list the labels "
+                                    "in task.yaml", line=row.line)
         return tuple(str(i) for i in range(max(int(v) for v in values) + 1))
     return tuple(sorted({str(v) for v in values}))
 

@@ -180,7 +180,7 @@ class LossWeighter(Weighting):
     def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
         present = sorted(terms.task_losses)
         losses = torch.stack([terms.task_losses[t] for t in present])
-        index = torch.tensor(present, device=losses.device)
+        index = device_index(present, losses.device)
         w = self.weights(losses, index)
         if self.hp.normalize == "mean":
             w = w / self.num_tasks
@@ -202,14 +202,33 @@ class GradientAggregator(Weighting):
         if terms.aux is not None:
             total = total + terms.aux
         w = torch.zeros(self.num_tasks, device=total.device)
-        w[present] = 1.0
+        w.index_fill_(0, device_index(present, total.device), 1.0)
         return total, w
+
+
+def device_index(values: list[int], device: torch.device) -> torch.Tensor:
+    """A long tensor of ``values`` on ``device``, copied without blocking the host (a
+    blocking host-to-device copy would wait for the queued GPU work every step)."""
+    return torch.tensor(values, dtype=torch.long).to(device, non_blocking=True)
+
+
+def _identity(tensor: torch.Tensor) -> None:
+    """One process: nothing to average."""
 
 
 @dataclass
 class BackwardContext:
-    """What a weighting's ``backward`` may use: the engine's backward and the parameters."""
+    """What a weighting's ``backward`` may use: the engine's backward, the parameters, and
+    ``reduce_mean`` (in place: the mean of a tensor over the training processes; nothing
+    in one process).
+
+    Under several processes the trainer's loss is the same on every process, but each
+    encoder gradient holds only that process's share (see :mod:`infomtl.distributed`):
+    a weighting that uses gradients itself (PCGrad's per-task gradients) averages them
+    with ``reduce_mean`` first; the trainer averages ``.grad`` after ``backward``.
+    """
 
     backward: Any  # callable(loss) -> None, e.g. accelerator.backward
     shared_parameters: list[nn.Parameter]
     head_parameters: list[list[nn.Parameter]]
+    reduce_mean: Any = _identity  # callable(tensor) -> None, in place

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from infomtl.methods.base import LossTerms, LossWeighter, WeightingHyper
+from infomtl.methods.base import LossTerms, LossWeighter, WeightingHyper, device_index
 from infomtl.methods.registry import register_weighting
 from infomtl.tasks import Task, TaskKind
 
@@ -214,7 +214,7 @@ class _DirectLoss(LossWeighter):
     def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
         present = sorted(terms.task_losses)
         losses = torch.stack([terms.task_losses[t] for t in present]).float()
-        index = torch.tensor(present, device=losses.device)
+        index = device_index(present, losses.device)
         total = self.task_loss(losses, index)
         with torch.no_grad():
             w = self.weights(losses.detach(), index)

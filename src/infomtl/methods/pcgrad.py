@@ -29,10 +29,16 @@ Implementation (exact, on the device, no host synchronisation):
    unscales before clipping and the step; on CPU or with bf16 there is no scaler.
    The per-task gradients of step 1 are taken of the unscaled losses, so under fp16
    a very small gradient may underflow in the fp16 backward: prefer bf16 with PCGrad.
-   Under DDP the ``T × P`` buffer is all-reduced (mean) before the projection, so
-   every process projects the global per-task gradients with the same task order
-   (same seed and generator state), and the engine's all-reduce of
-   ``Σ g_t + ∇aux + δ`` yields the global ``Σ g̃ + ∇aux`` (the tests run one process).
+   Under several processes (:mod:`infomtl.distributed`) every process computes the
+   same losses of the whole global batch, and its encoder gradients hold its own rows'
+   share (times the number of processes W). The ``T × P`` buffer is averaged over the
+   processes (``ctx.reduce_mean``) **before** the projection, which makes it the global
+   per-task gradients ``g_t`` of one process exactly; every process then projects the
+   same ``g`` with the same task order (same seed and generator state), so ``δ`` is the
+   same everywhere, and the trainer's average of ``.grad`` after the backward gives
+   ``Σ_i g_i + ∇aux + δ = Σ_i g̃_i + ∇aux``: the one-process update. (Projecting each
+   process's own gradients and averaging the results would not: the projection is
+   not linear.)
 
 The random order comes from the method's own generator (``seed``; −1 = the run's
 seed), whose state is kept in :meth:`extra_state`. Statistics for the log: the mean
@@ -45,9 +51,8 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 
-from infomtl.methods.base import BackwardContext, GradientAggregator, LossTerms
+from infomtl.methods.base import BackwardContext, GradientAggregator, LossTerms, device_index
 from infomtl.methods.loss_weighting import EPS, SeededRandom, SeedHyper
 from infomtl.methods.registry import register_weighting
 from infomtl.tasks import Task
@@ -135,7 +140,7 @@ class PCGrad(GradientAggregator):
         if terms.aux is not None:
             total = total + terms.aux
         w = torch.zeros(self.num_tasks, device=total.device)
-        w[present] = self._scale
+        w.index_fill_(0, device_index(present, total.device), self._scale)
         return total, w
 
     def _grad_buffer(self, shared: list[torch.nn.Parameter]) -> torch.Tensor:
@@ -172,9 +177,7 @@ class PCGrad(GradientAggregator):
                     row[offset : offset + n].copy_(g.reshape(-1))
                     used[k] = True
                 offset += n
-        if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
-            dist.all_reduce(buf)
-            buf.div_(dist.get_world_size())
+        ctx.reduce_mean(buf)
         gram = buf @ buf.T
         order = draw_orders(self.num_tasks, self.random.get(buf.device), buf.device)
         coef, fired = pcgrad_coefficients(gram, order)

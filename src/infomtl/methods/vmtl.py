@@ -68,7 +68,7 @@ from torch import nn
 from infomtl.data.batching import Batch
 from infomtl.heads import HeadOutput
 from infomtl.losses import task_loss
-from infomtl.methods.base import Hyper, LossTerms, Objective
+from infomtl.methods.base import Hyper, LossTerms, Objective, device_index
 from infomtl.methods.loss_weighting import task_kpi
 from infomtl.methods.registry import register_objective
 from infomtl.model import ModelOutput
@@ -192,8 +192,9 @@ class VMTLDecoder(nn.Module):
         batch, device = mu.shape[0], mu.device
         mu_d, var_d = mu.detach().float(), var.detach().float()
         present_ids = sorted(rows)
+        present_index = device_index(present_ids, device)
         present = torch.zeros(self.num_tasks, dtype=torch.bool, device=device)
-        present[present_ids] = True
+        present.index_fill_(0, present_index, True)
         task_of_row = torch.full((batch,), -1, dtype=torch.long, device=device)
         for t in present_ids:
             task_of_row[rows[t]] = t
@@ -206,7 +207,7 @@ class VMTLDecoder(nn.Module):
                 attention = torch.softmax(similarity.index_select(1, rows[i]), dim=-1)  # (B, N_i)
                 means.append(attention @ mu_d.index_select(0, rows[i]))
                 variances.append(attention @ var_d.index_select(0, rows[i]))
-            coef = a.index_select(1, torch.tensor(present_ids, device=device))  # (T, P)
+            coef = a.index_select(1, present_index)  # (T, P)
             coef = coef.index_select(0, task_of_row.clamp_min(0)) * (task_of_row >= 0)[:, None]
             prior_mu = torch.einsum("bp,pbk->bk", coef, torch.stack(means))
             prior_var = torch.einsum("bp,pbk->bk", coef.pow(2), torch.stack(variances))
@@ -222,7 +223,7 @@ class VMTLDecoder(nn.Module):
 
         ``a_means``, ``a_vars``: the ``(T, k, k)`` posterior means and variances of all A_t.
         """
-        idx = torch.tensor(tasks, device=a_means.device)
+        idx = device_index(tasks, a_means.device)
         post_mu, post_var = a_means.index_select(0, idx), a_vars.index_select(0, idx)
         with _full_precision(a_means.device):
             if self.num_tasks > 1:

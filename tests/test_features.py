@@ -1,0 +1,163 @@
+"""Frozen-backbone fast mode: the feature cache and the model above cached features."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from infomtl import features
+from infomtl.backbones import load_backbone, pool
+from infomtl.config import TrainConfig
+from infomtl.data import subsample
+from infomtl.data.batching import collate, encode
+from infomtl.data.synthetic import synthetic_benchmark
+from infomtl.errors import ConfigError
+from infomtl.model import MultiTaskModel, SharedMLP, TaskHeads
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return load_backbone("tiny", "mean", 32)
+
+
+@pytest.fixture(scope="module")
+def train_split():
+    data = synthetic_benchmark()
+    task = data.tasks[0]
+    return data.splits[task.name]["train"]
+
+
+def test_extract_equals_the_encoder_row_by_row(tiny, train_split) -> None:
+    part = subsample(train_split, count=20, seed=0)
+    feats = features.extract(tiny, part)
+    split = encode(part, tiny.tokenizer, 32)
+    tiny.encoder.eval()
+    with torch.no_grad():
+        for i in (0, 7, 19):  # each row alone, unpadded
+            ids = torch.from_numpy(split.input_ids[i]).unsqueeze(0)
+            mask = torch.ones_like(ids)
+            expected = pool(tiny.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask, "mean")
+            torch.testing.assert_close(feats[i], expected[0], atol=1e-5, rtol=1e-5)
+
+
+def test_cache_is_read_back_and_keyed_by_what_features_depend_on(tiny, train_split, tmp_path, monkeypatch) -> None:
+    part = subsample(train_split, count=30, seed=1)
+    cache = features.FeatureCache(tiny, tmp_path, progress=False)
+    first = cache.features(part)
+    assert cache.path(part).is_file()
+
+    def no_extraction(*args, **kwargs):
+        raise AssertionError("features were computed again instead of read from the cache")
+
+    monkeypatch.setattr(features, "extract", no_extraction)
+    again = features.FeatureCache(tiny, tmp_path, progress=False).features(part)
+    assert torch.equal(first, again)
+
+    other_rows = subsample(train_split, count=30, seed=2)
+    assert cache.path(other_rows) != cache.path(part)
+    longer = load_backbone("tiny", "mean", 16)
+    assert features.backbone_fingerprint(longer) != cache.fingerprint
+    cls = load_backbone("tiny", "cls", 32)
+    assert features.backbone_fingerprint(cls) != cache.fingerprint
+    changed = load_backbone("tiny", "mean", 32)
+    with torch.no_grad():
+        next(changed.encoder.parameters()).add_(1e-3)
+    assert features.backbone_fingerprint(changed) != cache.fingerprint
+
+
+def test_a_torn_cache_file_is_recomputed(tiny, train_split, tmp_path) -> None:
+    part = subsample(train_split, count=10, seed=3)
+    cache = features.FeatureCache(tiny, tmp_path, progress=False)
+    good = cache.features(part)
+    path = cache.path(part)
+    path.write_bytes(path.read_bytes()[:50])
+    assert torch.equal(cache.features(part), good)
+
+
+def test_a_subsample_takes_its_rows_features_by_content(tiny, train_split, tmp_path) -> None:
+    cache = features.FeatureCache(tiny, tmp_path, progress=False)
+    full = subsample(train_split, count=40, seed=4)
+    part = subsample(full, count=12, seed=5)
+    split = cache.encoded(full, part)
+    assert torch.allclose(split.features, features.extract(tiny, part), atol=1e-5)
+    assert np.array_equal(split.labels, part.labels)
+
+
+def test_model_on_features_equals_model_on_tokens(tiny, train_split) -> None:
+    torch.manual_seed(0)
+    part = subsample(train_split, count=16, seed=6)
+    classes = part.task.num_outputs
+    model = MultiTaskModel(
+        tiny.encoder, TaskHeads([torch.nn.Linear(12, classes)]), "mean", freeze_encoder=True,
+        shared_mlp=SharedMLP(tiny.hidden_size, 12, 0.1),
+    ).eval()
+    token_batch = collate([encode(part, tiny.tokenizer, 32)], [np.arange(16)], 0)
+    feature_batch = collate([_features_split(tiny, part)], [np.arange(16)], 0)
+    assert feature_batch.features is not None and feature_batch.input_ids.shape == (16, 0)
+    with torch.no_grad():
+        a = model(token_batch).heads[0]
+        b = model(feature_batch).heads[0]
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def _features_split(backbone, part):
+    from infomtl.data.batching import EncodedSplit
+
+    return EncodedSplit([], None, part.labels, features=features.extract(backbone, part))
+
+
+def test_two_views_differ_only_by_the_mlp_dropout(tiny, train_split) -> None:
+    part = subsample(train_split, count=8, seed=7)
+    model = MultiTaskModel(
+        tiny.encoder, TaskHeads([torch.nn.Linear(12, part.task.num_outputs)]), "mean",
+        freeze_encoder=True, shared_mlp=SharedMLP(tiny.hidden_size, 12, 0.5),
+    )
+    batch = collate([_features_split(tiny, part)], [np.arange(8)], 0)
+    model.train()
+    out = model(batch, views=2)
+    assert out.h.shape == out.h_views.shape == (8, 12)
+    assert not torch.allclose(out.h, out.h_views)
+    model.eval()
+    out = model(batch, views=2)
+    torch.testing.assert_close(out.h, out.h_views)
+
+
+def test_uses_features_only_for_pooled_heads() -> None:
+    from infomtl.methods.registry import resolve_method
+
+    frozen = TrainConfig(freeze_backbone=True)
+    assert features.uses_features(frozen, resolve_method("infomtl", None, {}))
+    assert not features.uses_features(frozen, resolve_method("textcnn", None, {}))
+    assert not features.uses_features(TrainConfig(), resolve_method("ew", None, {}))
+
+
+@pytest.mark.parametrize("option, value", [("mlp_width", 0), ("mlp_dropout", 1.0), ("mlp_dropout", -0.1)])
+def test_bad_mlp_options_are_refused(option, value) -> None:
+    with pytest.raises(ConfigError, match=option.replace("_", "-")):
+        TrainConfig(**{option: value}).validate()
+
+
+def test_sweep_extracts_features_once_before_its_runs(tmp_path, monkeypatch) -> None:
+    from infomtl.experiments import run_sweep
+
+    cache = tmp_path / "cache"
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(
+        "base: {benchmark: synthetic, backbone: tiny, max_length: 32, batch_size: 32, epochs: 1,\n"
+        "       max_train_examples: 48, max_eval_examples: 24, lr: 1.0e-3, progress: false,\n"
+        f"       freeze_backbone: true, mlp_width: 16, feature_cache: {cache}}}\n"
+        "methods: [{method: ew}, {method: infomtl}]\nseeds: [0]\n", encoding="utf-8")
+    calls = []
+    real = features.extract
+    monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(a[1].split) or real(*a, **k))
+    messages: list[str] = []
+    summary = run_sweep(sweep, tmp_path / "store", echo=messages.append)
+    assert len(summary.finished) == 2 and not summary.failed
+    assert sum(m.startswith("features:") for m in messages) == 1
+    # the synthetic tasks share their sentences: one file per split serves all three tasks
+    # and both runs
+    assert sorted(calls) == ["test", "train", "val"]
+    assert len(list(cache.glob("*.safetensors"))) == 3
