@@ -155,6 +155,65 @@ def test_parallel_workers_fill_the_same_store(tmp_path: Path) -> None:
     assert sorted(_index_ids(store)) == sorted(r.run_id for r in load_sweep(path))
 
 
+class _FakeRay:
+    """The part of Ray's API the engine uses; tasks run synchronously, in order."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.init_args: dict = {}
+        self.resources: dict = {}
+        self.fail = fail
+
+    def init(self, **kwargs) -> None:
+        self.init_args = kwargs
+
+    def remote(self, **resources):
+        self.resources = resources
+
+        def wrap(fn):
+            class Remote:
+                @staticmethod
+                def remote(config, store, threads):
+                    if config["method"] == self.fail:
+                        return ("error", RuntimeError("worker lost"))
+                    return ("ok", fn(config, store, threads))
+
+            return Remote
+
+        return wrap
+
+    @staticmethod
+    def wait(refs, num_returns=1):
+        return refs[:num_returns], refs[num_returns:]
+
+    @staticmethod
+    def get(ref):
+        status, value = ref
+        if status == "error":
+            raise value
+        return value
+
+
+def test_ray_engine_trains_each_run_as_a_task(tmp_path: Path, monkeypatch) -> None:
+    from infomtl.experiments import RayOptions
+
+    fake = _FakeRay(fail="infomtl")
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    path, store = _sweep(tmp_path, seeds=(0,)), tmp_path / "store"
+    summary = run_sweep(path, store, echo=lambda _: None, ray=RayOptions("auto", 2.0, 0.5))
+    assert fake.init_args["address"] == "auto" and fake.resources == {"num_cpus": 2.0, "num_gpus": 0.5}
+    ew, infomtl = load_sweep(path)
+    assert summary.finished == [ew.run_id] and list(summary.failed) == [infomtl.run_id]
+    assert "worker lost" in summary.failed[infomtl.run_id]
+    assert _index_ids(store) == [ew.run_id]
+
+
+def test_ray_engine_without_ray_is_a_one_line_error(tmp_path: Path, monkeypatch, capsys) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
+    assert main(["sweep", str(_sweep(tmp_path)), "--store", str(tmp_path / "s"), "--engine", "ray"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "infomtl[ray]" in err[0]
+
+
 def test_dry_run_lists_runs_and_trains_nothing(tmp_path: Path, capsys) -> None:
     path, store = _sweep(tmp_path), tmp_path / "store"
     assert main(["sweep", str(path), "--store", str(store), "--dry-run"]) == 0

@@ -203,3 +203,15 @@ def test_training_changes_the_shared_encoder_and_the_heads(runs, method) -> None
     assert any("encoder.layer.1." in k for k in changed)
     for k in head_keys:
         assert not torch.equal(trained[k], initial[k]), f"{k} did not change"
+
+
+def test_one_process_trains_runs_with_different_mixed_precisions(tmp_path) -> None:
+    """A sweep worker trains run after run in one process; each keeps its own precision."""
+    from fakes import small_config
+
+    for precision in ("no", "bf16", "no"):
+        config = small_config(tmp_path / precision / str(len(list(tmp_path.rglob("results.json")))),
+                              mixed_precision=precision, max_steps=1)
+        trainer = Trainer(config, echo=lambda *_: None)
+        assert trainer.accelerator.mixed_precision == precision
+        trainer.run()

@@ -122,7 +122,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(describe_runs(load_sweep(args.config), args.store))
         return 0
-    summary = run_sweep(args.config, args.store, workers=args.workers)
+    ray = None
+    if args.engine == "ray":
+        from infomtl.experiments import RayOptions
+
+        if args.cpus_per_run <= 0 or args.gpus_per_run < 0:
+            raise InfomtlError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
+        ray = RayOptions(args.ray_address, args.cpus_per_run, args.gpus_per_run)
+    summary = run_sweep(args.config, args.store, workers=args.workers, ray=ray)
     print(f"{summary.total} runs: {summary.skipped} already finished, {len(summary.finished)} trained, "
           f"{len(summary.failed)} failed; store: {args.store}")
     if summary.failed:
@@ -151,6 +158,16 @@ def _add_sweep_report(sub: Any) -> None:
     sweep.add_argument("--workers", type=int, default=1,
                        help="parallel training processes on this machine (default: 1, in-process)")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and which are finished; train nothing")
+    sweep.add_argument("--engine", choices=("local", "ray"), default="local",
+                       help="local: this machine (--workers processes); ray: one Ray task per run on a "
+                       "Ray cluster, store on a shared file system (needs infomtl[ray]; default: local)")
+    sweep.add_argument("--ray-address", default=None, metavar="ADDRESS",
+                       help="Ray cluster to join, e.g. ray://head:10001 or auto (default: $RAY_ADDRESS, "
+                       "else a local Ray instance)")
+    sweep.add_argument("--cpus-per-run", type=float, default=1.0, metavar="N",
+                       help="CPUs a run holds on Ray (also its torch threads; default: 1)")
+    sweep.add_argument("--gpus-per-run", type=float, default=0.0, metavar="N",
+                       help="GPUs a run holds on Ray (default: 0)")
     sweep.set_defaults(func=cmd_sweep)
 
     report = sub.add_parser("report", help="tables (Markdown, CSV, LaTeX) and plots from a results store",

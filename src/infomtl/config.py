@@ -64,7 +64,7 @@ class TrainConfig:
     freeze_backbone: bool = _f(False, "fast mode: keep the encoder fixed, cache its pooled features on disk once and train a shared MLP above them (token-state heads such as stl-cnn run the fixed encoder instead)", "model")
     mlp_width: int = _f(256, "width of the shared 2-layer MLP trained above a frozen backbone's features", "model")
     mlp_dropout: float = _f(0.1, "dropout of the shared MLP above a frozen backbone (InfoMTL's two views differ by it)", "model")
-    feature_cache: str | None = _f(None, "folder of the frozen-backbone feature cache (default: $XDG_CACHE_HOME/infomtl/features)", "model", metavar="DIR")
+    feature_cache: str | None = _f(None, "folder of the frozen-backbone feature cache (none: $XDG_CACHE_HOME/infomtl/features, else ~/.cache/infomtl/features)", "model", metavar="DIR")
     # method
     method: str = _f("ew", "training method (see `infomtl methods`); stl / stl-cnn train one model per task", "method")
     weighting: str | None = _f(None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method")

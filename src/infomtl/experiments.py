@@ -42,6 +42,12 @@ A run is finished iff ``runs/<id>/results.json`` exists (written by rename, so
 it is never partial). Running a sweep again skips finished runs, deletes and
 restarts unfinished ones, and, for a changed sweep file, adds the new ids;
 nothing finished is ever overwritten.
+
+Engines: runs train one after another in this process (default), in ``workers``
+local processes, or as tasks of a Ray cluster (``--engine ray``: one
+:func:`run_one` task per run holding ``cpus_per_run`` CPUs and ``gpus_per_run``
+GPUs; the store must be on a file system every node sees). Frozen-backbone runs'
+features are extracted once, in this process, before any run starts.
 """
 
 from __future__ import annotations
@@ -383,13 +389,52 @@ class SweepSummary:
     failed: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how ``--engine ray`` runs each run: the cluster ``address`` (None: a local
+    Ray instance, or the one ``RAY_ADDRESS`` names) and the resources one run holds."""
+
+    address: str | None = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+
+def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions,
+              done: Callable[[str, str | None], None]) -> None:
+    """Train ``todo`` as Ray tasks (one :func:`run_one` each), reporting each as it ends.
+
+    The store must be on a file system every Ray node sees; a task writes only its run
+    folder, and this process (the driver) writes the index.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install 'infomtl[ray]'") from None
+    ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False)
+    threads = max(1, int(options.cpus_per_run))
+    remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run)(run_one)
+    pending = {remote.remote(run.config.to_dict(), store_root, threads): run.run_id for run in todo}
+    while pending:
+        finished, _ = ray.wait(list(pending), num_returns=1)
+        for ref in finished:
+            rid = pending.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
+                done(rid, f"{type(exc).__name__}: {exc}")
+            else:
+                done(rid, None)
+
+
 def run_sweep(
     sweep_path: str | Path,
     store_root: str | Path,
     workers: int = 1,
     echo: Callable[[str], None] = print,
+    ray: RayOptions | None = None,
 ) -> SweepSummary:
-    """Run every unfinished run of a sweep file into a store (see the module docstring)."""
+    """Run every unfinished run of a sweep file into a store (see the module docstring);
+    with ``ray``, as tasks of a Ray cluster instead of local processes."""
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
     runs = load_sweep(sweep_path)
@@ -407,8 +452,9 @@ def run_sweep(
         else:
             todo.append(run)
     summary = SweepSummary(total=len(runs), skipped=len(runs) - len(todo))
+    how = "Ray" if ray is not None else f"{workers} worker{'s' if workers > 1 else ''}"
     echo(f"sweep {sweep_path}: {len(runs)} runs, {summary.skipped} finished, {len(todo)} to run "
-         f"({workers} worker{'s' if workers > 1 else ''}) -> {store.root}")
+         f"({how}) -> {store.root}")
     by_id = {run.run_id: run for run in todo}
     from infomtl import features
 
@@ -426,7 +472,10 @@ def run_sweep(
             echo(f"[{len(summary.finished) + len(summary.failed)}/{len(todo)}] {rid} {run.label} "
                  f"[{run.point_name}] seed {run.config.seed}: FAILED: {error}")
 
-    if workers == 1:
+    if ray is not None:
+        if todo:
+            _ray_runs(todo, str(store.root), ray, done)
+    elif workers == 1:
         for run in todo:
             try:
                 run_one(run.config.to_dict(), str(store.root))

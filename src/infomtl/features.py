@@ -154,7 +154,8 @@ class FeatureCache:
 
     def path(self, data: TaskData) -> Path:
         """The cache file of a split (the extraction dtype is part of its name)."""
-        return self.root / f"{split_key(self.fingerprint + str(self.dtype), data)}.safetensors"
+        key = self.fingerprint if self.dtype is None else f"{self.fingerprint}|{self.dtype}"
+        return self.root / f"{split_key(key, data)}.safetensors"
 
     def features(self, data: TaskData) -> torch.Tensor:
         """``(N, d)`` features of a whole split: read from the cache, or computed and cached."""

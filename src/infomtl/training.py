@@ -274,6 +274,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, echo: Any = print) -> None:
         from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
         from accelerate.utils import DataLoaderConfiguration, set_seed
 
         self.config = config.validate()
@@ -282,6 +283,9 @@ class Trainer:
         # on the CPU (accelerate would otherwise set up one independent process per rank)
         launched = int(os.environ.get("WORLD_SIZE", "1"))
         cpu = config.cpu or (launched > 1 and not torch.cuda.is_available())
+        # one process may train several runs (sweep workers, STL) with different mixed
+        # precisions: forget the previous run's (the distributed state is kept)
+        AcceleratorState._reset_state()
         # split_batches: the schedule steps once per (global) step under several processes
         self.accelerator = Accelerator(
             cpu=cpu, mixed_precision=config.mixed_precision,
