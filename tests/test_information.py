@@ -187,3 +187,17 @@ def test_info_nce_is_non_negative_finite_and_bounded(
     # cosine similarities lie in [-1, 1], so L ≤ log B + 2/τ; and log B − L ≤ log B
     assert loss <= math.log(batch) + 2.0 / tau + 1e-4
     assert math.log(batch) - loss <= math.log(batch) + 1e-6
+
+
+def test_info_nce_is_computed_in_fp32_under_autocast() -> None:
+    import torch
+
+    from infomtl.information import info_nce
+
+    gen = torch.Generator().manual_seed(0)
+    h, h_pos = torch.randn(16, 8, generator=gen), torch.randn(16, 8, generator=gen)
+    plain = info_nce(h, h_pos, tau=0.1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = info_nce(h, h_pos, tau=0.1)
+    assert mixed.dtype == torch.float32
+    torch.testing.assert_close(mixed, plain)

@@ -19,11 +19,13 @@ KL_REDUCTIONS = ("class_balanced", "mean", "sum")
 
 
 def info_nce(h: torch.Tensor, h_pos: torch.Tensor, tau: float = 1.0) -> torch.Tensor:
-    """InfoNCE loss with in-batch negatives, one direction, no detach."""
-    q = F.normalize(h.float(), dim=-1)
-    k = F.normalize(h_pos.float(), dim=-1)
-    logits = q @ k.T / tau
-    return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
+    """InfoNCE loss with in-batch negatives, one direction, no detach; in fp32 even under
+    autocast (the similarity matmul would otherwise run in bf16/fp16)."""
+    with torch.autocast(h.device.type, enabled=False):
+        q = F.normalize(h.float(), dim=-1)
+        k = F.normalize(h_pos.float(), dim=-1)
+        logits = q @ k.T / tau
+        return F.cross_entropy(logits, torch.arange(len(q), device=q.device))
 
 
 def gaussian_kl(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
