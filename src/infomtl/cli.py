@@ -441,7 +441,8 @@ def _add_analyze(sub: Any) -> None:
     common(rob)
     rob.add_argument("--reference", default=None, metavar="RUN_DIR",
                      help="run to compare with: mean score increase over tasks and ε > 0 (e.g. the EW run)")
-    rob.add_argument("--strengths", default="0,0.5,1,2,4", help="comma-separated ε (default: 0,0.5,1,2,4)")
+    rob.add_argument("--strengths", default="0,0.1,0.25,0.5,1,2,4",
+                     help="comma-separated ε (default: 0,0.1,0.25,0.5,1,2,4: FGM already bites at 0.1–0.5)")
     rob.add_argument("--kinds", default="random,fgm", help="comma-separated: random, fgm (default: both)")
     rob.set_defaults(func=cmd_analyze_robustness)
 

@@ -30,7 +30,7 @@ from infomtl.evaluation import score_predictions
 from infomtl.losses import predict, task_loss
 
 KINDS = ("random", "fgm")
-DEFAULT_STRENGTHS = (0.0, 0.5, 1.0, 2.0, 4.0)
+DEFAULT_STRENGTHS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # FGM bites at ε ≈ 0.1–0.5, random noise at 2–4
 
 
 def perturbation(
