@@ -331,3 +331,25 @@ def test_numeric_label_names_match_by_name_in_jsonl_and_tsv(tmp_path: Path) -> N
     assert task.labels == ("1", "2", "3")
     assert data["train"].labels.tolist() == [0, 2]
     assert data["val"].labels.tolist() == [0]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ('{"a": ', "Expecting value"), (b"\xff\xfe{", "not UTF-8"), ("[" * 100000, "nested too deeply"),
+    ("1" * 5000, "a number with too many digits"),
+])
+def test_loads_json_turns_every_failure_into_one_error(text, reason) -> None:
+    from infomtl.data.textio import JSONError, loads_json
+
+    with pytest.raises(JSONError) as info:
+        loads_json(text)
+    assert info.value.reason.startswith(reason)
+
+
+def test_read_json_of_a_deeply_nested_file_is_a_one_line_error(tmp_path) -> None:
+    from infomtl.checkpoint import read_json
+    from infomtl.errors import InfomtlError
+
+    path = tmp_path / "state.json"
+    path.write_text("[" * 100000, encoding="utf-8")
+    with pytest.raises(InfomtlError, match="state.json: not valid JSON \\(nested too deeply\\)"):
+        read_json(path)

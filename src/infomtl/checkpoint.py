@@ -36,6 +36,7 @@ from safetensors.torch import load_file, save_file, save_model
 from infomtl import features
 from infomtl.backbones import Backbone, load_backbone, load_backbone_files
 from infomtl.config import TrainConfig, load_yaml
+from infomtl.data.textio import JSONError, loads_json
 from infomtl.errors import InfomtlError
 from infomtl.methods import Method, MethodSpec
 from infomtl.model import MultiTaskModel
@@ -51,10 +52,10 @@ def write_json(path: Path, data: Any) -> None:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return loads_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InfomtlError(f"{path}: file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (JSONError, UnicodeDecodeError) as exc:
         raise InfomtlError(f"{path}: not valid JSON ({exc})") from None
 
 

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from infomtl import __version__
+from infomtl.data.textio import JSONError, loads_json
 from infomtl.errors import InfomtlError
 
 MANIFEST = "infomtl.json"
@@ -283,10 +284,10 @@ def verify_export(folder: Path) -> dict[str, Any]:
     """Read ``folder/infomtl.json`` and check every file it lists; return the manifest."""
     path = folder / MANIFEST
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = loads_json(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InfomtlError(f"{path}: file not found (not an infomtl export folder)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (JSONError, UnicodeDecodeError) as exc:
         raise InfomtlError(f"{path}: not valid JSON, changed or truncated ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InfomtlError(f"{path}: not an infomtl export manifest")

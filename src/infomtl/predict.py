@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
+from infomtl.data.textio import JSONError, loads_json
 from infomtl.errors import DataError, InfomtlError
 from infomtl.tasks import Task, TaskKind
 
@@ -364,13 +365,9 @@ def read_inputs(path: str, fmt: str | None = None, stdin: TextIO | None = None
             if not line.strip():
                 raise DataError(where, "empty line (expected a JSON object with a \"text\" field)", line=lineno)
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise DataError(where, f"not valid JSON ({exc.msg})", line=lineno) from None
-            except RecursionError:
-                raise DataError(where, "not valid JSON (nested too deeply)", line=lineno) from None
-            except ValueError:  # json's other error: an integer over Python's digit limit
-                raise DataError(where, "not valid JSON (a number with too many digits)", line=lineno) from None
+                row = loads_json(line)
+            except JSONError as exc:
+                raise DataError(where, f"not valid JSON ({exc.reason})", line=lineno) from None
             if not isinstance(row, dict) or not isinstance(row.get("text"), str):
                 raise DataError(where, "expected a JSON object with a string \"text\" field", line=lineno)
             text = row["text"]

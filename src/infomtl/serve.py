@@ -18,13 +18,13 @@ the event loop keeps answering meanwhile. (No ``from __future__ import annotatio
 here: FastAPI reads the endpoints' annotations.)
 """
 
-import json
 import socket
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from infomtl.data.textio import JSONError, loads_json
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.tasks import TaskKind
 
@@ -95,16 +95,10 @@ def parse_request(body: bytes, limits: Limits, task_names: list[str]
         RequestError: 400 for a body that is not JSON, 422 for JSON of the wrong shape.
     """
     try:
-        data = json.loads(body)
-    except json.JSONDecodeError as exc:
-        raise RequestError(400, f"body is not valid JSON ({exc.msg} at line {exc.lineno} "
-                           f"column {exc.colno})") from None
-    except UnicodeDecodeError:
-        raise RequestError(400, "body is not valid JSON (not UTF-8)") from None
-    except RecursionError:
-        raise RequestError(400, "body is not valid JSON (nested too deeply)") from None
-    except ValueError:  # json's other error: an integer over Python's digit limit
-        raise RequestError(400, "body is not valid JSON (a number with too many digits)") from None
+        data = loads_json(body)
+    except JSONError as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if exc.lineno is not None else ""
+        raise RequestError(400, f"body is not valid JSON ({exc.reason}{where})") from None
     if not isinstance(data, dict):
         raise RequestError(422, f"expected a JSON object with \"texts\", got {type(data).__name__}")
     unknown = [k for k in data if k not in REQUEST_KEYS]

@@ -19,7 +19,6 @@ The optional ``task.yaml`` is read by :mod:`infomtl.data.task_yaml`.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from infomtl.data.task_yaml import build_metrics, read_task_spec
-from infomtl.data.textio import read_text, split_lines
+from infomtl.data.textio import JSONError, loads_json, read_text, split_lines
 from infomtl.data.types import SPLITS, MultiTaskData, TaskData
 from infomtl.errors import ConfigError, DataError
 from infomtl.tasks import Task, TaskKind
@@ -177,13 +176,10 @@ def _read_jsonl(path: Path, lines: list[str], kind: TaskKind) -> list[_Row]:
         if not line.strip():
             continue
         try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise DataError(path, f"invalid JSON: {exc.msg} (column {exc.colno})", line=lineno) from None
-        except RecursionError:
-            raise DataError(path, "invalid JSON: nested too deeply", line=lineno) from None
-        except ValueError:  # json's other error: an integer over Python's digit limit
-            raise DataError(path, "invalid JSON: a number with too many digits", line=lineno) from None
+            obj = loads_json(line)
+        except JSONError as exc:
+            column = f" (column {exc.colno})" if exc.colno is not None else ""
+            raise DataError(path, f"invalid JSON: {exc.reason}{column}", line=lineno) from None
         if not isinstance(obj, dict):
             raise DataError(path, f"expected a JSON object with 'text' and '{label_key}'", line=lineno)
         text = _json_text(path, lineno, obj, "text", required=True)
