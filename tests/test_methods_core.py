@@ -249,8 +249,18 @@ def test_infomtl_aux_is_alpha_times_info_nce_of_the_two_views() -> None:
     assert float(terms.components[("nce", None)]) == pytest.approx(nce, rel=1e-5)
 
 
-def test_infomtl_total_with_ew_is_the_sum_of_task_losses_plus_aux() -> None:
+def test_infomtl_total_with_ew_is_the_mean_task_loss_plus_aux_once() -> None:
     method = _method("infomtl", alpha=0.2)
+    out, batch = _output(seed=2)
+    total, terms, weights = method.loss(out, batch)
+    losses = [float(v) for v in terms.task_losses.values()]
+    expected = sum(losses) / len(losses) + float(terms.aux)
+    assert float(total) == pytest.approx(expected, rel=1e-6)
+    assert weights.tolist() == pytest.approx([1 / 3] * 3)
+
+
+def test_infomtl_total_under_normalize_sum_is_the_sum_of_task_losses_plus_aux() -> None:
+    method = _method("infomtl", alpha=0.2, normalize="sum")
     out, batch = _output(seed=2)
     total, terms, weights = method.loss(out, batch)
     expected = sum(float(v) for v in terms.task_losses.values()) + float(terms.aux)
@@ -334,8 +344,8 @@ def _terms(losses: dict[int, float], aux: float | None = None) -> LossTerms:
     )
 
 
-def test_ew_combine_is_the_plain_sum_plus_aux_with_unit_weights() -> None:
-    weighting = _method("ew").weighting
+def test_ew_under_normalize_sum_is_the_plain_sum_plus_aux_with_unit_weights() -> None:
+    weighting = _method("ew", normalize="sum").weighting
     total, weights = weighting.combine(_terms({0: 1.0, 1: 2.0, 2: 4.0}, aux=0.5))
     assert float(total) == pytest.approx(7.5)
     assert weights.tolist() == [1.0, 1.0, 1.0]
@@ -343,25 +353,41 @@ def test_ew_combine_is_the_plain_sum_plus_aux_with_unit_weights() -> None:
     assert float(total) == pytest.approx(7.0)
 
 
-def test_ew_normalize_mean_divides_the_weights_by_the_number_of_tasks() -> None:
-    weighting = _method("ew", normalize="mean").weighting
+def test_ew_by_default_is_the_mean_over_tasks_weights_summing_to_one() -> None:
+    weighting = _method("ew").weighting
+    assert weighting.hp.normalize == "mean"
     total, weights = weighting.combine(_terms({0: 1.0, 1: 2.0, 2: 6.0}, aux=0.5))
     assert float(total) == pytest.approx(9.0 / 3 + 0.5)
     assert weights.tolist() == pytest.approx([1 / 3] * 3)
     assert float(weights.sum()) == pytest.approx(1.0)
 
 
-def test_ew_gives_absent_tasks_zero_weight() -> None:
+def test_ew_mean_is_over_the_tasks_present_and_absent_tasks_get_zero_weight() -> None:
     total, weights = _method("ew").weighting.combine(_terms({0: 1.0, 2: 3.0}))
+    assert float(total) == pytest.approx(2.0)
+    assert weights.tolist() == [0.5, 0.0, 0.5]
+    total, weights = _method("ew").weighting.combine(_terms({1: 3.0}, aux=0.25))  # per-task step
+    assert float(total) == pytest.approx(3.25)
+    assert weights.tolist() == [0.0, 1.0, 0.0]
+    total, weights = _method("ew", normalize="sum").weighting.combine(_terms({0: 1.0, 2: 3.0}))
     assert float(total) == pytest.approx(4.0)
     assert weights.tolist() == [1.0, 0.0, 1.0]
 
 
-def test_ew_combined_loss_backpropagates_to_each_task_with_unit_weight() -> None:
+def test_ew_combined_loss_backpropagates_to_each_task_with_weight_one_over_t() -> None:
     losses = {t: torch.tensor(float(t + 1), requires_grad=True) for t in range(3)}
     total, _ = _method("ew").weighting.combine(LossTerms(losses))
     total.backward()
-    assert [float(v.grad) for v in losses.values()] == [1.0, 1.0, 1.0]
+    assert [float(v.grad) for v in losses.values()] == pytest.approx([1 / 3] * 3)
+
+
+def test_task_aux_terms_are_averaged_with_the_task_losses_but_not_weighted() -> None:
+    terms = _terms({0: 1.0, 1: 3.0}, aux=0.5)
+    terms.task_aux = {0: torch.tensor(-2.0), 1: torch.tensor(4.0)}
+    total, _ = _method("ew").weighting.combine(terms)
+    assert float(total) == pytest.approx((1 + 3) / 2 + (-2 + 4) / 2 + 0.5)
+    total, _ = _method("dwa", normalize="sum").weighting.combine(terms)  # weights 1 in epoch 1
+    assert float(total) == pytest.approx(1 + 3 + (-2 + 4) + 0.5)
 
 
 # --------------------------------------------------------------------------- #

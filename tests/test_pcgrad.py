@@ -26,6 +26,7 @@ def tasks_of(n: int) -> list[Task]:
 
 
 def pcgrad(n: int, **args) -> PCGrad:
+    args.setdefault("normalize", "sum")  # the rule's numbers are in the sum convention
     spec = resolve_method("pcgrad", None, args)
     return WEIGHTINGS["pcgrad"](spec.weighting_hp, tasks_of(n), [1] * n)
 
@@ -290,7 +291,7 @@ def test_pcgrad_through_resolve_method_and_method() -> None:
     assert method.weighting.needs_all_tasks and method.weighting.reference
     losses = {t: torch.tensor(float(t + 1), requires_grad=True) for t in range(3)}
     total, weights = method.weighting.combine(LossTerms(losses, torch.tensor(0.5)))
-    assert total.item() == pytest.approx(6.5)
-    assert weights.tolist() == [1.0, 1.0, 1.0]
+    assert total.item() == pytest.approx(6.0 / 3 + 0.5)  # the mean task loss + aux once
+    assert weights.tolist() == pytest.approx([1 / 3] * 3)
     assert "seed=3" in repr(method.weighting)
     assert math.isfinite(total.item())

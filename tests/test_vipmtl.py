@@ -39,13 +39,15 @@ def _num(x) -> float:
 
 
 def _method(weighting: str | None = None, tasks: list[Task] = TASKS, **args) -> Method:
+    """VIP-MTL with a learned s_t by default here (the rule's numbers set s by hand)."""
+    args.setdefault("scale_mode", "learned")
     spec = resolve_method("vipmtl", weighting, args)
     return Method(spec, tasks, D, SIZES[: len(tasks)], head_dropout=0.0, head_hidden=0)
 
 
-def _constant_head(mu: float, logvar: float, s: float, learn_scale: bool = True):
+def _constant_head(mu: float, logvar: float, s: float, mode: str = "learned", momentum: float = 0.1):
     """A one-output head that maps any h to μ = ``mu``, log σ² = ``logvar``, with s = ``s``."""
-    head = VarianceNormalizedGaussianHead(1, 1, learn_scale=learn_scale)
+    head = VarianceNormalizedGaussianHead(1, 1, mode=mode, momentum=momentum)
     with torch.no_grad():
         head.mean.weight.zero_()
         head.mean.bias.fill_(mu)
@@ -83,15 +85,15 @@ def test_analytic_case_sample_is_1_25_and_gamma_s_adds_1_386294(monkeypatch) -> 
     assert out.sample.item() == pytest.approx(1.25, abs=1e-6)  # (2 + 1·0.5) / exp(ln4 / 2)
     assert out.raw_mean.item() == 2.0 and out.raw_logvar.item() == 0.0
     assert out.logvar.item() == pytest.approx(-LN4, abs=1e-6)  # log σ² − s
-    # the objective: γ·s with γ = 1 adds ln 4 = 1.386294 to the loss (the aux term)
+    # the objective: γ·s with γ = 1 adds ln 4 = 1.386294 to the loss (a per-task term)
     task = Task("r", TaskKind.REGRESSION)
-    objective = Method(resolve_method("vipmtl", None, {"gamma_regression": 1.0, "beta": 0.0}),
-                       [task], 1, [10]).objective
+    spec = resolve_method("vipmtl", None, {"gamma_regression": 1.0, "beta": 0.0, "scale_mode": "learned"})
+    objective = Method(spec, [task], 1, [10]).objective
     batch = Batch(input_ids=torch.zeros(1, 1, dtype=torch.long),
                   attention_mask=torch.ones(1, 1, dtype=torch.long), token_type_ids=None,
                   rows={0: torch.tensor([0])}, labels={0: torch.tensor([[1.25]])})
     terms = objective.loss_terms(ModelOutput(torch.ones(1, 1), None, {0: out}), batch)
-    assert terms.aux.item() == pytest.approx(1.386294, abs=1e-6)
+    assert terms.aux is None and terms.task_aux[0].item() == pytest.approx(1.386294, abs=1e-6)
     assert terms.task_losses[0].item() == pytest.approx(0.0, abs=1e-10)  # MSE(1.25, 1.25)
     assert _num(terms.components[("s", 0)]) == pytest.approx(LN4)
 
@@ -105,7 +107,7 @@ def test_test_time_output_is_the_mean_over_exp_half_s() -> None:
 
 def test_regression_prediction_is_the_normalised_mean() -> None:
     torch.manual_seed(0)
-    head = VarianceNormalizedGaussianHead(D, 3).eval()
+    head = VarianceNormalizedGaussianHead(D, 3, mode="learned").eval()
     with torch.no_grad():
         head.log_scale.fill_(0.8)
     h = torch.randn(5, D)
@@ -119,7 +121,7 @@ def test_regression_prediction_is_the_normalised_mean() -> None:
 @pytest.mark.parametrize("s", [-3.0, 0.0, 0.5, 4.0])
 def test_classification_argmax_is_unchanged_by_the_normalisation(s: float) -> None:
     torch.manual_seed(1)
-    head = VarianceNormalizedGaussianHead(D, 5).eval()
+    head = VarianceNormalizedGaussianHead(D, 5, mode="learned").eval()
     with torch.no_grad():
         head.log_scale.fill_(s)
     out = head(torch.randn(20, D))
@@ -128,7 +130,7 @@ def test_classification_argmax_is_unchanged_by_the_normalisation(s: float) -> No
 
 def test_training_sample_is_the_gaussian_sample_divided_by_exp_half_s() -> None:
     torch.manual_seed(2)
-    head = VarianceNormalizedGaussianHead(D, 3).train()
+    head = VarianceNormalizedGaussianHead(D, 3, mode="learned").train()
     plain = GaussianHead(D, 3)
     plain.load_state_dict({k: v for k, v in head.state_dict().items() if k != "log_scale"})
     with torch.no_grad():
@@ -174,8 +176,13 @@ def test_task_loss_is_loss_of_the_sample_plus_beta_kl_of_the_raw_gaussian() -> N
         assert _num(terms.components[("kl", t)]) == pytest.approx(kl, rel=1e-5)
         s = _num(decoder.heads[t].log_scale)
         assert _num(terms.components[("s", t)]) == pytest.approx(s)
-        aux += (gamma_reg if task.kind is TaskKind.REGRESSION else gamma) * s
-    assert _num(terms.aux) == pytest.approx(aux, rel=1e-6)
+        gamma_t = gamma_reg if task.kind is TaskKind.REGRESSION else gamma
+        assert _num(terms.task_aux[t]) == pytest.approx(gamma_t * s, rel=1e-6)
+        aux += gamma_t * s
+    assert terms.aux is None
+    total, _ = method.weighting.combine(terms)  # EW: the mean over tasks of ℓ_t + γ_t s_t
+    expected = sum(_num(v) for v in terms.task_losses.values()) / 3 + aux / 3
+    assert _num(total) == pytest.approx(expected, rel=1e-6)
 
 
 def test_kl_falls_back_to_the_mean_for_regression_and_multilabel_tasks() -> None:
@@ -194,7 +201,7 @@ def test_gradient_of_the_gamma_term_reaches_s_and_the_task_loss_too() -> None:
     h, batch = _batch(seed=4)
     decoder, out = _forward(method, h, batch, scales=(0.0, 0.0, 0.0))
     terms = method.objective.loss_terms(out, batch)
-    terms.aux.backward()
+    sum(terms.task_aux.values()).backward()
     grads = [_num(head.log_scale.grad) for head in decoder.heads]
     assert grads == pytest.approx([3.0, 3.0, 0.25])
     decoder, out = _forward(method, h, batch, scales=(0.0, 0.0, 0.0))
@@ -212,17 +219,61 @@ def test_s_lives_in_the_model_not_in_the_method() -> None:
     assert list(method.parameters()) == []  # nothing of the decoder is also the method's
 
 
-def test_s_is_in_the_no_weight_decay_group_of_the_trainer_and_only_once(tmp_path: Path) -> None:
+def test_learned_s_is_a_task_scalar_own_lr_no_weight_decay_outside_the_clip(tmp_path: Path) -> None:
     config = TrainConfig(benchmark="synthetic", backbone="tiny", max_length=32, batch_size=16,
                          epochs=1, max_train_examples=32, max_eval_examples=16, progress=False,
-                         weight_decay=0.01, output_dir=str(tmp_path / "run"), method="vipmtl")
+                         weight_decay=0.01, output_dir=str(tmp_path / "run"), method="vipmtl",
+                         method_args={"scale_mode": "learned"}, scalar_lr=0.05)
     trainer = Trainer(config, echo=lambda *_: None)
-    optimizer = trainer._optimizer()
+    trainer.setup(10)
     scales = {id(h.log_scale) for h in trainer.model.decoder.heads}
-    seen = [(id(p), g["weight_decay"]) for g in optimizer.param_groups for p in g["params"]]
-    hits = [wd for pid, wd in seen if pid in scales]
-    assert len(hits) == len(scales) == 3 and set(hits) == {0.0}
-    assert len({pid for pid, _ in seen}) == len(seen)  # no parameter in two groups
+    groups = [g for g in trainer.optimizer.param_groups if g.get("task_scalars")]
+    assert len(groups) == 1 and {id(p) for p in groups[0]["params"]} == scales
+    assert (groups[0]["weight_decay"], groups[0]["lr"]) == (0.0, 0.05)
+    seen = [id(p) for g in trainer.optimizer.param_groups for p in g["params"]]
+    assert len(set(seen)) == len(seen)  # no parameter in two groups
+    assert not scales & {id(p) for p in trainer.clipped}  # outside the clipped norm
+    assert trainer.optimizer.param_groups[0]["lr"] == 5e-5
+
+
+def test_estimated_sigma_is_a_buffer_not_a_parameter() -> None:
+    method = _method(scale_mode="estimate")
+    decoder = method.build_decoder()
+    assert not any(n.endswith("log_scale") for n, _ in decoder.named_parameters())
+    assert all(f"heads.{t}.log_scale" in decoder.state_dict() for t in range(3))
+
+
+def test_estimate_tracks_the_mean_row_variance_with_a_running_mean(monkeypatch) -> None:
+    # σ² = 4 on every row: the batch estimate of Eq. 4 is 4; momentum 0.5 from R = 1 gives 2.5
+    head = _constant_head(mu=2.0, logvar=LN4, s=0.0, mode="estimate", momentum=0.5).train()
+    monkeypatch.setattr(torch, "randn_like", lambda x, **kw: torch.full_like(x, 0.5))
+    out = head(torch.ones(3, 1))
+    assert _num(head.log_scale) == pytest.approx(math.log(2.5))
+    assert out.sample[0].item() == pytest.approx((2 + 2 * 0.5) / math.sqrt(2.5), rel=1e-6)
+    assert out.log_scale.requires_grad is False
+    assert _num(out.penalty_log_scale) == pytest.approx(LN4)  # log of the batch estimate
+    out.penalty_log_scale.backward()  # the γ term pushes the head's variances down
+    assert head.logvar.bias.grad.item() == pytest.approx(1.0)
+    out = head(torch.ones(3, 1))  # a second batch: R = 0.5·2.5 + 0.5·4 = 3.25
+    assert _num(head.log_scale) == pytest.approx(math.log(3.25))
+    head.eval()
+    out = head(torch.ones(2, 1))  # evaluation: the running estimate, no update
+    assert _num(head.log_scale) == pytest.approx(math.log(3.25))
+    assert out.mean[0].item() == pytest.approx(2 / math.sqrt(3.25), rel=1e-6)
+    assert out.penalty_log_scale is None
+
+
+def test_kl_target_normalized_takes_the_kl_of_the_normalised_gaussian() -> None:
+    h, batch = _batch(seed=8)
+    method = _method(kl_target="normalized", kl_reduction="mean")
+    _, out = _forward(method, h, batch)
+    terms = method.objective.loss_terms(out, batch)
+    for t in range(3):
+        o = out.heads[t]
+        kl = (-0.5 * (1 + o.logvar - o.mean**2 - o.logvar.exp())).mean()
+        assert _num(terms.components[("kl", t)]) == pytest.approx(_num(kl), rel=1e-5)
+    raw = _method(kl_reduction="mean").objective.loss_terms(out, batch)
+    assert _num(raw.components[("kl", 0)]) != pytest.approx(_num(terms.components[("kl", 0)]))
 
 
 def test_without_variance_normalisation_s_is_a_frozen_zero_and_there_is_no_gamma_term() -> None:
@@ -234,7 +285,7 @@ def test_without_variance_normalisation_s_is_a_frozen_zero_and_there_is_no_gamma
     heads, _ = decoder(h, batch.rows)
     out = ModelOutput(h=h, h_views=None, heads=heads)
     terms = method.objective.loss_terms(out, batch)
-    assert terms.aux is None
+    assert terms.aux is None and terms.task_aux == {}
     assert not any(name == "s" for name, _ in terms.components)
     decoder.eval()
     heads, _ = decoder(h, batch.rows)
@@ -261,9 +312,10 @@ def test_composes_with_uw_which_weights_the_task_losses_but_not_the_gamma_term()
     total, terms, weights = method.loss(out, batch)
     losses = torch.stack([terms.task_losses[t] for t in range(3)])
     c = torch.tensor([1.0, 1.0, 0.5])  # UW: ½ e^{−s} ℓ + ½ s for the regression task
-    expected = _num((c * losses).sum()) + _num(terms.aux)  # UW's s = 0
+    extras = sum(_num(v) for v in terms.task_aux.values())
+    expected = (_num((c * losses).sum()) + extras) / 3  # UW's s = 0; γ_t s_t unweighted
     assert _num(total) == pytest.approx(expected, rel=1e-6)
-    assert weights.tolist() == pytest.approx([1.0, 1.0, 0.5])
+    assert weights.tolist() == pytest.approx([1 / 3, 1 / 3, 0.5 / 3])
 
 
 def test_registration_aliases_and_defaults() -> None:
@@ -273,7 +325,8 @@ def test_registration_aliases_and_defaults() -> None:
         assert (spec.objective, spec.weighting, spec.name) == ("vipmtl", "ew", "vipmtl")
     hp = resolve_method("vipmtl").objective_hp
     assert (hp.beta, hp.gamma, hp.gamma_regression, hp.variance_norm, hp.kl_reduction) == (
-        0.01, 1.0, 0.1, True, "class_balanced")
+        0.01, 10.0, 0.1, True, "class_balanced")
+    assert (hp.scale_mode, hp.scale_momentum, hp.kl_target) == ("estimate", 0.1, "raw")
     assert _method().views == 1
     spec = resolve_method("vipmtl", None, {"variance_norm": "false", "gamma": "10"})
     assert spec.objective_hp.variance_norm is False and spec.objective_hp.gamma == 10.0
@@ -282,7 +335,8 @@ def test_registration_aliases_and_defaults() -> None:
 @pytest.mark.parametrize(
     "args",
     [{"beta": -1}, {"gamma": -0.1}, {"gamma_regression": float("nan")}, {"gamma": float("inf")},
-     {"kl_reduction": "median"}],
+     {"kl_reduction": "median"}, {"scale_mode": "fixed"}, {"kl_target": "both"},
+     {"scale_momentum": 0.0}, {"scale_momentum": 1.5}],
 )
 def test_invalid_hyperparameters_are_config_errors(args: dict) -> None:
     with pytest.raises(ConfigError, match="method vipmtl"):
@@ -293,11 +347,11 @@ def test_invalid_hyperparameters_are_config_errors(args: dict) -> None:
 # presets
 # --------------------------------------------------------------------------- #
 
-PRESETS = {
-    "affecteval-vipmtl-roberta.yaml": ("affecteval", "roberta-base", 0.0),
-    "affecteval-vipmtl-bert.yaml": ("affecteval", "bert-base-uncased", 0.0),
-    "tweeteval-vipmtl-roberta.yaml": ("tweeteval", "roberta-base", 0.2),
-    "tweeteval-vipmtl-bert.yaml": ("tweeteval", "bert-base-uncased", 0.0),
+PRESETS = {  # the paper's Table 8: benchmark, backbone, head dropout, β
+    "affecteval-vipmtl-roberta.yaml": ("affecteval", "roberta-base", 0.0, 0.001),
+    "affecteval-vipmtl-bert.yaml": ("affecteval", "bert-base-uncased", 0.0, 0.1),
+    "tweeteval-vipmtl-roberta.yaml": ("tweeteval", "roberta-base", 0.2, 0.01),
+    "tweeteval-vipmtl-bert.yaml": ("tweeteval", "bert-base-uncased", 0.2, 0.001),
 }
 
 
@@ -306,11 +360,11 @@ def test_presets_load_validate_and_resolve(name: str) -> None:
     path = REPO / "configs" / name
     config = TrainConfig.from_dict(load_yaml(path), str(path)).validate()
     spec = resolve_spec(config)
-    benchmark, backbone, dropout = PRESETS[name]
+    benchmark, backbone, dropout, beta = PRESETS[name]
     assert (config.benchmark, config.backbone, config.head_dropout) == (benchmark, backbone, dropout)
     assert (spec.objective, spec.weighting) == ("vipmtl", "ew")
     hp = spec.objective_hp
-    assert (hp.beta, hp.gamma, hp.gamma_regression, hp.variance_norm) == (0.01, 1.0, 0.1, True)
+    assert (hp.beta, hp.gamma, hp.gamma_regression, hp.variance_norm) == (beta, 10.0, 0.1, True)
     assert (config.optimizer, config.lr, config.batch_size, config.max_length) == (
         "adamax", 5e-5, 128, 256)
     assert (config.epochs, config.patience) == (20, 3)

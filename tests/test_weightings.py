@@ -38,8 +38,11 @@ def cls_tasks(n: int) -> list[Task]:
 
 
 def build(name: str, tasks: list[Task] | None = None, sizes: list[int] | None = None, **args):
+    """The rules' numbers are written in the sum convention (METHODS.md): ``normalize="sum"``
+    unless a test asks for the default mean."""
     tasks = tasks or cls_tasks(2)
     sizes = sizes or [10] * len(tasks)
+    args.setdefault("normalize", "sum")
     spec = resolve_method(name, None, args)
     return WEIGHTINGS[spec.weighting](spec.weighting_hp, tasks, sizes)
 

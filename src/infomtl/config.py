@@ -77,7 +77,8 @@ class TrainConfig:
     # optimisation
     optimizer: str = _f("adamax", "optimizer", "optimisation", OPTIMIZERS)
     lr: float = _f(5e-5, "learning rate", "optimisation")
-    weight_decay: float = _f(0.0, "weight decay of model parameters (method parameters get none)", "optimisation")
+    weight_decay: float = _f(0.0, "weight decay of model parameters (learned task scalars get none)", "optimisation")
+    scalar_lr: float | None = _f(None, "learning rate of the learned task scalars (UW and IMTL-L s_t, VIP-MTL's learned log variance), which sit outside the clipped gradient norm (default: --lr)", "optimisation")
     warmup_ratio: float = _f(0.0, "fraction of training steps of linear warm-up", "optimisation")
     lr_schedule: str = _f("constant", "learning-rate schedule after warm-up", "optimisation", SCHEDULES)
     grad_clip: float = _f(1.0, "max gradient norm (0 = no clipping)", "optimisation")
@@ -119,6 +120,8 @@ class TrainConfig:
             raise ConfigError(f"--multilabel-threshold must be in (0, 1), got {threshold}")
         if not self.grad_accumulation >= 1:
             raise ConfigError(f"--grad-accumulation must be >= 1, got {self.grad_accumulation}")
+        if self.scalar_lr is not None and not self.scalar_lr > 0:
+            raise ConfigError(f"--scalar-lr must be > 0, got {self.scalar_lr}")
         for name in ("max_train_examples", "max_eval_examples", "max_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:

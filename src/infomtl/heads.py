@@ -9,9 +9,10 @@
   layer ``u = GELU(W_u · Dropout(h))`` (the MLP of the paper's text); ``hidden = 0``
   is the authors' code (no hidden layer, dropout on the mean branch only).
 * :class:`VarianceNormalizedGaussianHead`: VIP-MTL's head (Hu et al., ACL 2025): a
-  Gaussian head whose output is divided by ``exp(s/2)``, ``s = log σ'`` one learnable
-  scalar of the head (init 0): training sample ``z' = (μ + exp(log σ²/2) · ε) / exp(s/2)``,
-  prediction ``μ / exp(s/2)``. Its output is a :class:`NormalizedHeadOutput`.
+  Gaussian head whose output is divided by ``√Σ' = exp(s/2)``, Σ' the task's mixture
+  variance (tracked from the batches, or learned): training sample
+  ``z' = (μ + exp(log σ²/2) · ε) / exp(s/2)``, prediction ``μ / exp(s/2)``. Its output
+  is a :class:`NormalizedHeadOutput`.
 * :class:`TextCNNHead`: the "STL with CNN" baseline (Kim 2014) over the token states
   ``(N, L, d)``: per kernel width k a convolution with F filters, ReLU, max-pool over
   the valid windows, then ``y = W · Dropout([pool_3; pool_4; pool_5]) + b``.
@@ -57,12 +58,16 @@ class NormalizedHeadOutput(HeadOutput):
     Attributes:
         raw_mean: ``(N, C)`` μ before the normalisation.
         raw_logvar: ``(N, C)`` log σ² before the normalisation.
-        log_scale: the head's 0-d ``s = log σ'`` (a parameter, or a zero buffer when frozen).
+        log_scale: the head's 0-d ``s = log Σ'`` the output was normalised with.
+        penalty_log_scale: the 0-d ``log Σ'`` that VIP-MTL's ``γ·log Σ'`` term takes, with
+            its gradient (the learned ``s``, or the log of the batch estimate), or ``None``
+            where there is no such term (no normalisation, evaluation).
     """
 
     raw_mean: torch.Tensor | None = None
     raw_logvar: torch.Tensor | None = None
     log_scale: torch.Tensor | None = None
+    penalty_log_scale: torch.Tensor | None = None
 
 
 class LinearHead(nn.Module):
@@ -107,20 +112,33 @@ class GaussianHead(nn.Module):
         return HeadOutput(mean=mu, logvar=logvar, sample=sample)
 
 
+#: parameter names of learned task scalars (own optimizer group, outside the clipped norm)
+TASK_SCALAR_NAMES = ("log_scale",)
+#: how a :class:`VarianceNormalizedGaussianHead` obtains Σ'_t
+SCALE_MODES = ("estimate", "learned", "off")
+
+
 class VarianceNormalizedGaussianHead(GaussianHead):
-    """Gaussian head + variance normalisation (VIP-MTL): ``z' = z / exp(s/2)``.
+    """Gaussian head + variance normalisation (VIP-MTL, Hu et al., ACL 2025, Eq. 4–6):
+    ``z' = z / √Σ'``, with ``Σ' = e^s`` the variance of the task's mixture distribution,
+    approximated as in Eq. 4 by the mean of the rows' variances,
+    ``Σ'_t ≈ (1/|D_t|) Σ_i mean_c σ²_ic``. Training ``z' = (μ + σ ⊙ ε) / √Σ'``,
+    test ``μ / √Σ'`` (the same argmax as μ; for regression the trained output scale).
 
-    ``s = log σ'`` (``log_scale``) is one scalar per head, init 0: the log of the
-    approximate variance of the task's mixture distribution, so that dividing by
-    ``exp(s/2) = √σ'`` gives the task output unit variance. Training:
-    ``z' = (μ + exp(log σ²/2) · ε) / exp(s/2)``, ε ~ N(0, I); test: ``μ / exp(s/2)``
-    (the same argmax as μ; for regression the trained output scale).
+    ``mode`` says where ``s = log Σ'`` comes from:
 
-    ``s`` lives in the head, not on the method, so that the normalised mean the
-    evaluation reads already is the model's prediction. It is a 0-d parameter, which
-    the trainer puts in its no-weight-decay group (every parameter with ``ndim < 2``).
-    With ``learn_scale=False`` (VIP-MTL's "w/o VI" ablation) ``s`` is a zero buffer:
-    frozen at 0, the normalisation is the identity (same state-dict key either way).
+    * ``"estimate"`` (default): ``Σ'`` is tracked from the batches. In training the
+      task's batch estimate ``b = mean σ²`` (fp32) updates a running mean
+      ``R ← (1 − m) R + m b`` (buffer ``log_scale`` = log R, init 0), the output is
+      normalised by the updated ``√R`` (no gradient through the normaliser), and
+      ``penalty_log_scale = log b`` carries the gradient of the γ·log Σ' term into the
+      head's variances (the bound from above). Evaluation uses R.
+    * ``"learned"``: ``s`` is a learnable 0-d parameter (init 0), trained with the task
+      scalars' own learning rate outside the clipped norm (``--scalar-lr``).
+    * ``"off"``: ``s`` is a zero buffer: no normalisation ("w/o VI").
+
+    The output is a :class:`NormalizedHeadOutput`; ``log_scale`` is a parameter only
+    in the learned mode (same state-dict key in every mode).
     """
 
     def __init__(
@@ -129,19 +147,41 @@ class VarianceNormalizedGaussianHead(GaussianHead):
         out_features: int,
         dropout: float = 0.0,
         hidden: int = 0,
-        learn_scale: bool = True,
+        mode: str | bool = "estimate",
+        momentum: float = 0.1,
     ) -> None:
         super().__init__(in_features, out_features, dropout, hidden)
-        self.learn_scale = learn_scale
-        if learn_scale:
+        if mode is True:
+            mode = "learned"
+        elif mode is False:
+            mode = "off"
+        if mode not in SCALE_MODES:
+            raise ValueError(f"mode must be one of {', '.join(SCALE_MODES)}, got {mode!r}")
+        if not 0 < momentum <= 1:
+            raise ValueError(f"momentum must be in (0, 1], got {momentum}")
+        self.mode = mode
+        self.momentum = float(momentum)
+        self.learn_scale = mode == "learned"
+        if self.learn_scale:
             self.log_scale = nn.Parameter(torch.zeros(()))
         else:
             self.register_buffer("log_scale", torch.zeros(()))
 
     def forward(self, h: torch.Tensor) -> NormalizedHeadOutput:
         out = super().forward(h)
-        s = self.log_scale
-        inv_scale = torch.exp(-0.5 * s).to(out.mean.dtype)  # 1 / exp(s/2)
+        assert out.logvar is not None
+        penalty = None
+        if self.mode == "estimate" and self.training and out.mean.shape[0] > 0:
+            batch = torch.exp(out.logvar.float()).mean()  # Eq. 4 on the task's batch rows
+            with torch.no_grad():
+                running = torch.exp(self.log_scale.float())
+                running = (1 - self.momentum) * running + self.momentum * batch.detach()
+                self.log_scale.copy_(running.log().to(self.log_scale.dtype))
+            penalty = batch.log()
+        s = self.log_scale if self.learn_scale else self.log_scale.detach()
+        if self.mode == "learned":
+            penalty = s
+        inv_scale = torch.exp(-0.5 * s).to(out.mean.dtype)  # 1 / √Σ'
         return NormalizedHeadOutput(
             mean=out.mean * inv_scale,
             logvar=out.logvar - s.to(out.logvar.dtype),
@@ -149,6 +189,7 @@ class VarianceNormalizedGaussianHead(GaussianHead):
             raw_mean=out.mean,
             raw_logvar=out.logvar,
             log_scale=s,
+            penalty_log_scale=penalty,
         )
 
 

@@ -107,6 +107,7 @@ from infomtl.data.batching import (
 )
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.evaluation import predict_splits, score_predictions, write_predictions
+from infomtl.heads import TASK_SCALAR_NAMES
 from infomtl.methods import BackwardContext, Method, MethodSpec, resolve_method
 from infomtl.model import ModelOutput, MultiTaskModel, Representation
 from infomtl.tasks import Task, TaskKind
@@ -336,19 +337,27 @@ class Trainer:
     # -- setup -------------------------------------------------------------------------
 
     def _optimizer(self) -> torch.optim.Optimizer:
+        """Three groups: model weights (weight decay), biases/LayerNorm/0-d parameters (none),
+        and the **learned task scalars** (UW's and IMTL-L's ``s_t``, VIP-MTL's learned
+        ``log Σ'_t``): no weight decay, ``--scalar-lr`` (default ``--lr``), and outside the
+        clipped gradient norm (:meth:`train_step`): their gradients (γ or ½ per task) would
+        otherwise take up the norm and shrink every other gradient."""
         cfg = self.config
-        decay, no_decay = [], []
+        decay, no_decay, scalars = [], [], [p for p in self.method.parameters() if p.requires_grad]
         for name, param in self.model.named_parameters():
             if not param.requires_grad:
                 continue
-            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+            if name.rsplit(".", 1)[-1] in TASK_SCALAR_NAMES:
+                scalars.append(param)
+            else:
+                (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
         groups = [
             {"params": decay, "weight_decay": cfg.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        method_params = [p for p in self.method.parameters() if p.requires_grad]
-        if method_params:
-            groups.append({"params": method_params, "weight_decay": 0.0})
+        if scalars:
+            lr = cfg.lr if cfg.scalar_lr is None else cfg.scalar_lr
+            groups.append({"params": scalars, "weight_decay": 0.0, "lr": lr, "task_scalars": True})
         cls = {"adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}[cfg.optimizer]
         return cls(groups, lr=cfg.lr)
 
@@ -403,16 +412,19 @@ class Trainer:
         heads = [list(h.parameters()) for h in getattr(inner.decoder, "heads", [])]
         self.ctx = BackwardContext(acc.backward, shared, heads, distributed.all_reduce_mean)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.clipped = [
+            p for g in self.optimizer.param_groups if not g.get("task_scalars") for p in g["params"]
+        ]
 
     def train_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """One optimisation step on the global step ``plan`` (the ``step``-th of the run)."""
         total, terms, weights = self.backward_step(plan, step)
         if self.config.grad_clip > 0:
-            self.accelerator.clip_grad_norm_(self.params, self.config.grad_clip)
+            self.accelerator.clip_grad_norm_(self.clipped, self.config.grad_clip)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.method.weighting.on_step_end(terms)
+        self.method.on_step_end(terms)
         return total, terms, weights
 
     def backward_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
@@ -559,7 +571,7 @@ class Trainer:
                     counts[("w", t)] += 1
             bar.close()
             mean_losses = task_loss_sum / task_loss_count.clamp_min(1)
-            self.method.weighting.on_epoch_end(epoch, mean_losses)
+            self.method.on_epoch_end(epoch, mean_losses)
             train_log = self._summarise(sums, counts)
             val_preds, val_loss = self._predict("val")
             val = score_predictions(self.tasks, self._golds("val"), val_preds)

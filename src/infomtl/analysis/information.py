@@ -83,6 +83,9 @@ def information_estimates(
         with torch.random.fork_rng(devices=devices), torch.no_grad():
             torch.manual_seed(seed)
             model.train()
+            decoder = getattr(model, "decoder", None)
+            if isinstance(decoder, torch.nn.Module):
+                decoder.eval()  # dropout views come from the encoder; heads keep their statistics
             for step in batches:
                 batch = collate(val_splits, step, pad_id).to(device)
                 out = model(batch, views=2)

@@ -10,9 +10,14 @@ gradients, are combined):
   how many encoder views it needs, and turns a model output into per-task losses
   ``ℓ_t`` and an unweighted auxiliary term (InfoMTL: ``ℓ_t = CE_t + β·KL_t``,
   ``aux = α·L_NCE``).
-* :class:`LossWeighter`: ``L = Σ_t w_t ℓ_t + aux`` with weights from the losses.
-  Convention: weights have mean 1 (``Σ_t w_t = T``, EW is the plain sum);
-  ``normalize="mean"`` divides them by T (``Σ_t w_t = 1``).
+* :class:`LossWeighter`: ``L = (1/P) Σ_t w_t ℓ_t + (1/P) Σ_t a_t + aux`` with weights
+  from the losses, P the number of tasks present in the step. **Task balance** (the
+  papers' EW, λ_t = 1/|T|, InfoMTL Eq. 2/4/6, VIP-MTL Eq. 6): the rules write their
+  weights with mean 1 (``Σ_t w_t = T``) and the default ``normalize="mean"`` divides
+  the task part of the total by P, so EW is the *mean* task loss and α, β, γ weigh
+  against one task's loss whether a step holds one task (``per-task``) or six
+  (``mixed``). ``normalize="sum"`` keeps the plain sum (α then acts T times weaker).
+  ``a_t`` are per-task terms that are averaged but never weighted (VIP-MTL's γ·s_t).
 * :class:`GradientAggregator`: combines per-task gradients of the shared
   parameters; it overrides :meth:`Weighting.backward`.
 
@@ -43,20 +48,24 @@ class LossTerms:
 
     Attributes:
         task_losses: ``ℓ_t`` per present task index, the quantities a weighting combines.
-        aux: an unweighted auxiliary loss added once (already scaled by its
-            coefficient), or ``None``.
+        aux: an unweighted auxiliary loss of the whole batch, added once (already scaled
+            by its coefficient; InfoMTL's α·L_NCE), or ``None``.
         components: named parts for the log, e.g. ``ce`` / ``kl`` per task index
             and ``nce`` as a scalar (key ``(name, task)`` or ``(name, None)``).
         kpis: a detached 0-d KPI in [0, 1] per present task index, computed from the
             head output the loss used (batch accuracy; regression clip(1 − MSE/Var, 0, 1);
             multi-label mean per-label accuracy), for weightings that need one (DTP).
             Objectives fill it with :func:`infomtl.methods.loss_weighting.task_kpi`.
+        task_aux: per-task unweighted terms (already scaled; VIP-MTL's γ_t·log Σ'_t):
+            averaged over the present tasks like the task losses (summed under
+            ``normalize="sum"``) but never weighted, since they may be negative.
     """
 
     task_losses: dict[int, torch.Tensor]
     aux: torch.Tensor | None = None
     components: dict[tuple[str, int | None], torch.Tensor] = field(default_factory=dict)
     kpis: dict[int, torch.Tensor] = field(default_factory=dict)
+    task_aux: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass
@@ -96,6 +105,12 @@ class Component(nn.Module):
     def write_artifacts(self, folder: Path) -> None:
         """Write method-specific outputs (e.g. a task clustering) into the run folder."""
 
+    def on_epoch_end(self, epoch: int, mean_losses: torch.Tensor) -> None:
+        """Called with the epoch's mean training loss per task."""
+
+    def on_step_end(self, terms: LossTerms) -> None:
+        """Called after every optimizer step."""
+
 
 class Objective(Component):
     """A representation objective: heads, views, per-task losses, auxiliary terms."""
@@ -128,9 +143,11 @@ class Objective(Component):
 
 @dataclass
 class WeightingHyper(Hyper):
-    """Shared by all weightings: ``normalize="sum"`` (Σw = T) or ``"mean"`` (Σw = 1)."""
+    """Shared by all weightings: ``normalize="mean"`` (default, the papers' balance: the
+    task part of the loss is divided by the number of tasks present, Σw = 1 for EW) or
+    ``"sum"`` (Σw = T for EW)."""
 
-    normalize: str = "sum"
+    normalize: str = "mean"
 
     def validate(self) -> None:
         if self.normalize not in ("sum", "mean"):
@@ -155,6 +172,21 @@ class Weighting(Component):
     def num_tasks(self) -> int:
         return len(self.tasks)
 
+    def task_scale(self, present: int) -> float:
+        """The factor of the task part of the loss: ``1/P`` (``normalize="mean"``, P tasks
+        present) or 1 (``"sum"``)."""
+        return 1.0 / max(present, 1) if self.hp.normalize == "mean" else 1.0
+
+    def add_extras(self, total: torch.Tensor, terms: LossTerms) -> torch.Tensor:
+        """``total + scale · Σ_t a_t + aux``: the objective's unweighted terms, per-task ones
+        balanced like the task losses (see :class:`LossTerms`)."""
+        if terms.task_aux:
+            extra = torch.stack([terms.task_aux[t].float() for t in sorted(terms.task_aux)]).sum()
+            total = total + extra * self.task_scale(len(terms.task_losses))
+        if terms.aux is not None:
+            total = total + terms.aux
+        return total
+
     def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
         """Total loss of the step and the ``(T,)`` weights used (0 for absent tasks)."""
         raise NotImplementedError
@@ -163,15 +195,11 @@ class Weighting(Component):
         """Backpropagate the step. Loss weighters backpropagate ``total``."""
         ctx.backward(total)
 
-    def on_epoch_end(self, epoch: int, mean_losses: torch.Tensor) -> None:
-        """Called with the epoch's mean training loss per task."""
-
-    def on_step_end(self, terms: LossTerms) -> None:
-        """Called after every optimizer step."""
 
 
 class LossWeighter(Weighting):
-    """``L = Σ_t w_t ℓ_t + aux``, with :meth:`weights` giving ``w`` (mean-1 convention)."""
+    """``L = scale · Σ_t w_t ℓ_t + extras``, with :meth:`weights` giving ``w`` (mean-1
+    convention) and ``scale = 1/P`` by default (:meth:`Weighting.task_scale`)."""
 
     def weights(self, losses: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         """Weights ``(P,)`` of the present tasks ``present`` (indices) given their losses."""
@@ -181,12 +209,8 @@ class LossWeighter(Weighting):
         present = sorted(terms.task_losses)
         losses = torch.stack([terms.task_losses[t] for t in present])
         index = device_index(present, losses.device)
-        w = self.weights(losses, index)
-        if self.hp.normalize == "mean":
-            w = w / self.num_tasks
-        total = (w * losses).sum()
-        if terms.aux is not None:
-            total = total + terms.aux
+        w = self.weights(losses, index) * self.task_scale(len(present))
+        total = self.add_extras((w * losses).sum(), terms)
         full = torch.zeros(self.num_tasks, device=losses.device, dtype=w.dtype)
         return total, full.index_copy(0, index, w.detach())
 
@@ -198,11 +222,10 @@ class GradientAggregator(Weighting):
 
     def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
         present = sorted(terms.task_losses)
-        total = torch.stack([terms.task_losses[t] for t in present]).sum()
-        if terms.aux is not None:
-            total = total + terms.aux
+        scale = self.task_scale(len(present))
+        total = self.add_extras(torch.stack([terms.task_losses[t] for t in present]).sum() * scale, terms)
         w = torch.zeros(self.num_tasks, device=total.device)
-        w.index_fill_(0, device_index(present, total.device), 1.0)
+        w.index_fill_(0, device_index(present, total.device), scale)
         return total, w
 
 

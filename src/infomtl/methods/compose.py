@@ -81,6 +81,16 @@ class Method(nn.Module):
     def backward(self, total: torch.Tensor, terms: LossTerms, ctx: BackwardContext) -> None:
         self.weighting.backward(total, terms, ctx)
 
+    def on_step_end(self, terms: LossTerms) -> None:
+        """After every optimizer step (annealing, projections of learned scalars...)."""
+        self.objective.on_step_end(terms)
+        self.weighting.on_step_end(terms)
+
+    def on_epoch_end(self, epoch: int, mean_losses: torch.Tensor) -> None:
+        """After every epoch, with its mean training loss per task."""
+        self.objective.on_epoch_end(epoch, mean_losses)
+        self.weighting.on_epoch_end(epoch, mean_losses)
+
     def extra_state(self) -> dict[str, Any]:
         return {"objective": self.objective.extra_state(), "weighting": self.weighting.extra_state()}
 

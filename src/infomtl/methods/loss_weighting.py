@@ -2,15 +2,17 @@
 
 Conventions (METHODS.md, "Loss weighters"):
 
-* Methods that *weight* the losses, ``L = Σ_t w_t ℓ_t + aux`` (TW, DWA, RLW), follow
-  the mean-1 convention ``Σ_t w_t = T`` (EW is the plain sum); ``normalize="mean"``
-  divides the weights by T (``Σ_t w_t = 1``). DTP's weights are its focal weights
+* Methods that *weight* the losses, ``L = Σ_t w_t ℓ_t + aux`` (TW, DWA, RLW), write
+  their rule in the mean-1 convention ``Σ_t w_t = T``; the default ``normalize="mean"``
+  divides the weights by the number of tasks present P (``Σ_t w_t = 1``: the papers'
+  task balance), ``normalize="sum"`` keeps them (EW is then the plain sum). DTP's weights are its focal weights
   ``−(1−κ̄)^γ log κ̄`` as the rule defines them (each in (0, 4.6]), not rescaled.
 * Methods that *define the total loss* directly (SI, UW, GLS, IMTL-L) override
   :meth:`~infomtl.methods.base.Weighting.combine`; the ``(T,)`` weights they return
   (for the log only) are the **effective weights** ``w_t = ∂L/∂ℓ_t`` (detached), so
   that the step's gradient is ``Σ_t w_t ∇ℓ_t`` in every case. ``normalize="mean"``
-  divides their task part of the loss (and these weights) by T.
+  divides their task part of the loss (and these weights) by P, except GLS, whose
+  geometric mean already is a mean over tasks (``normalize`` has no effect on it).
 * Tasks absent from a step get weight 0. All rules run on the device, in fp32, with
   no host synchronisation; state that must survive a checkpoint is either a
   parameter/persistent buffer (UW and IMTL-L ``s``, DTP ``κ̄``) or JSON through
@@ -218,10 +220,9 @@ class _DirectLoss(LossWeighter):
         total = self.task_loss(losses, index)
         with torch.no_grad():
             w = self.weights(losses.detach(), index)
-        if self.hp.normalize == "mean":
-            total, w = total / self.num_tasks, w / self.num_tasks
-        if terms.aux is not None:
-            total = total + terms.aux
+        scale = self.task_scale(len(present))
+        total = self.add_extras(total * scale, terms)
+        w = w * scale
         full = torch.zeros(self.num_tasks, device=losses.device, dtype=w.dtype)
         self._last = full.index_copy(0, index, w)
         return total, self._last
@@ -359,12 +360,16 @@ class UncertaintyWeighting(_DirectLoss):
 class GeometricLossStrategy(_DirectLoss):
     """GLS: ``L = (Π_t ℓ_t)^{1/T} = exp(mean_t log(ℓ_t + ε))``, computed in fp32.
 
-    Effective weights ``∂L/∂ℓ_t = L / (T (ℓ_t + ε))``.
+    Effective weights ``∂L/∂ℓ_t = L / (T (ℓ_t + ε))`` (sum to 1 at equal losses): the
+    geometric mean already is a mean over tasks, so ``normalize`` leaves it unchanged.
     """
 
     name = "gls"
     reference = "Chennupati et al., CVPR Workshops 2019 (MultiNet++, geometric loss strategy)"
     needs_all_tasks = True
+
+    def task_scale(self, present: int) -> float:
+        return 1.0
 
     def task_loss(self, losses: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
         return gls_loss(losses)

@@ -52,7 +52,7 @@ from typing import Any
 
 import torch
 
-from infomtl.methods.base import BackwardContext, GradientAggregator, LossTerms, device_index
+from infomtl.methods.base import BackwardContext, GradientAggregator, LossTerms
 from infomtl.methods.loss_weighting import EPS, SeededRandom, SeedHyper
 from infomtl.methods.registry import register_weighting
 from infomtl.tasks import Task
@@ -113,7 +113,7 @@ class PCGrad(GradientAggregator):
     conflict with an earlier one). With ε > 0 the residual is
     ``(g̃_i·g_j) ε / (‖g_j‖² + ε)``.
 
-    ``normalize="mean"`` scales the task losses (and so every ``g_t``) by 1/T.
+    ``normalize="mean"`` (default) scales the task losses (and so every ``g_t``) by 1/T.
     """
 
     name = "pcgrad"
@@ -130,18 +130,6 @@ class PCGrad(GradientAggregator):
         self._stats: torch.Tensor | None = None
         self._epoch_stats: torch.Tensor | None = None
 
-    @property
-    def _scale(self) -> float:
-        return 1.0 / self.num_tasks if self.hp.normalize == "mean" else 1.0
-
-    def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
-        present = sorted(terms.task_losses)
-        total = torch.stack([terms.task_losses[t] for t in present]).sum() * self._scale
-        if terms.aux is not None:
-            total = total + terms.aux
-        w = torch.zeros(self.num_tasks, device=total.device)
-        w.index_fill_(0, device_index(present, total.device), self._scale)
-        return total, w
 
     def _grad_buffer(self, shared: list[torch.nn.Parameter]) -> torch.Tensor:
         size = sum(p.numel() for p in shared)
@@ -166,7 +154,7 @@ class PCGrad(GradientAggregator):
                 row.zero_()
                 continue
             grads = torch.autograd.grad(
-                loss * self._scale, shared, retain_graph=True, allow_unused=True
+                loss * self.task_scale(len(terms.task_losses)), shared, retain_graph=True, allow_unused=True
             )
             offset = 0
             for k, (p, g) in enumerate(zip(shared, grads, strict=True)):

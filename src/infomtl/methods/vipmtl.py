@@ -2,49 +2,43 @@
 the label space, KL to N(0, I)) plus **variance normalisation** of each task's output.
 
     z_t  = μ_t + exp(log σ_t²/2) ⊙ ε,   ε ~ N(0, I)           (the InfoMTL Gaussian head)
-    z'_t = z_t / exp(s_t/2)        (training),   z'_t = μ_t / exp(s_t/2)   (test)
-    L    = Σ_t w_t [ loss_t(z'_t, y) + β · KL_t ]  +  Σ_t γ_t · s_t
+    z'_t = z_t / √Σ'_t   (training),     z'_t = μ_t / √Σ'_t   (test)
+    L    = E_t [ loss_t(z'_t, y) + β · KL_t + γ_t · log Σ'_t ]                   (Eq. 6)
 
-* ``s_t = log σ'_t`` is one learnable scalar per task (init 0), σ'_t the approximate
-  variance of the task's mixture distribution; ``γ_t · s_t`` bounds it from above.
+* ``Σ'_t`` is the variance of task t's mixture distribution, approximated as in Eq. 4
+  by the mean of its rows' variances, ``Σ'_t ≈ (1/|D_t|) Σ_i Σ_t^i``. By default
+  (``scale_mode="estimate"``) it is tracked from the batches (a running mean of the
+  batch estimate, momentum ``scale_momentum``), and ``γ_t · log Σ'_t`` takes the batch
+  estimate with its gradient, so it bounds the head's variances from above.
+  ``scale_mode="learned"`` makes ``s_t = log Σ'_t`` a learnable scalar (init 0) with
+  the task scalars' own learning rate (``--scalar-lr``), outside the clipped norm.
+  Measured (benchmarks/RESULTS.md, "VIP-MTL: estimated vs learned Σ'"): the estimate is
+  what keeps the tasks' normalised output variances equal, the property the paper claims.
 * ``loss_t`` is cross-entropy, BCE (multi-label) or MSE (regression) by task kind, on
   the normalised sample.
-* ``KL_t`` = per-row ``KL(N(μ_t, σ_t²) ‖ N(0, I))`` of the head's Gaussian *before* the
-  normalisation (InfoMTL's TIMin term, so that ``s_t`` is driven by the task loss and
-  ``γ_t s_t`` alone), averaged over the C_t dimensions and reduced as InfoMTL does:
-  ``kl_reduction="class_balanced"`` (default) for classification, the plain mean for
-  regression and multi-label tasks (there is no class to balance over).
-* γ depends on the task kind: ``gamma`` (default 1) for classification and multi-label
-  tasks, ``gamma_regression`` (default 0.1) for regression (METHODS.md: γ ∈ {1, 10}
-  classification, {0.1, 1} regression). β (``beta``) defaults to 0.01 (RoBERTa/TweetEval).
-  Dropout on the mean branch is the model's ``head_dropout`` (0.2 TweetEval, 0 AffectEval
-  in the presets); ``head_hidden`` adds InfoMTL's optional hidden layer.
+* ``KL_t`` = per-row ``KL(q ‖ N(0, I))`` averaged over the C_t dimensions and reduced
+  as InfoMTL does (``kl_reduction="class_balanced"`` for classification, the plain mean
+  for regression and multi-label tasks). ``kl_target="raw"`` (default) takes q the
+  head's Gaussian *before* the normalisation, ``"normalized"`` the normalised
+  ``q_{φ*} = N(μ/√Σ', σ²/Σ')`` of Eq. 6.
+* γ depends on the task kind: ``gamma`` (10) for classification and multi-label tasks,
+  ``gamma_regression`` (0.1) for regression; β (``beta``) 0.01 — the paper's Table 8
+  (RoBERTa/TweetEval; BERT: β = 0.001 TweetEval, 0.1 AffectEval; RoBERTa/AffectEval
+  0.001; head dropout 0.2 on TweetEval, 0 on AffectEval: see ``configs/``).
+* Task balance: ``γ_t log Σ'_t`` is a per-task term (``LossTerms.task_aux``), averaged
+  over the present tasks with the task losses but never weighted (it can be negative:
+  SI and GLS take logarithms of the task losses).
 
-**Prediction.** Classification: ``argmax μ/exp(s/2) = argmax μ``. Regression: the
-prediction is ``μ/exp(s/2)``, the **trained output scale** (the MSE is taken on the
-normalised output, so that is the quantity fitted to the targets; μ alone is not).
+**Prediction.** Classification: ``argmax μ/√Σ' = argmax μ``. Regression: ``μ/√Σ'``, the
+**trained output scale** (the MSE is taken on the normalised output).
 
-**Where s_t lives.** The evaluation reads ``HeadOutput.mean`` from the decoder, so the
-normalisation must happen inside the head: each task's
-:class:`~infomtl.heads.VarianceNormalizedGaussianHead` owns its ``s_t`` as a 0-d
-parameter of the *model* (not of the method, so it is in exactly one optimizer group).
-The trainer gives every parameter with ``ndim < 2`` no weight decay, so ``s_t`` has none,
-as a method-owned scalar would. The objective reads ``s_t`` from the head output for the
-``γ_t s_t`` term and reaches the built decoder through a plain list for the log.
+Ablations (paper): ``variance_norm=False`` is "w/o VI" (no normalisation, no γ term:
+InfoMTL's TIMin heads without SIMax); "w/o VIP" (deterministic heads) is EW.
 
-**The γ·s term is part of the auxiliary loss**, added once and not weighted: ``s_t`` is
-unbounded below, so ``γ_t s_t`` can be negative, and weightings assume non-negative task
-losses (SI and GLS take their logarithms, UW's optimum needs ℓ_t > 0). With EW this is
-the rule above exactly; with another weighting (``--method vipmtl --weighting uw``) the
-weighting sees ``ℓ_t = loss_t + β KL_t``, as with InfoMTL.
-
-Ablations (paper): ``variance_norm=False`` is "w/o VI" (s_t frozen at 0, not trainable,
-no γ term: InfoMTL's TIMin heads without SIMax); "w/o VIP" (deterministic heads) is EW
-(``--method ew``).
-
-Log: components ``("ce", t)``, ``("kl", t)`` and ``("s", t)`` (the current s_t, with
-variance normalisation on); :meth:`VIPMTL.log_values` reports ``s`` and ``σ' = e^s``
-by task name.
+Log (``log.jsonl``, per epoch, by task name): under ``train``, the epoch means of
+``ce``, ``kl``, ``s`` (log Σ'_t used) and ``output_variance`` (mean σ²/Σ'_t of the
+normalised output: what the normalisation equalises); under ``method.vipmtl``, the
+end-of-epoch ``s`` and ``sigma`` = Σ'_t.
 """
 
 from __future__ import annotations
@@ -65,16 +59,23 @@ from infomtl.methods.registry import register_objective
 from infomtl.model import ModelOutput, TaskHeads
 from infomtl.tasks import Task, TaskKind
 
+SCALE_MODES = ("estimate", "learned")
+KL_TARGETS = ("raw", "normalized")
+
 
 @dataclass
 class VIPMTLHyper(Hyper):
-    """Defaults: β = 0.01 (RoBERTa/TweetEval), γ = 1 (classification and multi-label),
-    γ = 0.1 (regression); ``variance_norm=False`` is the "w/o VI" ablation."""
+    """Defaults: the paper's Table 8 (β = 0.01 RoBERTa/TweetEval, γ = 10 classification and
+    multi-label, 0.1 regression); Σ' estimated from the batches; ``variance_norm=False``
+    is the "w/o VI" ablation."""
 
     beta: float = 0.01
-    gamma: float = 1.0
+    gamma: float = 10.0
     gamma_regression: float = 0.1
     variance_norm: bool = True
+    scale_mode: str = "estimate"
+    scale_momentum: float = 0.1
+    kl_target: str = "raw"
     kl_reduction: str = "class_balanced"
 
     def validate(self) -> None:
@@ -84,15 +85,18 @@ class VIPMTLHyper(Hyper):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value}")
         if self.kl_reduction not in KL_REDUCTIONS:
             raise ValueError(f"kl_reduction must be one of {', '.join(KL_REDUCTIONS)}")
+        if self.scale_mode not in SCALE_MODES:
+            raise ValueError(f"scale_mode must be one of {', '.join(SCALE_MODES)}")
+        if self.kl_target not in KL_TARGETS:
+            raise ValueError(f"kl_target must be one of {', '.join(KL_TARGETS)}")
+        if not 0 < self.scale_momentum <= 1:
+            raise ValueError(f"scale_momentum must be in (0, 1], got {self.scale_momentum}")
 
 
 @register_objective
 class VIPMTL(Objective):
-    """InfoMTL's Gaussian heads + variance normalisation z' = z / exp(s_t/2), + γ·s_t.
-
-    s_t is one learnable scalar per task (init 0) inside the task's head; prediction
-    μ / exp(s_t/2) (see the module docstring for the full rule and the design).
-    """
+    """InfoMTL's Gaussian heads + variance normalisation z' = z / √Σ'_t, + γ_t·log Σ'_t
+    (see the module docstring for the full rule)."""
 
     name = "vipmtl"
     aliases = ("vip-mtl",)
@@ -109,27 +113,31 @@ class VIPMTL(Objective):
         """γ_t: ``gamma_regression`` for a regression task, else ``gamma``."""
         return self.hp.gamma_regression if task.kind is TaskKind.REGRESSION else self.hp.gamma
 
+    @property
+    def head_mode(self) -> str:
+        return self.hp.scale_mode if self.hp.variance_norm else "off"
+
     def build_decoder(self) -> TaskHeads:
         d, p, hidden = self.hidden_size, self.head_dropout, self.head_hidden
         decoder = TaskHeads([
-            VarianceNormalizedGaussianHead(d, t.num_outputs, p, hidden, self.hp.variance_norm)
+            VarianceNormalizedGaussianHead(d, t.num_outputs, p, hidden, self.head_mode, self.hp.scale_momentum)
             for t in self.tasks
         ])
         self._decoders[:] = [decoder]
         return decoder
 
     def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
-        losses, parts, kpis = {}, {}, {}
-        aux: torch.Tensor | None = None
+        losses, parts, kpis, task_aux = {}, {}, {}, {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             ce = task_loss(task, o.train_output, y)
             kpis[t] = task_kpi(task, o.train_output, y)
             parts[("ce", t)] = ce.detach()
-            if isinstance(o, NormalizedHeadOutput) and o.raw_mean is not None:
-                mu, logvar, s = o.raw_mean, o.raw_logvar, o.log_scale
-            else:  # a plain Gaussian head output: no normalisation
-                mu, logvar, s = o.mean, o.logvar, None
+            normalized = isinstance(o, NormalizedHeadOutput) and o.raw_mean is not None
+            if normalized and self.hp.kl_target == "raw":
+                mu, logvar = o.raw_mean, o.raw_logvar
+            else:  # the normalised q_{φ*} (or a plain Gaussian head output)
+                mu, logvar = o.mean, o.logvar
             loss = ce
             if logvar is not None:
                 kl_rows = gaussian_kl(mu, logvar).mean(dim=-1)
@@ -138,15 +146,15 @@ class VIPMTL(Objective):
                 parts[("kl", t)] = kl.detach()
                 loss = loss + self.hp.beta * kl
             losses[t] = loss
-            if self.hp.variance_norm and s is not None:
-                s = s.float()
-                parts[("s", t)] = s.detach()
-                term = self.gamma_of(task) * s
-                aux = term if aux is None else aux + term
-        return LossTerms(losses, aux, parts, kpis)
+            if normalized and o.logvar is not None:  # the normalised variance σ²/Σ' (log)
+                parts[("output_variance", t)] = torch.exp(o.logvar.detach().float()).mean()
+            if self.hp.variance_norm and normalized and o.penalty_log_scale is not None:
+                parts[("s", t)] = o.log_scale.detach().float()
+                task_aux[t] = self.gamma_of(task) * o.penalty_log_scale.float()
+        return LossTerms(losses, None, parts, kpis, task_aux=task_aux)
 
     def log_scales(self) -> torch.Tensor | None:
-        """The ``(T,)`` current s_t of the built decoder (detached, CPU), or ``None``."""
+        """The ``(T,)`` current ``s_t = log Σ'_t`` of the built decoder (detached, CPU)."""
         if not self._decoders:
             return None
         return torch.stack([h.log_scale.detach().float().cpu() for h in self._decoders[0].heads])
