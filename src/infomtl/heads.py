@@ -128,11 +128,11 @@ class VarianceNormalizedGaussianHead(GaussianHead):
     ``mode`` says where ``s = log Σ'`` comes from:
 
     * ``"estimate"`` (default): ``Σ'`` is tracked from the batches. In training the
-      task's batch estimate ``b = mean σ²`` (fp32) updates a running mean
-      ``R ← (1 − m) R + m b`` (buffer ``log_scale`` = log R, init 0), the output is
-      normalised by the updated ``√R`` (no gradient through the normaliser), and
-      ``penalty_log_scale = log b`` carries the gradient of the γ·log Σ' term into the
-      head's variances (the bound from above). Evaluation uses R.
+      task's batch estimate ``b = mean σ²`` (fp32, no gradient) updates a running mean
+      ``R ← (1 − m) R + m b`` (buffer ``log_scale`` = log R, init 0), and the output is
+      normalised by the updated ``√R``; evaluation uses R. Σ' is then a statistic of
+      the head, not a parameter: there is no ``γ·log Σ'`` term (``penalty_log_scale`` is
+      ``None``), γ acts in the learned mode only.
     * ``"learned"``: ``s`` is a learnable 0-d parameter (init 0), trained with the task
       scalars' own learning rate outside the clipped norm (``--scalar-lr``).
     * ``"off"``: ``s`` is a zero buffer: no normalisation ("w/o VI").
@@ -170,17 +170,13 @@ class VarianceNormalizedGaussianHead(GaussianHead):
     def forward(self, h: torch.Tensor) -> NormalizedHeadOutput:
         out = super().forward(h)
         assert out.logvar is not None
-        penalty = None
         if self.mode == "estimate" and self.training and out.mean.shape[0] > 0:
-            batch = torch.exp(out.logvar.float()).mean()  # Eq. 4 on the task's batch rows
-            with torch.no_grad():
-                running = torch.exp(self.log_scale.float())
-                running = (1 - self.momentum) * running + self.momentum * batch.detach()
+            with torch.no_grad():  # Eq. 4 on the task's batch rows, into the running mean
+                batch = torch.exp(out.logvar.detach().float()).mean()
+                running = (1 - self.momentum) * torch.exp(self.log_scale.float()) + self.momentum * batch
                 self.log_scale.copy_(running.log().to(self.log_scale.dtype))
-            penalty = batch.log()
         s = self.log_scale if self.learn_scale else self.log_scale.detach()
-        if self.mode == "learned":
-            penalty = s
+        penalty = s if self.mode == "learned" else None
         inv_scale = torch.exp(-0.5 * s).to(out.mean.dtype)  # 1 / √Σ'
         return NormalizedHeadOutput(
             mean=out.mean * inv_scale,

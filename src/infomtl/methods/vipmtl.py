@@ -7,13 +7,16 @@ the label space, KL to N(0, I)) plus **variance normalisation** of each task's o
 
 * ``Σ'_t`` is the variance of task t's mixture distribution, approximated as in Eq. 4
   by the mean of its rows' variances, ``Σ'_t ≈ (1/|D_t|) Σ_i Σ_t^i``. By default
-  (``scale_mode="estimate"``) it is tracked from the batches (a running mean of the
-  batch estimate, momentum ``scale_momentum``), and ``γ_t · log Σ'_t`` takes the batch
-  estimate with its gradient, so it bounds the head's variances from above.
-  ``scale_mode="learned"`` makes ``s_t = log Σ'_t`` a learnable scalar (init 0) with
-  the task scalars' own learning rate (``--scalar-lr``), outside the clipped norm.
-  Measured (benchmarks/RESULTS.md, "VIP-MTL: estimated vs learned Σ'"): the estimate is
-  what keeps the tasks' normalised output variances equal, the property the paper claims.
+  (``scale_mode="estimate"``) it is tracked from the batches: a running mean
+  (momentum ``scale_momentum``) of the batch estimate, in fp32, used in training and at
+  test time. It is then a statistic of the head, not a parameter, and the γ term has
+  no gradient: it is left out (γ acts in the learned mode only).
+  ``scale_mode="learned"`` makes ``s_t = log Σ'_t`` a learnable scalar (init 0), the
+  paper's τ_t, with ``γ_t · s_t`` in the loss and the task scalars' own learning rate
+  (``--scalar-lr``, outside the clipped norm; at the encoder's lr 5e-5 it moves by about
+  lr per step). Measured (benchmarks/RESULTS.md, "VIP-MTL: estimated vs learned Σ'"):
+  the estimate is what keeps the tasks' normalised output variances equal, the property
+  the paper claims, so it is the default.
 * ``loss_t`` is cross-entropy, BCE (multi-label) or MSE (regression) by task kind, on
   the normalised sample.
 * ``KL_t`` = per-row ``KL(q ‖ N(0, I))`` averaged over the C_t dimensions and reduced
@@ -148,9 +151,10 @@ class VIPMTL(Objective):
             losses[t] = loss
             if normalized and o.logvar is not None:  # the normalised variance σ²/Σ' (log)
                 parts[("output_variance", t)] = torch.exp(o.logvar.detach().float()).mean()
-            if self.hp.variance_norm and normalized and o.penalty_log_scale is not None:
+            if self.hp.variance_norm and normalized:
                 parts[("s", t)] = o.log_scale.detach().float()
-                task_aux[t] = self.gamma_of(task) * o.penalty_log_scale.float()
+                if o.penalty_log_scale is not None:
+                    task_aux[t] = self.gamma_of(task) * o.penalty_log_scale.float()
         return LossTerms(losses, None, parts, kpis, task_aux=task_aux)
 
     def log_scales(self) -> torch.Tensor | None:
