@@ -420,3 +420,19 @@ def test_avg_of_vipmtl_affecteval_ew_row_is_57_64() -> None:
         "ei_reg": {"pearson": 51.01, "spearman": 52.23},
     }
     assert round(average(tasks, row), 2) == 57.64
+
+
+def test_avg_and_delta_p_of_infomtl_table_2_roberta_rows() -> None:
+    """InfoMTL (AAAI 2025), Table 2, RoBERTa, per-task test means of EW and InfoMTL (emotion
+    macro-F1, hate macro-F1, irony F1(irony), offensive macro-F1, sentiment macro-recall,
+    stance mean F1 of against and favor): Avg(EW) = 66.17, Δp(InfoMTL over EW) = +3.97."""
+    names = ("emotion", "hate", "irony", "offensive", "sentiment", "stance")
+    ew_values = (74.37, 44.08, 65.32, 79.04, 70.64, 63.59)
+    infomtl_values = (76.90, 48.44, 68.94, 79.78, 71.92, 65.02)
+    key = {n: TWEETEVAL_TASKS[n].official_metrics[0].name for n in names}
+    ew = {n: {key[n]: v} for n, v in zip(names, ew_values, strict=True)}
+    infomtl = {n: {key[n]: v} for n, v in zip(names, infomtl_values, strict=True)}
+    assert round(average(TWEETEVAL_TASKS, ew), 2) == 66.17
+    assert round(average(TWEETEVAL_TASKS, infomtl), 2) == 68.50
+    assert round(delta_p(TWEETEVAL_TASKS, infomtl, ew), 2) == 3.97
+    assert round(delta_p(TWEETEVAL_TASKS, ew, ew), 2) == 0.0

@@ -25,8 +25,9 @@ base's ``tasks`` when it names some) or ``singles`` (each task alone). Runs of a
 subset carry ``task_set`` in the plan, and ``infomtl report`` tabulates them apart
 (pairwise tables) from the runs on all tasks.
 
-Besides ``method``, ``label``, ``grid``, a method entry may set any TrainConfig
-option (``weighting``, ``method_args``, ``lr`` ...); it overrides ``base``.
+Besides ``method``, ``label``, ``grid``, a method entry may set ``seeds`` (its own
+list, replacing the sweep's: main rows over 5 seeds, ablations over 3) and any
+TrainConfig option (``weighting``, ``method_args``, ``lr`` ...); it overrides ``base``.
 
 Every run is resolved to a :class:`TrainConfig` and validated (method and
 hyperparameters included) before anything trains. Its id is the first 12 hex
@@ -166,10 +167,14 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
             raise ConfigError(f"{where}: grid must be a mapping of hyperparameter: [values]")
         names = list(grid)
         value_lists = [_as_list(grid[n], f"grid.{n}", where) for n in names]
-        options = {k: v for k, v in entry.items() if k not in ("label", "grid")}
+        options = {k: v for k, v in entry.items() if k not in ("label", "grid", "seeds")}
+        entry_settings = settings
+        if "seeds" in entry:  # this row's own seeds (e.g. 5 for the main rows, 3 for ablations)
+            own = _as_list(entry["seeds"], "seeds", where)
+            entry_settings = [(*s[:4], seed) for s in settings if s[4] == seeds[0] for seed in own]
         for values in itertools.product(*value_lists):
             point = dict(zip(names, values, strict=True))
-            for benchmark, backbone, ratio, task_set, seed in settings:
+            for benchmark, backbone, ratio, task_set, seed in entry_settings:
                 merged = {**base, **options, "benchmark": benchmark, "backbone": backbone,
                           "train_ratio": ratio, "seed": seed}
                 if task_set is not None:

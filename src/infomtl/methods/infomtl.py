@@ -11,6 +11,10 @@ AAAI 2025): shared information maximisation + task-specific information minimisa
   C_t dimensions, reduced class-balanced by default (mean within each class present
   in the batch, summed over classes, as the authors' code); prediction = argmax μ.
 
+Log (``log.jsonl``, ``train``, epoch means): ``ce`` and ``kl`` per task, ``task_loss`` (the
+mean over tasks of ``ℓ_t = CE_t + β·KL_t``), ``nce`` (L_NCE) and ``alpha_nce`` (α·L_NCE, the
+term added once to the mean task loss): the balance of SIMax against the tasks.
+
 Ablations: ``simax=False`` (α = 0, one view: w/o SIMax), ``timin=False`` (linear
 heads: w/o TIMin); both off is EW.
 """
@@ -18,6 +22,8 @@ heads: w/o TIMin); both off is EW.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+import torch
 
 from infomtl.data.batching import Batch
 from infomtl.heads import GaussianHead, LinearHead
@@ -86,8 +92,10 @@ class InfoMTL(Objective):
                 loss = loss + self.hp.beta * kl
             losses[t] = loss
         aux = None
+        parts[("task_loss", None)] = torch.stack([v.detach() for v in losses.values()]).mean()
         if out.h_views is not None:
             nce = info_nce(out.h, out.h_views, self.hp.tau)
             parts[("nce", None)] = nce.detach()
             aux = self.hp.alpha * nce
+            parts[("alpha_nce", None)] = aux.detach()
         return LossTerms(losses, aux, parts, kpis)
