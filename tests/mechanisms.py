@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from infomtl.data.batching import Batch
+from infomtl.heads import TASK_SCALAR_NAMES
 from infomtl.methods import BackwardContext, Method, resolve_method
 from infomtl.metrics import score_task, task_score
 from infomtl.model import MultiTaskModel, SharedMLP
@@ -139,8 +140,9 @@ def fit(
     grad_clip: float = 1.0,
     seed: int = 0,
 ) -> Fit:
-    """Train ``method`` on ``tasks`` (mixed regime: ``rows_per_step`` rows of every task per
-    step, one epoch = one pass over the largest task) with Adam; log per epoch."""
+    """Train ``method`` on ``tasks`` (the ``uniform`` regime: ``rows_per_step`` rows of every
+    task per step, drawn with replacement; an epoch = as many steps as one pass over the
+    largest task) with Adam; log per epoch."""
     torch.manual_seed(seed)
     spec = resolve_method(method, weighting, dict(method_args or {}))
     sizes = [len(t.x) for t in tasks]
@@ -148,8 +150,11 @@ def fit(
     m = Method(spec, [t.task for t in tasks], width, sizes, head_dropout=head_dropout)
     model = MultiTaskModel(torch.nn.Identity(), m.build_decoder(), freeze_encoder=True,
                            shared_mlp=SharedMLP(dim, width, dropout))
-    params = [p for p in [*model.parameters(), *m.parameters()] if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr)
+    # as the trainer: learned task scalars in their own group, outside the clipped norm
+    scalars = [p for p in m.parameters() if p.requires_grad]
+    scalars += [p for n, p in model.named_parameters() if p.requires_grad and n.endswith(TASK_SCALAR_NAMES)]
+    params = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in scalars)]
+    optimizer = torch.optim.Adam([{"params": params}, {"params": scalars}], lr=lr)
     shared = list(model.shared_mlp.parameters()) + list(getattr(model.decoder, "shared_parameters", list)())
     heads = [list(h.parameters()) for h in getattr(model.decoder, "heads", [])]
     ctx = BackwardContext(lambda loss: loss.backward(), shared, heads)

@@ -17,7 +17,7 @@ import math
 import pytest
 import torch
 
-from infomtl.methods.loss_weighting import dtp_weights, dwa_weights
+from infomtl.methods.loss_weighting import EPS, dtp_weights, dwa_weights
 from infomtl.methods.pcgrad import PCGrad, project_conflicting
 from mechanisms import Fit, TaskSpec, fit, make_tasks
 
@@ -42,7 +42,7 @@ def test_uw_gives_the_task_with_noisy_labels_the_larger_sigma(seed: int) -> None
     # "noisy" is the same function of x as "clean" with 60% of its training labels
     # replaced at random: its likelihood is flatter, so σ² (s = log σ²) must grow
     tasks = make_tasks([TaskSpec("clean"), TaskSpec("noisy", noise=0.6, copy_of=0)], seed=seed)
-    result = fit(tasks, "uw", epochs=20, lr=1e-2, seed=seed)
+    result = fit(tasks, "uw", epochs=30, lr=1e-2, seed=seed)
     s = result.logs[-1]["uw"]["s"]
     weights = result.logs[-1]["uw"]["weights"]
     assert s["noisy"] > s["clean"] + 0.5, s
@@ -63,7 +63,7 @@ def fit_recording_pcgrad(monkeypatch: pytest.MonkeyPatch, seed: int) -> tuple[Fi
     at each step the per-task shared gradients ``g`` ``(2, P)`` (each task's scaled loss,
     taken independently of the method) and the shared gradient ``G`` its backward left.
 
-    Two unrelated regression tasks (the second with 3× larger targets, so its gradient
+    Two unrelated regression tasks (the second with 10× larger targets, so its gradient
     dominates a plain sum) must both be read off one scalar representation: their shared
     gradients conflict often. (A negated-target twin does not: its own linear head
     absorbs the sign, and the two shared gradients soon agree.)
@@ -85,7 +85,7 @@ def fit_recording_pcgrad(monkeypatch: pytest.MonkeyPatch, seed: int) -> tuple[Fi
     monkeypatch.setattr(PCGrad, "backward", recording_backward)
     specs = [
         TaskSpec("a", kind="regression"),
-        TaskSpec("b", kind="regression", scale=3.0),
+        TaskSpec("b", kind="regression", scale=10.0),
     ]
     tasks = make_tasks(specs, seed=seed)
     result = fit(tasks, "pcgrad", epochs=4, width=1, dropout=0.0, seed=seed)
@@ -106,17 +106,19 @@ def test_pcgrad_leaves_no_conflict_between_two_tasks_after_projection(
     conflicts = 0
     plain_opposed = 0
     for g, effective in records:
+        size = float(g.norm(dim=1).sum())
         # the backward gave the shared parameters the sum of the projected gradients
         projected = project_conflicting(g, order)
-        torch.testing.assert_close(effective, projected.sum(0), rtol=1e-4, atol=1e-7)
+        assert float((effective - projected.sum(0)).norm()) <= 1e-5 * size
         if cosine(g[0], g[1]) < -0.05:
             conflicts += 1
         for i, j in ((0, 1), (1, 0)):
-            # g̃_i · g_j ≥ 0 (up to the ε of the denominator)
-            scale = float(g[i].norm() * g[j].norm())
-            assert float(projected[i] @ g[j]) >= -1e-3 * scale, (i, j)
+            # g̃_i · g_j ≥ 0, up to what the ε of ‖g_j‖² + ε leaves of a conflict
+            dot, norm_j = float(g[i] @ g[j]), float(g[j].norm())
+            residual = min(dot, 0.0) * EPS / (norm_j**2 + EPS)
+            assert float(projected[i] @ g[j]) >= residual - 1e-9 * float(g[i].norm()) * norm_j
             # and so the update descends on every task to first order
-            assert cosine(effective, g[j]) >= -1e-3
+            assert float(effective @ g[j]) >= residual - 1e-5 * size * norm_j
         # what the plain sum would have done
         if min(cosine(g.sum(0), g[j]) for j in (0, 1)) < -0.05:
             plain_opposed += 1
@@ -144,9 +146,9 @@ def test_dwa_raises_the_weight_of_the_task_whose_loss_falls_slowest(seed: int) -
     for epoch in range(2, len(result.weights)):
         prev, prev2 = epoch_losses(result, epoch - 1), epoch_losses(result, epoch - 2)
         ratio = (prev / prev2).tolist()
-        assert ratio[1] > ratio[0] + 0.05, (epoch, ratio)  # the hard loss falls slowest
+        assert ratio[1] > ratio[0] + 0.03, (epoch, ratio)  # the hard loss falls slowest
         easy, hard = result.weights[epoch]
-        assert hard > easy + 0.015, (epoch, result.weights[epoch])
+        assert hard > easy + 0.008, (epoch, result.weights[epoch])
         # the step used the rule on the last two epochs' mean losses
         expected = dwa_weights(prev, prev2) / 2
         assert result.weights[epoch] == pytest.approx(expected.tolist(), abs=1e-5)
