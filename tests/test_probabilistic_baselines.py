@@ -15,13 +15,26 @@ from fakes import MIXED_TASKS, fake_batch
 from infomtl.config import TrainConfig
 from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
-from infomtl.methods import OBJECTIVES, BackwardContext, Method, MethodSpec, resolve_method
-from infomtl.methods.hmtl import cluster_tasks, hmtl_kl, task_distances
+from infomtl.methods import (
+    OBJECTIVES,
+    BackwardContext,
+    LossTerms,
+    Method,
+    MethodSpec,
+    resolve_method,
+)
+from infomtl.methods.hmtl import cluster_tasks, hmtl_kl, signal_to_noise, task_distances
 from infomtl.methods.mtvib import vib_kl
-from infomtl.methods.vmtl import gaussian_kl_between, mixing_weights, mixture_prior
+from infomtl.methods.vmtl import (
+    anneal_factor,
+    gaussian_kl_between,
+    mixing_weights,
+    mixture_prior,
+    row_attention,
+)
 from infomtl.model import ModelOutput
 from infomtl.tasks import Task
-from infomtl.training import Trainer
+from infomtl.training import Trainer, resume_config
 
 TASKS = MIXED_TASKS
 SIZES = [100, 50, 30]
@@ -69,11 +82,54 @@ def test_hmtl_kl_matches_the_closed_form() -> None:
     assert value == pytest.approx(0.096574, abs=1e-6)
 
 
+def test_hmtl_loss_averages_the_kl_over_the_latent_dimensions() -> None:
+    # Z = (1, 0), n = q = 0 on a latent of k = 2: summed KL 0.5, averaged 0.25
+    tasks = TASKS[:1]
+    for reduction, expected in (("mean", 0.25), ("sum", 0.5)):
+        method = _method("hierarchical-mtl", tasks=tasks, latent_dim=2, hmtl_beta=1.0,
+                         noise_init=0.0, kl_reduction=reduction)
+        decoder = method.build_decoder().eval()
+        with torch.no_grad():
+            decoder.proj.weight.zero_()
+            decoder.proj.bias.copy_(torch.tensor([1.0, 0.0]))
+        h, batch = _batch((3,))
+        out = _forward(method, decoder, h, batch)
+        terms = method.objective.loss_terms(out, batch)
+        assert terms.components[("kl", 0)].item() == pytest.approx(expected)
+        ce = terms.components[("ce", 0)].item()
+        assert terms.task_losses[0].item() == pytest.approx(ce + expected, rel=1e-6)
+
+
+def test_hmtl_signal_to_noise_ratio() -> None:
+    # rows (1, 2) and (3, 0), noise variances (1, 4): Z²/e^n = (1, 1) and (9, 0) → mean 2.75
+    z = torch.tensor([[1.0, 2.0], [3.0, 0.0]])
+    assert signal_to_noise(z, torch.log(torch.tensor([1.0, 4.0]))).item() == pytest.approx(2.75)
+
+
 def test_vmtl_mixture_prior_and_its_kl() -> None:
     mean, var = mixture_prior(torch.tensor([0.25, 0.75]), torch.tensor([1.0, 3.0]), torch.tensor([1.0, 1.0]))
     assert (mean.item(), var.item()) == pytest.approx((2.5, 0.625))
     kl = gaussian_kl_between(torch.tensor(2.0), torch.tensor(1.0), mean, var)
     assert kl.item() == pytest.approx(0.264998, abs=1e-6)
+
+
+def test_vmtl_kl_floors_the_variances_at_1e_6() -> None:
+    tiny = gaussian_kl_between(torch.tensor(0.0), torch.tensor(1e-12), torch.tensor(1e-3), torch.tensor(1e-9))
+    floored = gaussian_kl_between(torch.tensor(0.0), torch.tensor(1e-6), torch.tensor(1e-3), torch.tensor(1e-6))
+    assert tiny.item() == pytest.approx(floored.item()) == pytest.approx(0.5)
+
+
+def test_vmtl_weight_kl_anneal_factor() -> None:
+    assert [anneal_factor(s, 1000) for s in (0, 250, 1000, 5000)] == [0.0, 0.25, 1.0, 1.0]
+    assert anneal_factor(0, 0) == 1.0
+
+
+def test_vmtl_row_attention_is_sharp_or_the_nearest_row() -> None:
+    similarity = torch.tensor([[0.9, 0.5, 0.1], [0.2, 0.3, 0.8]])
+    assert row_attention(similarity, 0.0).tolist() == [[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]
+    sharp = row_attention(similarity, 0.1)
+    torch.testing.assert_close(sharp, torch.softmax(similarity * 10, dim=-1))
+    assert sharp[0, 0] > 0.98 and torch.softmax(similarity, dim=-1)[0, 0] < 0.5
 
 
 def test_vmtl_mixing_weights_are_renormalised_over_the_allowed_tasks() -> None:
@@ -95,7 +151,7 @@ def test_vmtl_mixing_weights_are_renormalised_over_the_allowed_tasks() -> None:
 
 
 def test_vmtl_latent_prior_mixes_attention_weighted_rows_of_the_other_tasks() -> None:
-    method = _method("vmtl")
+    method = _method("vmtl", prior_tau=0.5)
     decoder = method.build_decoder().eval()
     mu = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0], [2.0, 0.0]])
     var = torch.tensor([[1.0, 1.0], [2.0, 2.0], [3.0, 3.0], [4.0, 4.0]])
@@ -103,14 +159,34 @@ def test_vmtl_latent_prior_mixes_attention_weighted_rows_of_the_other_tasks() ->
     rows = {0: torch.tensor([0, 3]), 1: torch.tensor([1, 2])}
     prior_mu, prior_var = decoder.latent_prior(mu, var, rows)
     unit = torch.nn.functional.normalize(mu, dim=-1)
-    att = torch.softmax(unit[0] @ unit[[1, 2]].T, dim=0)  # row 0 (task 0) over task 1's rows
+    att = torch.softmax(unit[0] @ unit[[1, 2]].T / 0.5, dim=0)  # row 0 (task 0) over task 1's rows
     torch.testing.assert_close(prior_mu[0], att @ mu[[1, 2]])
     torch.testing.assert_close(prior_var[0], att @ var[[1, 2]])
-    att = torch.softmax(unit[2] @ unit[[0, 3]].T, dim=0)  # row 2 (task 1) over task 0's rows
+    att = torch.softmax(unit[2] @ unit[[0, 3]].T / 0.5, dim=0)  # row 2 (task 1) over task 0's rows
     torch.testing.assert_close(prior_mu[2], att @ mu[[0, 3]])
     # a batch of one task: prior N(0, I)
     prior_mu, prior_var = decoder.latent_prior(mu, var, {2: torch.arange(4)})
     assert prior_mu.abs().sum() == 0 and torch.all(prior_var == 1)
+
+
+def test_vmtl_latent_prior_depends_on_the_row() -> None:
+    # prior_tau = 0: a row's prior is the posterior of the other task's nearest row, so two
+    # rows of one task get different priors (not the other task's batch mean)
+    method = _method("vmtl", prior_tau=0.0)
+    decoder = method.build_decoder().eval()
+    mu = torch.tensor([[1.0, 0.1], [0.1, 1.0], [2.0, 0.0], [0.0, 3.0]])
+    var = torch.tensor([[1.0, 1.0], [1.0, 1.0], [0.5, 0.5], [0.25, 0.25]])
+    rows = {0: torch.tensor([0, 1]), 1: torch.tensor([2, 3])}
+    prior_mu, prior_var = decoder.latent_prior(mu, var, rows)
+    torch.testing.assert_close(prior_mu[:2], mu[[2, 3]])
+    torch.testing.assert_close(prior_var[:2], var[[2, 3]])
+    torch.testing.assert_close(prior_mu[2:], mu[[0, 1]])
+    # the default (τ = 0.1) is close to that; a flat attention would give the batch mean
+    sharp = _method("vmtl").build_decoder().eval().latent_prior(mu, var, rows)[0]
+    assert (sharp[:2] - mu[[2, 3]]).abs().max() < 0.05
+    flat = _method("vmtl", prior_tau=1e6).build_decoder().eval().latent_prior(mu, var, rows)[0]
+    torch.testing.assert_close(flat[0], mu[[2, 3]].mean(0))
+    torch.testing.assert_close(flat[1], mu[[2, 3]].mean(0))
 
 
 def test_vmtl_latent_prior_with_three_tasks_uses_squared_weights_for_the_variance() -> None:
@@ -254,8 +330,9 @@ def test_loss_terms_are_finite_for_every_task_kind_and_reach_the_parameters(name
         assert grads["a_mean.0"].abs().sum() > 0 and grads["a_logvar.0"].abs().sum() > 0
 
 
-def test_hmtl_task_loss_adds_beta_times_the_mean_kl_of_its_rows() -> None:
-    method = _method("hierarchical-mtl", hmtl_beta=0.5)
+@pytest.mark.parametrize(("reduction", "divisor"), [("mean", 5), ("sum", 1)])
+def test_hmtl_task_loss_adds_beta_times_the_mean_kl_of_its_rows(reduction: str, divisor: int) -> None:
+    method = _method("hierarchical-mtl", hmtl_beta=0.5, kl_reduction=reduction)  # k = 5
     decoder = method.build_decoder().eval()
     h, batch = _batch()
     out = _forward(method, decoder, h, batch)
@@ -263,9 +340,29 @@ def test_hmtl_task_loss_adds_beta_times_the_mean_kl_of_its_rows() -> None:
     n = torch.stack(list(decoder.noise_logvar))
     q = torch.stack(list(decoder.prior_logvar))
     for t in range(3):
-        kl = hmtl_kl(decoder.proj(h)[batch.rows[t]], n[t], q[t]).mean()
+        z = decoder.proj(h)[batch.rows[t]]
+        kl = hmtl_kl(z, n[t], q[t]).mean() / divisor
         expected = terms.components[("ce", t)] + 0.5 * kl
         assert terms.task_losses[t].item() == pytest.approx(expected.item(), rel=1e-5)
+        assert terms.components[("snr", t)].item() == pytest.approx(signal_to_noise(z, n[t]).item())
+
+
+def test_hmtl_logs_the_epoch_mean_signal_to_noise_ratio_per_task() -> None:
+    method = _method("hierarchical-mtl")
+    objective = method.objective
+    method.build_decoder()
+    assert "snr" not in method.log_values()["hierarchical-mtl"]
+    for values in ([1.0, 2.0, 3.0], [3.0, 4.0]):  # task 2 absent from the second step
+        components = {("snr", t): torch.tensor(v) for t, v in enumerate(values)}
+        components[("kl", 0)] = torch.tensor(100.0)
+        objective.on_step_end(LossTerms({}, None, components))
+    method.on_epoch_end(1, torch.zeros(3))
+    assert method.log_values()["hierarchical-mtl"]["snr"] == pytest.approx(
+        {"alpha": 2.0, "beta": 3.0, "gamma": 3.0}
+    )
+    objective.on_step_end(LossTerms({}, None, {("snr", 1): torch.tensor(8.0)}))
+    method.on_epoch_end(2, torch.zeros(3))  # a new epoch starts from zero
+    assert method.log_values()["hierarchical-mtl"]["snr"] == {"beta": 8.0}
 
 
 def test_vmtl_averages_the_task_loss_over_its_samples() -> None:
@@ -277,6 +374,104 @@ def test_vmtl_averages_the_task_loss_over_its_samples() -> None:
     samples = out.extras["samples.0"]
     ce = torch.stack([torch.nn.functional.cross_entropy(s, batch.labels[0]) for s in samples]).mean()
     assert terms.task_losses[0].item() == pytest.approx(ce.item(), rel=1e-5)
+
+
+def _weight_kl_by_hand(decoder, t: int, mixture: bool, b: torch.Tensor | None = None) -> torch.Tensor:
+    means = torch.stack(list(decoder.a_mean)).detach()
+    variances = torch.stack(list(decoder.a_logvar)).detach().clamp(-20, 10).exp()
+    if mixture:
+        prior_mu, prior_var = mixture_prior(b, means, variances)
+    else:
+        prior_mu, prior_var = torch.zeros_like(means[t]), torch.ones_like(variances[t])
+    kl = gaussian_kl_between(means[t], variances[t], prior_mu, prior_var).mean()
+    return kl + 0.5 * decoder.heads[t].weight.detach().pow(2).mean()
+
+
+def test_vmtl_weight_kl_is_annealed_from_zero_with_standard_normal_priors_first() -> None:
+    method = _method("vmtl", kl_z=0.0, kl_w=0.5, anneal_steps=4, warmup_steps=2)
+    objective = method.objective
+    decoder = method.build_decoder().eval()
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in decoder.a_mean:
+            p.add_(0.3 * torch.randn(p.shape, generator=gen))
+        for p in decoder.a_logvar:
+            p.add_(torch.randn(p.shape, generator=gen))
+        decoder.mix_a[0].copy_(torch.tensor([0.0, math.log(0.25), math.log(0.75)]))
+    h, batch = _batch()
+    seen = []
+    for step in range(6):
+        assert objective.step == step
+        out = _forward(method, decoder, h, batch)
+        terms = method.objective.loss_terms(out, batch)
+        mixture = step >= 2
+        kl_w = terms.components[("kl_w", 0)]
+        expected = _weight_kl_by_hand(decoder, 0, mixture, torch.tensor([0.0, 0.25, 0.75]))
+        assert kl_w.item() == pytest.approx(expected.item(), rel=1e-5)
+        factor = min(1.0, step / 4)
+        ce = terms.components[("ce", 0)]
+        assert terms.task_losses[0].item() == pytest.approx((ce + 0.5 * factor * kl_w).item(), rel=1e-6)
+        values = method.log_values()["vmtl"]
+        assert values["kl_w_factor"] == factor and values["step"] == step
+        assert values["weight_prior"] == ("mixture" if mixture else "standard normal")
+        seen.append(kl_w.item())
+        method.on_step_end(terms)
+    assert seen[1] != pytest.approx(seen[2])  # N(0, I) and the mixture differ here
+
+
+def test_vmtl_schedule_survives_extra_state() -> None:
+    method = _method("vmtl", anneal_steps=10)
+    method.build_decoder()
+    for _ in range(7):
+        method.on_step_end(LossTerms({}))
+    state = json.loads(json.dumps(method.extra_state()))
+    again = _method("vmtl", anneal_steps=10)
+    again.build_decoder()
+    assert again.objective.kl_w_factor == 0.0
+    again.load_extra_state(state)
+    assert again.objective.step == 7 and again.objective.kl_w_factor == pytest.approx(0.7)
+
+
+class _Crash(Exception):
+    pass
+
+
+def _crash_after(epoch: int):
+    def echo(message: str) -> None:
+        if message.startswith(f"epoch {epoch}:"):
+            raise _Crash
+
+    return echo
+
+
+def _outcome(run_dir: Path) -> tuple:
+    results = json.loads((run_dir / "results.json").read_text(encoding="utf-8"))
+    results.pop("train_time_s", None)
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()]
+    for record in log:
+        record.pop("epoch_time_s", None)
+    return results, log
+
+
+def test_a_resumed_vmtl_run_continues_the_anneal_and_equals_the_whole_run(tmp_path: Path) -> None:
+    args = {**SMALL["vmtl"], "anneal_steps": 10, "warmup_steps": 4}
+
+    def config(folder: Path) -> TrainConfig:
+        return TrainConfig(
+            benchmark="synthetic", backbone="tiny", max_length=32, batch_size=32, epochs=3,
+            max_train_examples=64, max_eval_examples=32, progress=False, patience=0, lr=2e-3,
+            output_dir=str(folder), method="vmtl", method_args=args,
+        )
+
+    whole = Trainer(config(tmp_path / "whole"), echo=lambda *_: None).run().run_dir
+    log = _outcome(whole)[1]
+    factors = [r["method"]["vmtl"]["kl_w_factor"] for r in log]
+    assert factors[0] < factors[1] <= 1.0  # the crash below falls inside the ramp
+    crashed = tmp_path / "crashed"
+    with pytest.raises(_Crash):
+        Trainer(config(crashed), echo=_crash_after(2)).run()
+    Trainer(resume_config(crashed), echo=lambda *_: None).run()
+    assert _outcome(crashed) == _outcome(whole)
 
 
 def test_vmtl_with_one_task_uses_standard_normal_priors() -> None:
@@ -363,6 +558,11 @@ def test_vmtl_refuses_one_task_per_step_regimes() -> None:
         ("vmtl", {"gumbel_tau": float("nan")}),
         ("vmtl", {"kl_z": float("nan")}),
         ("vmtl", {"kl_w": -1e-3}),
+        ("vmtl", {"prior_tau": -0.1}),
+        ("vmtl", {"prior_tau": float("inf")}),
+        ("vmtl", {"anneal_steps": -1}),
+        ("vmtl", {"warmup_steps": -5}),
+        ("hierarchical-mtl", {"kl_reduction": "median"}),
     ],
 )
 def test_invalid_hyperparameters_are_rejected(name: str, args: dict) -> None:
@@ -374,9 +574,15 @@ def test_invalid_hyperparameters_are_rejected(name: str, args: dict) -> None:
 
 
 def test_hyperparameters_from_strings() -> None:
-    spec = resolve_method("vmtl", None, {"latent_dim": "16", "samples": "10", "kl_z": "1e-4"})
+    spec = resolve_method("vmtl", None, {"latent_dim": "16", "samples": "10", "kl_z": "1e-4",
+                                         "anneal_steps": "50", "prior_tau": "0"})
     assert (spec.objective_hp.latent_dim, spec.objective_hp.samples) == (16, 10)
     assert spec.objective_hp.kl_z == pytest.approx(1e-4)
+    assert (spec.objective_hp.anneal_steps, spec.objective_hp.prior_tau) == (50, 0.0)
+    defaults = resolve_method("vmtl").objective_hp
+    assert (defaults.kl_z, defaults.kl_w, defaults.prior_tau) == (1e-7, 1e-3, 0.1)
+    assert resolve_method("hmtl", None, {"kl_reduction": "sum"}).objective_hp.kl_reduction == "sum"
+    assert resolve_method("hmtl").objective_hp.kl_reduction == "mean"
     spec = resolve_method("mt-vib", None, {"vib_beta": "0.01", "s_min": "-4"})
     assert spec.objective_hp.vib_beta == 0.01 and spec.weighting_hp.s_min == -4.0
 
@@ -403,6 +609,12 @@ def test_a_tiny_training_run_finishes(name: str, tmp_path: Path) -> None:
     if name == "hierarchical-mtl":
         info = json.loads(distances.read_text(encoding="utf-8"))
         assert info["tasks"] == ["sentiment", "topic", "urgency"] and len(info["merges"]) == 2
+        snr = log[-1]["method"]["hierarchical-mtl"]["snr"]
+        assert sorted(snr) == ["sentiment", "topic", "urgency"] and all(v > 0 for v in snr.values())
     if name == "vmtl":
-        mix = log[-1]["method"]["vmtl"]["mix_z"]
-        assert sum(mix["sentiment"].values()) == pytest.approx(1.0)
+        values = log[-1]["method"]["vmtl"]
+        assert sum(values["mix_z"]["sentiment"].values()) == pytest.approx(1.0)
+        assert sum(values["mix_a"]["topic"].values()) == pytest.approx(1.0)
+        steps = log[-1]["step"]
+        assert values["step"] == steps and values["kl_w_factor"] == pytest.approx(steps / 1000)
+        assert set(log[-1]["train"]["kl_w"]) == {"sentiment", "topic", "urgency"}
