@@ -174,13 +174,14 @@ def test_uw_uses_the_halved_gaussian_form_for_regression_tasks(tasks) -> None:
     losses = {t: torch.tensor(v, requires_grad=True) for t, v in enumerate(values)}
     total, weights = method.weighting.combine(LossTerms(losses))
     c = [1.0, 0.5, 0.5, 1.0]  # classification, regression, regression, multi-label
-    expected = sum(c[t] * math.exp(-float(s[t])) * values[t] + 0.5 * float(s[t]) for t in range(4))
+    # the default balance is the mean over the 4 tasks of the rule's per-task terms
+    expected = sum(c[t] * math.exp(-float(s[t])) * values[t] + 0.5 * float(s[t]) for t in range(4)) / 4
     assert float(total.detach()) == pytest.approx(expected, rel=1e-6)
-    assert weights.tolist() == pytest.approx([c[t] * math.exp(-float(s[t])) for t in range(4)])
+    assert weights.tolist() == pytest.approx([c[t] * math.exp(-float(s[t])) / 4 for t in range(4)])
     total.backward()
-    # ℓ = 2, s = 0: regression ½e^{−s}ℓ + ½s = 1.0 with dL/ds = −½e^{−s}ℓ + ½ = −0.5
-    assert float(method.weighting.s.grad[1]) == pytest.approx(-0.5)
-    assert float(method.weighting.s.grad[0]) == pytest.approx(-1.5)
+    # ℓ = 2, s = 0: regression ½e^{−s}ℓ + ½s = 1.0 with dL/ds = (−½e^{−s}ℓ + ½) / 4 = −0.125
+    assert float(method.weighting.s.grad[1]) == pytest.approx(-0.5 / 4)
+    assert float(method.weighting.s.grad[0]) == pytest.approx(-1.5 / 4)
 
 
 def test_dtp_kpis_for_regression_and_multilabel_tasks(tasks) -> None:

@@ -43,9 +43,10 @@ def read_curves(run_dir: str | Path) -> dict[str, Any]:
             scores = r.get("val", {}).get("tasks", {}).get(name)
             val.append(task_score(tasks[name], scores) if scores and name in tasks else nan)
         out["tasks"][name] = {"train_ce": ce, "val_score": val}
-        weights = [r.get("train", {}).get("weights", {}).get(name, nan) for r in records]
-        if any(not math.isnan(w) and w != 1.0 for w in weights):  # EW's constant 1 is not a curve
-            out["weights"][name] = weights
+        out["weights"][name] = [r.get("train", {}).get("weights", {}).get(name, nan) for r in records]
+    logged = {w for series in out["weights"].values() for w in series if not math.isnan(w)}
+    if len(logged) <= 1:  # EW's one constant weight (1/T, or 1 per step) is not a curve
+        out["weights"] = {}
     return out
 
 
