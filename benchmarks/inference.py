@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from machine import synchronize
 
-from infomtl.backbones import load_backbone
 from infomtl.data.batching import EncodedSplit, collate
 from infomtl.methods import Method, resolve_method
-from infomtl.model import MultiTaskModel, TaskHeads
+from infomtl.modeling.backbones import load_backbone
+from infomtl.modeling.model import MultiTaskModel, TaskHeads
 from infomtl.tasks import Task
 
 

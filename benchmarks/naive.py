@@ -27,12 +27,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from infomtl.backbones import load_backbone, pool
 from infomtl.config import TrainConfig
 from infomtl.data.batching import Batch
+from infomtl.data.loading import prepare_data
 from infomtl.methods import BackwardContext, Method
-from infomtl.model import ModelOutput
-from infomtl.training import prepare_data, resolve_spec
+from infomtl.modeling.backbones import load_backbone, pool
+from infomtl.modeling.model import ModelOutput
+from infomtl.training import resolve_spec
 
 
 def naive_plan(sizes: list[int], batch_size: int, steps: int, seed: int) -> list[tuple[int, np.ndarray]]:

@@ -84,8 +84,9 @@ from machine import (  # noqa: E402
 from naive import NaiveTrainer, naive_plan  # noqa: E402
 
 from infomtl.config import TrainConfig  # noqa: E402
+from infomtl.data.loading import prepare_data  # noqa: E402
 from infomtl.tables import markdown_table  # noqa: E402
-from infomtl.training import Trainer, prepare_data  # noqa: E402
+from infomtl.training import Trainer  # noqa: E402
 
 DEFAULT_METHODS = "ew,infomtl,vipmtl,uw,pcgrad"
 TASKS = "emotion,hate,irony,offensive,sentiment,stance"

@@ -77,11 +77,11 @@ def main(out: str, data: str) -> None:
     import torch
     from safetensors.torch import save_file
 
-    import infomtl.backbones
+    import infomtl.modeling.backbones
     from infomtl.cli import main as cli_main
     from infomtl.training import Trainer
 
-    infomtl.backbones._tiny = dropout_free(infomtl.backbones._tiny)
+    infomtl.modeling.backbones._tiny = dropout_free(infomtl.modeling.backbones._tiny)
     torch.set_num_threads(1)
     root = Path(out)
     for method, accumulation in GRADIENT_METHODS:

@@ -63,7 +63,7 @@ def small_config(output_dir, **overrides):
 
 
 def dropout_free(tiny):
-    """``tiny`` (:func:`infomtl.backbones._tiny`) with every dropout of the encoder off."""
+    """``tiny`` (:func:`infomtl.modeling.backbones._tiny`) with every dropout of the encoder off."""
     from torch import nn
 
     def build():

@@ -4,8 +4,8 @@ whose structure is known (a task with noisy labels, a task that is a copy of ano
 a task whose targets are scaled, a harder task...).
 
 Features ``x ~ N(0, I_d)`` stand in for frozen encoder features; the shared encoder is
-the fast mode's :class:`~infomtl.model.SharedMLP` (two dropout views for InfoMTL) inside
-a real :class:`~infomtl.model.MultiTaskModel`, and the training step is the trainer's:
+the fast mode's :class:`~infomtl.modeling.model.SharedMLP` (two dropout views for InfoMTL) inside
+a real :class:`~infomtl.modeling.model.MultiTaskModel`, and the training step is the trainer's:
 ``Method.loss`` → ``Method.backward`` → clip → optimizer step → ``Method.on_step_end``,
 with ``Method.on_epoch_end`` after each epoch. Everything is seeded and runs in seconds.
 
@@ -23,10 +23,10 @@ from typing import Any
 import torch
 
 from infomtl.data.batching import Batch
-from infomtl.heads import TASK_SCALAR_NAMES
 from infomtl.methods import BackwardContext, Method, resolve_method
 from infomtl.metrics import score_task, task_score
-from infomtl.model import MultiTaskModel, SharedMLP
+from infomtl.modeling.heads import TASK_SCALAR_NAMES
+from infomtl.modeling.model import MultiTaskModel, SharedMLP
 from infomtl.tasks import Task, TaskKind
 
 

@@ -17,16 +17,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from infomtl.artifacts.evaluation import evaluate_run, score_predictions
 from infomtl.cli import build_parser
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.data.affecteval import EI_REG_EMOTIONS
+from infomtl.data.loading import prepare_data
 from infomtl.errors import ConfigError
-from infomtl.evaluation import score_predictions
 from infomtl.methods import method_names
 from infomtl.metrics import pearson, score_task, spearman
-from infomtl.runs import evaluate_run
 from infomtl.tasks import TWEETEVAL_TASKS, TaskKind
-from infomtl.training import prepare_data, train
+from infomtl.training import train
 
 REPO = Path(__file__).resolve().parents[1]
 TASKS = ["goemotions", "emotioneval", "emobank", "ei_reg"]
@@ -232,7 +232,7 @@ def test_train_flags_include_the_affecteval_options() -> None:
         "train", "--benchmark", "affecteval", "--goemotions-multilabel", "--ei-reg-pair", "none",
         "--multilabel-threshold", "0.4",
     ])
-    from infomtl.cli import config_from_args
+    from infomtl.cli.train import config_from_args
 
     cfg = config_from_args(args)
     assert (cfg.goemotions_multilabel, cfg.ei_reg_pair, cfg.multilabel_threshold) == (True, "none", 0.4)

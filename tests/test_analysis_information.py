@@ -54,7 +54,7 @@ def test_estimates_finite_and_bounded(trainer):
 
 def test_deterministic_heads_use_unit_variance(trainer):
     from infomtl.analysis.information import _kl_rows
-    from infomtl.heads import HeadOutput
+    from infomtl.modeling.heads import HeadOutput
 
     mu = torch.tensor([[1.0, 2.0], [0.0, 0.0]])
     assert torch.allclose(_kl_rows(HeadOutput(mean=mu)), torch.tensor([2.5, 0.0]))

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from infomtl.analysis.representations import cluster_scores, representation_quality, uniformity
-from infomtl.checkpoint import load_run
+from infomtl.artifacts.run_folder import load_run
 from infomtl.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")

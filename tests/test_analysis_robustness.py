@@ -11,7 +11,7 @@ import torch
 
 from infomtl.analysis.common import load_eval_split
 from infomtl.analysis.robustness import perturbation, perturbed_outputs, robust_scores
-from infomtl.checkpoint import load_run
+from infomtl.artifacts.run_folder import load_run
 from infomtl.cli import main
 
 pytestmark = pytest.mark.usefixtures("one_thread")

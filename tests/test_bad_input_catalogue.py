@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from infomtl.cli import main
-from infomtl.serve import Limits, RequestError, parse_request
+from infomtl.inference.serve import Limits, RequestError, parse_request
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -77,7 +77,7 @@ class Env:
 
 @pytest.fixture(scope="module")
 def exported(tiny_run, tmp_path_factory) -> Path:
-    from infomtl.export import export_run
+    from infomtl.inference.export import export_run
 
     return export_run(tiny_run, tmp_path_factory.mktemp("catalogue") / "export")
 

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from infomtl.backbones import load_backbone
 from infomtl.data.batching import (
     REGIMES,
     Batcher,
@@ -21,6 +20,7 @@ from infomtl.data.batching import (
     shard_order,
 )
 from infomtl.data.types import TaskData
+from infomtl.modeling.backbones import load_backbone
 from infomtl.tasks import Task, TaskKind
 
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from infomtl.data.batching import EncodedSplit, collate
-from infomtl.model import MultiTaskModel, TaskHeads
+from infomtl.modeling.model import MultiTaskModel, TaskHeads
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

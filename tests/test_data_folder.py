@@ -338,7 +338,7 @@ def test_numeric_label_names_match_by_name_in_jsonl_and_tsv(tmp_path: Path) -> N
     ("1" * 5000, "a number with too many digits"),
 ])
 def test_loads_json_turns_every_failure_into_one_error(text, reason) -> None:
-    from infomtl.data.textio import JSONError, loads_json
+    from infomtl.fileio import JSONError, loads_json
 
     with pytest.raises(JSONError) as info:
         loads_json(text)
@@ -346,8 +346,8 @@ def test_loads_json_turns_every_failure_into_one_error(text, reason) -> None:
 
 
 def test_read_json_of_a_deeply_nested_file_is_a_one_line_error(tmp_path) -> None:
-    from infomtl.checkpoint import read_json
     from infomtl.errors import InfomtlError
+    from infomtl.fileio import read_json
 
     path = tmp_path / "state.json"
     path.write_text("[" * 100000, encoding="utf-8")

@@ -67,7 +67,7 @@ def ddp_out(tmp_path_factory, data_root) -> Path:
 
 @pytest.fixture
 def one_process(monkeypatch, one_thread):
-    import infomtl.backbones as backbones
+    import infomtl.modeling.backbones as backbones
 
     monkeypatch.setattr(backbones, "_tiny", dropout_free(backbones._tiny))
 

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from infomtl.checkpoint import load_run
+from infomtl.artifacts.evaluation import evaluate_run
+from infomtl.artifacts.run_folder import load_run
 from infomtl.config import TrainConfig
 from infomtl.methods import method_names
-from infomtl.runs import evaluate_run
 from infomtl.training import Trainer, train
 
 TASKS = ["emotion", "irony", "stance"]

@@ -15,7 +15,9 @@ import yaml
 
 from infomtl.cli import main
 from infomtl.errors import ConfigError
-from infomtl.experiments import Store, expand_sweep, load_sweep, run_id, run_sweep
+from infomtl.experiments.plan import expand_sweep, load_sweep
+from infomtl.experiments.store import Store, run_id
+from infomtl.experiments.sweep import run_sweep
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -194,7 +196,7 @@ class _FakeRay:
 
 
 def test_ray_engine_trains_each_run_as_a_task(tmp_path: Path, monkeypatch) -> None:
-    from infomtl.experiments import RayOptions
+    from infomtl.experiments.sweep import RayOptions
 
     fake = _FakeRay(fail="infomtl")
     monkeypatch.setitem(sys.modules, "ray", fake)

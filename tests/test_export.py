@@ -11,9 +11,10 @@ import pytest
 import infomtl
 from fakes import small_config
 from infomtl.cli import main
+from infomtl.data.loading import prepare_data
 from infomtl.errors import InfomtlError
-from infomtl.export import MANIFEST, export_run, sha256_file
-from infomtl.training import prepare_data, train
+from infomtl.inference.export import MANIFEST, export_run, sha256_file
+from infomtl.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

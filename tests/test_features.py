@@ -6,14 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from infomtl import features
-from infomtl.backbones import load_backbone, pool
 from infomtl.config import TrainConfig
 from infomtl.data import subsample
 from infomtl.data.batching import collate, encode
 from infomtl.data.synthetic import synthetic_benchmark
 from infomtl.errors import ConfigError
-from infomtl.model import MultiTaskModel, SharedMLP, TaskHeads
+from infomtl.methods import OBJECTIVES
+from infomtl.modeling import feature_cache as features
+from infomtl.modeling.backbones import load_backbone, pool
+from infomtl.modeling.building import uses_features
+from infomtl.modeling.model import MultiTaskModel, SharedMLP, TaskHeads
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -126,12 +128,10 @@ def test_two_views_differ_only_by_the_mlp_dropout(tiny, train_split) -> None:
 
 
 def test_uses_features_only_for_pooled_heads() -> None:
-    from infomtl.methods.registry import resolve_method
-
     frozen = TrainConfig(freeze_backbone=True)
-    assert features.uses_features(frozen, resolve_method("infomtl", None, {}))
-    assert not features.uses_features(frozen, resolve_method("textcnn", None, {}))
-    assert not features.uses_features(TrainConfig(), resolve_method("ew", None, {}))
+    assert uses_features(frozen, OBJECTIVES["infomtl"].token_states)
+    assert not uses_features(frozen, OBJECTIVES["textcnn"].token_states)
+    assert not uses_features(TrainConfig(), OBJECTIVES["linear"].token_states)
 
 
 @pytest.mark.parametrize("option, value", [("mlp_width", 0), ("mlp_dropout", 1.0), ("mlp_dropout", -0.1)])
@@ -141,7 +141,7 @@ def test_bad_mlp_options_are_refused(option, value) -> None:
 
 
 def test_sweep_extracts_features_once_before_its_runs(tmp_path, monkeypatch) -> None:
-    from infomtl.experiments import run_sweep
+    from infomtl.experiments.sweep import run_sweep
 
     cache = tmp_path / "cache"
     sweep = tmp_path / "sweep.yaml"

@@ -20,8 +20,8 @@ from hypothesis import strategies as st
 
 from infomtl.data.folder import load_task_folder
 from infomtl.errors import DataError, InfomtlError
-from infomtl.predict import INPUT_FORMATS, read_inputs
-from infomtl.serve import Limits, RequestError, parse_request
+from infomtl.inference.formats import INPUT_FORMATS, read_inputs
+from infomtl.inference.serve import Limits, RequestError, parse_request
 from infomtl.tasks import TaskKind
 
 FUZZ = settings(max_examples=80, deadline=None, derandomize=True, database=None)

@@ -26,7 +26,7 @@ BATCH = 16
 
 @pytest.fixture
 def no_dropout(monkeypatch, one_thread):
-    import infomtl.backbones as backbones
+    import infomtl.modeling.backbones as backbones
 
     monkeypatch.setattr(backbones, "_tiny", dropout_free(backbones._tiny))
 

@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from infomtl.backbones import load_backbone, pool
 from infomtl.data.batching import Batch, collate, encode
 from infomtl.data.types import TaskData
-from infomtl.heads import GaussianHead, HeadOutput, LinearHead
-from infomtl.model import ModelOutput, MultiTaskModel, TaskHeads
+from infomtl.modeling.backbones import load_backbone, pool
+from infomtl.modeling.heads import GaussianHead, HeadOutput, LinearHead
+from infomtl.modeling.model import ModelOutput, MultiTaskModel, TaskHeads
 from infomtl.tasks import Task, TaskKind
 
 TASKS = [

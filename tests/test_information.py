@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infomtl.information import KL_REDUCTIONS, gaussian_kl, info_nce, reduce_kl
+from infomtl.modeling.bounds import KL_REDUCTIONS, gaussian_kl, info_nce, reduce_kl
 
 # --------------------------------------------------------------------------- #
 # gaussian_kl
@@ -192,7 +192,7 @@ def test_info_nce_is_non_negative_finite_and_bounded(
 def test_info_nce_is_computed_in_fp32_under_autocast() -> None:
     import torch
 
-    from infomtl.information import info_nce
+    from infomtl.modeling.bounds import info_nce
 
     gen = torch.Generator().manual_seed(0)
     h, h_pos = torch.randn(16, 8, generator=gen), torch.randn(16, 8, generator=gen)

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from infomtl.analysis.information import _kl_rows
-from infomtl.information import info_nce
+from infomtl.modeling.bounds import info_nce
 from mechanisms import Fit, TaskSpec, fit, make_tasks
 
 pytestmark = pytest.mark.usefixtures("one_thread")

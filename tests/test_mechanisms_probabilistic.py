@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from infomtl.methods.hmtl import task_distances
+from infomtl.methods.objectives.hmtl import task_distances
 from mechanisms import SynthTask, TaskSpec, fit, make_tasks
 
 pytestmark = pytest.mark.usefixtures("one_thread")

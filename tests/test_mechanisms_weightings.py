@@ -17,8 +17,10 @@ import math
 import pytest
 import torch
 
-from infomtl.methods.loss_weighting import EPS, dtp_weights, dwa_weights
-from infomtl.methods.pcgrad import PCGrad, project_conflicting
+from infomtl.methods.weightings.common import EPS
+from infomtl.methods.weightings.dtp import dtp_weights
+from infomtl.methods.weightings.dwa import dwa_weights
+from infomtl.methods.weightings.pcgrad import PCGrad, project_conflicting
 from mechanisms import Fit, TaskSpec, fit, make_tasks
 
 pytestmark = pytest.mark.usefixtures("one_thread")

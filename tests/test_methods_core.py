@@ -12,7 +12,6 @@ import torch.nn.functional as F
 
 from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
-from infomtl.heads import GaussianHead, HeadOutput, LinearHead
 from infomtl.methods import (
     OBJECTIVES,
     WEIGHTINGS,
@@ -24,7 +23,8 @@ from infomtl.methods import (
     resolve_method,
 )
 from infomtl.methods.base import Hyper, WeightingHyper
-from infomtl.model import ModelOutput
+from infomtl.modeling.heads import GaussianHead, HeadOutput, LinearHead
+from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task, TaskKind
 
 TASKS = [

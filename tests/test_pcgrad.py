@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 from infomtl.methods import WEIGHTINGS, BackwardContext, LossTerms, Method, resolve_method
-from infomtl.methods.pcgrad import (
+from infomtl.methods.weightings.pcgrad import (
     PCGrad,
     draw_orders,
     pcgrad_coefficients,

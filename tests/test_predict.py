@@ -16,9 +16,11 @@ import infomtl
 from fakes import small_config
 from infomtl.cli import main
 from infomtl.config import TrainConfig
+from infomtl.data.loading import prepare_data
 from infomtl.errors import InfomtlError
-from infomtl.predict import pair_modes, read_inputs
-from infomtl.training import prepare_data, train
+from infomtl.inference.formats import read_inputs
+from infomtl.inference.units import pair_modes
+from infomtl.training import train
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -113,7 +115,7 @@ def test_pair_modes_from_thesmall_config() -> None:
 def test_regression_and_multilabel_outputs() -> None:
     import torch
 
-    from infomtl.predict import _format
+    from infomtl.inference.predict import _format
     from infomtl.tasks import Task
 
     reg = _format(Task("r", "regression"), torch.tensor([0.25]).numpy())

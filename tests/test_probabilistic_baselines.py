@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from fakes import MIXED_TASKS, fake_batch
+from infomtl.artifacts.run_folder import resume_config
 from infomtl.config import TrainConfig
 from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
@@ -23,18 +24,18 @@ from infomtl.methods import (
     MethodSpec,
     resolve_method,
 )
-from infomtl.methods.hmtl import cluster_tasks, hmtl_kl, signal_to_noise, task_distances
-from infomtl.methods.mtvib import vib_kl
-from infomtl.methods.vmtl import (
+from infomtl.methods.objectives.hmtl import cluster_tasks, hmtl_kl, signal_to_noise, task_distances
+from infomtl.methods.objectives.mtvib import vib_kl
+from infomtl.methods.objectives.vmtl import (
     anneal_factor,
     gaussian_kl_between,
     mixing_weights,
     mixture_prior,
     row_attention,
 )
-from infomtl.model import ModelOutput
+from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task
-from infomtl.training import Trainer, resume_config
+from infomtl.training import Trainer
 
 TASKS = MIXED_TASKS
 SIZES = [100, 50, 30]

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from infomtl.cli import main
-from infomtl.report import build_tables, to_csv, to_latex, write_report
+from infomtl.experiments.report import build_tables, to_csv, to_latex, write_report
 from infomtl.tasks import Metric, Task
 
 TASKS = [

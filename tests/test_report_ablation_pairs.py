@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from infomtl.cli import main
-from infomtl.report import build_tables, to_latex
+from infomtl.experiments.report import build_tables, to_latex
 from infomtl.tasks import Metric, Task
 
 TASKS = {n: Task(n, "classification", labels=("x", "y"), metrics=(Metric("macro_f1", "macro_f1"),))

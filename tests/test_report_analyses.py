@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from infomtl.cli import main
-from infomtl.report import build_tables, write_report
+from infomtl.experiments.report import build_tables, write_report
 from test_report_ablation_pairs import StoreBuilder
 
 ROBUSTNESS = {  # run -> kind -> ε -> test Avg

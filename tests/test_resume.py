@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from fakes import small_config
+from infomtl.artifacts.run_folder import resume_config
 from infomtl.cli import main
-from infomtl.training import Trainer, resume_config
+from infomtl.training import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -8,16 +8,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from infomtl.backbones import load_backbone
-from infomtl.checkpoint import load_run
+from infomtl.artifacts.evaluation import evaluate_run
+from infomtl.artifacts.run_folder import load_run
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.errors import ConfigError
-from infomtl.heads import TextCNNHead
 from infomtl.methods import resolve_method
 from infomtl.methods.listing import describe_methods
 from infomtl.metrics import average, task_score
-from infomtl.model import MultiTaskModel, TaskHeads, TokenTaskHeads
-from infomtl.runs import evaluate_run
+from infomtl.modeling.backbones import load_backbone
+from infomtl.modeling.heads import TextCNNHead
+from infomtl.modeling.model import MultiTaskModel, TaskHeads, TokenTaskHeads
 from infomtl.tasks import Task
 from infomtl.training import train
 

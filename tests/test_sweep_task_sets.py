@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from infomtl.errors import ConfigError
-from infomtl.experiments import describe_runs, expand_sweep, expand_task_sets, load_sweep
+from infomtl.experiments.plan import expand_sweep, expand_task_sets, load_sweep
+from infomtl.experiments.sweep import describe_runs
 from infomtl.tasks import TWEETEVAL_ORDER
 
 BASE = {"benchmark": "tweeteval", "backbone": "tiny", "epochs": 1, "progress": False}

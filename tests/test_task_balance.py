@@ -10,7 +10,7 @@ import torch
 from fakes import fake_batch
 from infomtl.data.batching import Batch
 from infomtl.methods import WEIGHTINGS, LossTerms, Method, resolve_method
-from infomtl.model import ModelOutput
+from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task, TaskKind
 
 TASKS = [Task(f"t{i}", TaskKind.CLASSIFICATION, labels=("a", "b", "c")) for i in range(3)]

@@ -25,10 +25,10 @@ from fakes import fake_batch
 from infomtl.config import TrainConfig
 from infomtl.data import load_task_folders
 from infomtl.data.batching import Batch
-from infomtl.heads import HeadOutput
 from infomtl.methods import LossTerms, Method, method_names, resolve_method
-from infomtl.methods.loss_weighting import task_kpi
-from infomtl.model import ModelOutput
+from infomtl.methods.weightings.common import task_kpi
+from infomtl.modeling.heads import HeadOutput
+from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import TaskKind
 from infomtl.training import train
 

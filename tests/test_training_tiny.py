@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from infomtl.backbones import load_backbone
-from infomtl.checkpoint import load_run
+from infomtl.artifacts.evaluation import evaluate_run, predict_splits
+from infomtl.artifacts.run_folder import load_run
 from infomtl.config import TrainConfig, load_yaml
+from infomtl.data.loading import prepare_data
 from infomtl.errors import InfomtlError
-from infomtl.evaluation import predict_splits
-from infomtl.runs import evaluate_run
-from infomtl.training import Trainer, prepare_data
+from infomtl.modeling.backbones import load_backbone
+from infomtl.training import Trainer
 
 METHODS = ("ew", "infomtl")
 TASK_NAMES = ("sentiment", "topic", "urgency")

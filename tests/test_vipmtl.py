@@ -13,14 +13,18 @@ import torch
 import torch.nn.functional as F
 
 from fakes import MIXED_TASKS, fake_batch
-from infomtl.checkpoint import load_run
+from infomtl.artifacts.run_folder import load_run
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
-from infomtl.heads import GaussianHead, NormalizedHeadOutput, VarianceNormalizedGaussianHead
-from infomtl.losses import predict
 from infomtl.methods import OBJECTIVES, Method, resolve_method
-from infomtl.model import ModelOutput
+from infomtl.modeling.heads import (
+    GaussianHead,
+    NormalizedHeadOutput,
+    VarianceNormalizedGaussianHead,
+)
+from infomtl.modeling.losses import predict
+from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task, TaskKind
 from infomtl.training import Trainer, resolve_spec
 

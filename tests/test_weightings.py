@@ -12,21 +12,18 @@ from hypothesis import strategies as st
 
 from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
-from infomtl.heads import HeadOutput
 from infomtl.methods import WEIGHTINGS, LossTerms, Method, resolve_method
-from infomtl.methods.loss_weighting import (
-    dtp_update,
-    dtp_weights,
-    dwa_weights,
-    gls_loss,
-    imtl_l_loss,
-    rlw_weights,
-    si_loss,
-    task_kpi,
-    tw_weights,
-    uw_loss,
-)
-from infomtl.model import ModelOutput
+from infomtl.methods.weightings.common import task_kpi
+from infomtl.methods.weightings.dtp import dtp_update, dtp_weights
+from infomtl.methods.weightings.dwa import dwa_weights
+from infomtl.methods.weightings.gls import gls_loss
+from infomtl.methods.weightings.imtl_l import imtl_l_loss
+from infomtl.methods.weightings.rlw import rlw_weights
+from infomtl.methods.weightings.si import si_loss
+from infomtl.methods.weightings.tw import tw_weights
+from infomtl.methods.weightings.uw import uw_loss
+from infomtl.modeling.heads import HeadOutput
+from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task, TaskKind
 
 NAMES = ("tw", "si", "uw", "gls", "dwa", "imtl-l", "rlw", "dtp")

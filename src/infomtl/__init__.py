@@ -6,7 +6,7 @@ the modules that need them are imported.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from infomtl.version import __version__
 
 __all__ = ["__version__", "load"]
 
@@ -15,8 +15,8 @@ def load(path, device: str = "cpu"):
     """A predictor for a run folder, an STL folder or an export folder.
 
     ``infomtl.load(path).predict(texts)`` returns one ``{task: prediction}`` dict
-    per text; see :mod:`infomtl.predict`. torch is imported on the first call only.
+    per text; see :mod:`infomtl.inference.predict`. torch is imported on the first call only.
     """
-    from infomtl.predict import load as _load
+    from infomtl.inference.predict import load as _load
 
     return _load(path, device=device)

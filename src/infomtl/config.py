@@ -17,8 +17,8 @@ from typing import Any
 
 import yaml
 
-from infomtl.data.affecteval import EI_REG_PAIRS
 from infomtl.errors import ConfigError
+from infomtl.tasks import EI_REG_PAIRS
 
 OPTIMIZERS = ("adamax", "adamw")
 SELECT_BY = ("avg", "loss")

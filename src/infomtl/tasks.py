@@ -183,3 +183,7 @@ TWEETEVAL_TASKS: dict[str, Task] = {
 
 #: Order the papers' tables use.
 TWEETEVAL_ORDER: tuple[str, ...] = ("emotion", "hate", "irony", "offensive", "sentiment", "stance")
+
+
+#: How EI-reg's emotion reaches the encoder: first text of a pair, or not at all.
+EI_REG_PAIRS: tuple[str, ...] = ("first", "none")

@@ -12,16 +12,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from infomtl.checkpoint import LoadedRun
+from infomtl.artifacts.run_folder import LoadedRun
 from infomtl.data.batching import Batch, EncodedSplit, collate, encode
+from infomtl.data.loading import prepare_data
 from infomtl.errors import InfomtlError
 
 
 def load_eval_split(run: LoadedRun, split: str = "test", max_examples: int | None = None) -> list[EncodedSplit]:
     """Each task's ``split`` as the run was configured (as ``infomtl evaluate`` rebuilds
     it), tokenized; with ``max_examples``, only the first rows of each task."""
-    from infomtl.training import prepare_data
-
     data = prepare_data(run.config)
     missing = [t.name for t in run.tasks if split not in data.splits.get(t.name, {})]
     if missing:

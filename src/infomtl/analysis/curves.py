@@ -10,8 +10,8 @@ from typing import Any
 
 from infomtl.analysis.common import pyplot
 from infomtl.analysis.logs import read_log
-from infomtl.checkpoint import read_json
 from infomtl.errors import InfomtlError
+from infomtl.fileio import read_json
 from infomtl.metrics import task_score
 from infomtl.tasks import Task
 

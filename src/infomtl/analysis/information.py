@@ -30,7 +30,7 @@ from infomtl.analysis.common import pyplot
 from infomtl.analysis.logs import read_log
 from infomtl.data.batching import EncodedSplit, collate
 from infomtl.errors import InfomtlError
-from infomtl.information import gaussian_kl, info_nce
+from infomtl.modeling.bounds import gaussian_kl, info_nce
 
 
 def _batches(sizes: list[int], batch_size: int, seed: int, drop_last: bool = True) -> list[list[np.ndarray]]:

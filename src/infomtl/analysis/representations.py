@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from infomtl.analysis.common import load_eval_split, pad_id, task_batches
-from infomtl.checkpoint import LoadedRun
+from infomtl.artifacts.run_folder import LoadedRun
 from infomtl.tasks import TaskKind
 
 

@@ -5,7 +5,7 @@ A forward hook on the encoder's word-embedding module
 
 * random: ``r = ε · n / ‖n‖₂``, ``n ~ N(0, I)``;
 * adversarial (FGM): ``r = ε · g / ‖g‖₂``, ``g = ∇_e L`` with the true labels, model
-  in eval mode, ``L`` the task loss (:func:`infomtl.losses.task_loss`) on the head means.
+  in eval mode, ``L`` the task loss (:func:`infomtl.modeling.losses.task_loss`) on the head means.
 
 ``n`` and ``g`` are zeroed on padding positions and the norm is taken per example
 over its non-padding tokens, so every example's perturbation has norm exactly ε.
@@ -24,10 +24,10 @@ import numpy as np
 import torch
 
 from infomtl.analysis.common import load_eval_split, pad_id, pyplot, task_batches
-from infomtl.checkpoint import LoadedRun
+from infomtl.artifacts.evaluation import score_predictions
+from infomtl.artifacts.run_folder import LoadedRun
 from infomtl.errors import InfomtlError
-from infomtl.evaluation import score_predictions
-from infomtl.losses import predict, task_loss
+from infomtl.modeling.losses import predict, task_loss
 
 KINDS = ("random", "fgm")
 DEFAULT_STRENGTHS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # FGM bites at ε ≈ 0.1–0.5, random noise at 2–4

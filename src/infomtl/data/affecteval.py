@@ -43,13 +43,10 @@ from infomtl.data.textio import read_lines
 from infomtl.data.tweeteval import load_tweeteval_task
 from infomtl.data.types import SPLITS, MultiTaskData, TaskData, choose_task_names
 from infomtl.errors import ConfigError, DataError
-from infomtl.tasks import TWEETEVAL_TASKS, Metric, Task, TaskKind
+from infomtl.tasks import EI_REG_PAIRS, TWEETEVAL_TASKS, Metric, Task, TaskKind
 
 #: Task order of the VIP-MTL tables.
 AFFECTEVAL_ORDER: tuple[str, ...] = ("goemotions", "emotioneval", "emobank", "ei_reg")
-
-#: How EI-reg's emotion reaches the encoder: first text of a pair, or not at all.
-EI_REG_PAIRS: tuple[str, ...] = ("first", "none")
 
 #: GoEmotions label names in id order (``emotions.txt``: alphabetical, neutral last).
 GOEMOTIONS_LABELS: tuple[str, ...] = (

@@ -40,7 +40,7 @@ REGIMES = ("mixed", "uniform", "per-task", "temperature")
 @dataclass
 class EncodedSplit:
     """One task's split as token ids, or as the pooled features of a frozen backbone
-    (``features``: ``(N, d)``, no token ids; see :mod:`infomtl.features`)."""
+    (``features``: ``(N, d)``, no token ids; see :mod:`infomtl.modeling.feature_cache`)."""
 
     input_ids: list[np.ndarray]
     token_type_ids: list[np.ndarray] | None

@@ -28,9 +28,10 @@ from typing import Any
 import numpy as np
 
 from infomtl.data.task_yaml import build_metrics, read_task_spec
-from infomtl.data.textio import JSONError, loads_json, read_text, split_lines
+from infomtl.data.textio import read_text, split_lines
 from infomtl.data.types import SPLITS, MultiTaskData, TaskData
 from infomtl.errors import ConfigError, DataError
+from infomtl.fileio import JSONError, loads_json
 from infomtl.tasks import Task, TaskKind
 
 SPLIT_STEMS: dict[str, tuple[str, ...]] = {"train": ("train",), "val": ("val", "dev"), "test": ("test",)}

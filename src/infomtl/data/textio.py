@@ -3,36 +3,9 @@
 from __future__ import annotations
 
 import codecs
-import json
 from pathlib import Path
-from typing import Any
 
 from infomtl.errors import DataError
-
-
-class JSONError(ValueError):
-    """A JSON text that does not parse: a one-line ``reason`` and, for a syntax error,
-    its ``lineno`` and ``colno``."""
-
-    def __init__(self, reason: str, lineno: int | None = None, colno: int | None = None) -> None:
-        super().__init__(reason if lineno is None else f"{reason}: line {lineno} column {colno}")
-        self.reason, self.lineno, self.colno = reason, lineno, colno
-
-
-def loads_json(text: str | bytes) -> Any:
-    """``json.loads``, with every way it fails raised as :class:`JSONError`: a syntax
-    error, bytes that are not UTF-8, nesting past the recursion limit, or an integer
-    over Python's digit limit."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise JSONError(exc.msg, exc.lineno, exc.colno) from None
-    except UnicodeDecodeError:
-        raise JSONError("not UTF-8") from None
-    except RecursionError:
-        raise JSONError("nested too deeply") from None
-    except ValueError:  # json's other error: an integer over Python's digit limit
-        raise JSONError("a number with too many digits") from None
 
 
 def read_text(path: Path) -> str:

@@ -1,20 +1,11 @@
 """Training methods: objectives (heads + auxiliary terms) composed with weightings.
 
+``objectives/`` and ``weightings/`` hold one method per module, its pure rule beside
+its class; ``single_task`` the single-task baselines run one model per task.
+
 Importing this package registers every built-in method.
 """
 
-from infomtl.methods import (  # noqa: F401  (registration)
-    hmtl,
-    infomtl,
-    linear,
-    loss_weighting,
-    mtvib,
-    pcgrad,
-    textcnn,
-    vipmtl,
-    vmtl,
-    weighting,
-)
 from infomtl.methods.base import (
     BackwardContext,
     GradientAggregator,
@@ -25,6 +16,15 @@ from infomtl.methods.base import (
     Weighting,
 )
 from infomtl.methods.compose import Method
+from infomtl.methods.objectives import (  # noqa: F401  (registration)
+    hmtl,
+    infomtl,
+    linear,
+    mtvib,
+    textcnn,
+    vipmtl,
+    vmtl,
+)
 from infomtl.methods.registry import (
     OBJECTIVES,
     WEIGHTINGS,
@@ -33,6 +33,18 @@ from infomtl.methods.registry import (
     register_objective,
     register_weighting,
     resolve_method,
+)
+from infomtl.methods.weightings import (  # noqa: F401  (registration)
+    dtp,
+    dwa,
+    ew,
+    gls,
+    imtl_l,
+    pcgrad,
+    rlw,
+    si,
+    tw,
+    uw,
 )
 
 __all__ = [

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from infomtl.data.batching import Batch
-from infomtl.model import ModelOutput
+from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task
 
 
@@ -55,7 +55,7 @@ class LossTerms:
         kpis: a detached 0-d KPI in [0, 1] per present task index, computed from the
             head output the loss used (batch accuracy; regression clip(1 − MSE/Var, 0, 1);
             multi-label mean per-label accuracy), for weightings that need one (DTP).
-            Objectives fill it with :func:`infomtl.methods.loss_weighting.task_kpi`.
+            Objectives fill it with :func:`infomtl.methods.weightings.common.task_kpi`.
         task_aux: per-task unweighted terms (already scaled; VIP-MTL's γ_t·log Σ'_t):
             averaged over the present tasks like the task losses (summed under
             ``normalize="sum"``) but never weighted, since they may be negative.

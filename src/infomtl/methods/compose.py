@@ -18,7 +18,7 @@ from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
 from infomtl.methods.base import BackwardContext, LossTerms
 from infomtl.methods.registry import OBJECTIVES, WEIGHTINGS, MethodSpec
-from infomtl.model import ModelOutput
+from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task
 
 SINGLE_TASK_REGIMES = ("per-task", "temperature")

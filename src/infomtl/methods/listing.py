@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 from infomtl.methods.registry import DEFAULT_OBJECTIVE, OBJECTIVES, WEIGHTINGS
-from infomtl.stl import SINGLE_TASK_METHODS
+from infomtl.methods.single_task import SINGLE_TASK_METHODS
 
 
 def describe_methods() -> str:

@@ -1,0 +1,169 @@
+"""Run folders: creating them, resuming them, rebuilding a trained run from one.
+
+A run folder holds ``config.yaml`` (the resolved config), ``run.json`` (tasks, method,
+sizes), ``log.jsonl`` (one line per epoch), ``checkpoint/`` (the best epoch),
+``last/`` (the training state after the last complete epoch, for ``--resume``),
+``results.json`` (written last: it marks a finished run) and
+``predictions/{split}/{task}.txt``. An STL folder (``--method stl`` / ``stl-cnn``)
+holds its config, a combined ``results.json`` and one run folder per task.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from infomtl.artifacts.checkpoint import load_weights
+from infomtl.config import TrainConfig, load_yaml
+from infomtl.errors import ConfigError, InfomtlError
+from infomtl.fileio import read_json
+from infomtl.methods import Method, MethodSpec
+from infomtl.methods.registry import OBJECTIVES
+from infomtl.methods.single_task import is_single_task
+from infomtl.modeling.backbones import Backbone, load_backbone, load_backbone_files
+from infomtl.modeling.building import build_model, shared_size
+from infomtl.modeling.feature_cache import backbone_fingerprint
+from infomtl.modeling.model import MultiTaskModel
+from infomtl.tasks import Task
+
+
+def check_output_dir(output_dir: str | None) -> None:
+    """Refuse, before anything is loaded, an output folder that already holds files."""
+    if output_dir is not None:
+        path = Path(output_dir)
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise ConfigError(f"--output-dir {path} already holds files; choose a new folder")
+
+
+def new_run_dir(output_dir: str | None) -> Path:
+    """The run folder: ``output_dir`` (must be empty or new), or a fresh one under ``runs/``."""
+    if output_dir is None:
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        path = Path("runs") / stamp
+        n = 1
+        while path.exists():
+            n += 1
+            path = Path("runs") / f"{stamp}-{n}"
+    else:
+        check_output_dir(output_dir)
+        path = Path(output_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def resume_config(run_dir: str | Path) -> TrainConfig:
+    """The config of an interrupted run folder, set up to resume it in place.
+
+    Raises :class:`InfomtlError` for a folder that is not a run or already finished.
+    """
+    folder = Path(run_dir)
+    if not (folder / "config.yaml").is_file():
+        raise InfomtlError(f"--resume {folder}: not a run folder (no config.yaml)")
+    if (folder / "results.json").is_file():
+        raise InfomtlError(f"--resume {folder}: the run already finished (results.json exists); nothing to resume")
+    config = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+    config.output_dir = str(folder)
+    config.resume = str(folder)
+    return config.validate()
+
+
+def truncate_log(path: Path, last_epoch: int) -> None:
+    """Keep the log lines of epochs <= ``last_epoch`` (drops a torn last line too)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            break
+        if record.get("epoch", 0) > last_epoch:
+            break
+        kept.append(line)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    tmp.replace(path)
+
+
+def clear_run_dir(folder: Path) -> None:
+    """Remove everything of an interrupted run except its ``config.yaml``."""
+    for child in folder.iterdir():
+        if child.name == "config.yaml":
+            continue
+        if child.is_dir() and not child.is_symlink():
+            shutil.rmtree(child)
+        else:
+            child.unlink()
+
+
+def is_single_task_run(folder: str | Path) -> bool:
+    """Whether ``folder`` is an STL run folder (its ``config.yaml`` names stl or stl-cnn)."""
+    path = Path(folder) / "config.yaml"
+    if not path.is_file() or (Path(folder) / "checkpoint").exists():
+        return False
+    method = load_yaml(path).get("method")
+    return isinstance(method, str) and is_single_task(method)
+
+
+
+def stl_parts(folder: Path) -> dict[str, Path]:
+    """``{task: sub-run folder}`` of an STL folder (from its ``results.json``)."""
+    results = folder / "results.json"
+    if not results.is_file():
+        raise InfomtlError(f"{folder}: no results.json (the STL run did not finish every task)")
+    runs = read_json(results).get("runs")
+    if not isinstance(runs, dict) or not runs:
+        raise InfomtlError(f"{results}: no 'runs' mapping of task to run folder")
+    return {str(name): folder / str(sub) for name, sub in runs.items()}
+
+
+@dataclass
+class LoadedRun:
+    """A trained run rebuilt from its folder."""
+
+    folder: Path
+    config: TrainConfig
+    tasks: list[Task]
+    spec: MethodSpec
+    backbone: Backbone
+    model: MultiTaskModel
+    method: Method
+    state: dict[str, Any]
+
+
+def load_run(folder: str | Path) -> LoadedRun:
+    """Rebuild the best checkpoint of a run folder, offline (no hub access needed)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InfomtlError(f"{folder}: no such run folder")
+    ckpt = folder / "checkpoint"
+    if not (ckpt / "model.safetensors").is_file():
+        raise InfomtlError(f"{folder}: no checkpoint/model.safetensors (did the run finish an epoch?)")
+    config = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+    meta = read_json(folder / "run.json")
+    try:
+        tasks = [Task.from_dict(t) for t in meta["tasks"]]
+        spec = MethodSpec.from_dict(meta["method"])
+        train_sizes = [int(n) for n in meta["train_sizes"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InfomtlError(f"{folder / 'run.json'}: malformed ({exc})") from None
+    if config.freeze_backbone:  # the encoder's weights are the backbone's own
+        backbone = load_backbone(config.backbone, config.pooling, config.max_length)
+        expected = meta.get("backbone_fingerprint")
+        if expected and backbone_fingerprint(backbone) != expected:
+            raise InfomtlError(f"{folder}: trained on frozen backbone {config.backbone!r}, whose weights "
+                               "or tokenizer have changed since; the run cannot be rebuilt")
+    else:
+        backbone = load_backbone_files(ckpt / "encoder", config.backbone, config.pooling, config.max_length)
+    token_states = OBJECTIVES[spec.objective].token_states
+    method = Method(spec, tasks, shared_size(config, backbone, token_states), train_sizes,
+                    config.head_dropout, config.head_hidden)
+    model = build_model(config, backbone, method.build_decoder())
+    state = load_weights(ckpt, model, method)
+    model.eval()
+    method.eval()
+    return LoadedRun(folder, config, tasks, spec, backbone, model, method, state)

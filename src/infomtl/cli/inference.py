@@ -1,0 +1,112 @@
+"""``infomtl predict``, ``export`` and ``serve``: using a trained run."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from infomtl.errors import InfomtlError
+from infomtl.inference.formats import INPUT_FORMATS, OUTPUT_FORMATS, read_inputs, write_outputs
+from infomtl.inference.serve import Limits, require_extra, serve
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from infomtl.inference.predict import load
+
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    texts, pairs = read_inputs(args.input, args.input_format)
+    predictor = load(args.run_dir)
+    if tasks is not None:
+        predictor._choose(tasks)  # unknown task names fail before any work
+    progress = args.progress
+    if progress is None:
+        progress = len(texts) > 1000 and sys.stderr.isatty()
+    predictions = predictor.predict(texts, pairs, tasks, batch_size=args.batch_size, progress=progress)
+    if args.output in (None, "-"):
+        write_outputs(sys.stdout, args.output_format, predictor.tasks, texts, pairs, predictions)
+    else:
+        out = Path(args.output)
+        tmp = out.with_name(out.name + ".tmp")
+        try:
+            with tmp.open("w", encoding="utf-8", newline="\n") as fh:
+                write_outputs(fh, args.output_format, predictor.tasks, texts, pairs, predictions)
+            tmp.replace(out)  # also fails here when OUT is a folder
+        except OSError as exc:
+            if tmp.is_file():
+                tmp.unlink()
+            raise InfomtlError(f"{out}: cannot write ({exc.strerror or exc})") from None
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from infomtl.inference.export import export_run
+
+    out = export_run(args.run_dir, args.out_dir)
+    print(f"exported {args.run_dir} to {out}; load it with infomtl.load({str(out)!r}) "
+          f"or `infomtl predict {out} --input FILE`")
+    return 0
+
+
+def add_inference_commands(sub: argparse._SubParsersAction) -> None:
+    """The ``predict``, ``export`` and ``serve`` commands."""
+    _add_predict_export(sub)
+    _add_serve(sub)
+
+
+def _add_predict_export(sub: argparse._SubParsersAction) -> None:
+    pr = sub.add_parser("predict", help="predict every task for new texts with a trained run or export",
+                        description="Label texts with every task of a run folder, STL folder or export "
+                        "folder. Input: one text per line (text), JSONL objects with \"text\" and an "
+                        "optional \"text_pair\", or TSV (text, optional pair; optional header 'text'). "
+                        "Every input line must hold a text; outputs follow the input order.")
+    pr.add_argument("run_dir", metavar="RUN_OR_EXPORT", help="run folder (infomtl train) or export folder (infomtl export)")
+    pr.add_argument("--input", required=True, metavar="FILE", help="input file, or - for standard input")
+    pr.add_argument("--input-format", choices=INPUT_FORMATS, default=None,
+                    help="input format (default: by extension: .jsonl, .tsv, else text)")
+    pr.add_argument("--tasks", default=None, help="comma-separated tasks to predict (default: all)")
+    pr.add_argument("--batch-size", type=int, default=64, help="texts per batch (default: 64)")
+    pr.add_argument("--output", default=None, metavar="FILE", help="output file (default: standard output)")
+    pr.add_argument("--output-format", choices=OUTPUT_FORMATS, default="jsonl",
+                    help="jsonl: one object per text; tsv: text and per-task columns (default: jsonl)")
+    pr.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bar on stderr (default: for more than 1000 texts on a terminal)")
+    pr.set_defaults(func=cmd_predict)
+
+    ex = sub.add_parser("export", help="write a self-contained folder for a trained run",
+                        description="Export a run (or STL) folder: encoder and tokenizer (save_pretrained, "
+                        "safetensors), heads in safetensors, tasks and method in infomtl.json with the "
+                        "SHA-256 of every file, and a model card README.md with the run's metrics.")
+    ex.add_argument("run_dir", help="run folder written by `infomtl train`")
+    ex.add_argument("out_dir", metavar="OUT", help="new (or empty) folder to write")
+    ex.set_defaults(func=cmd_export)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    require_extra()  # before the model loads
+    limits = Limits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
+                    max_text_chars=args.max_text_chars)
+    serve(args.run_dir, host=args.host, port=args.port, limits=limits, batch_size=args.batch_size,
+          access_log=args.access_log)
+    return 0
+
+
+def _add_serve(sub: argparse._SubParsersAction) -> None:
+    sv = sub.add_parser("serve", help="serve a trained run or export over HTTP (JSON API)",
+                        description="Answer POST /predict {\"texts\": [...], \"tasks\": [...]} with "
+                        "every (or the chosen) task's prediction per text, GET /tasks and GET "
+                        "/health. Requests over a limit get a 4xx JSON error. Needs the serve "
+                        "extra: pip install 'infomtl[serve]'.")
+    sv.add_argument("run_dir", metavar="RUN_OR_EXPORT", help="run folder (infomtl train) or export folder (infomtl export)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    sv.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default: 8000)")
+    sv.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes, metavar="N",
+                    help=f"largest request body in bytes, else 413 (default: {Limits.max_body_bytes})")
+    sv.add_argument("--max-texts", type=int, default=Limits.max_texts, metavar="N",
+                    help=f"most texts per request, else 422 (default: {Limits.max_texts})")
+    sv.add_argument("--max-text-chars", type=int, default=Limits.max_text_chars, metavar="N",
+                    help=f"longest text in characters, else 422 (default: {Limits.max_text_chars})")
+    sv.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    sv.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                    help="log every request (default: on)")
+    sv.set_defaults(func=cmd_serve)

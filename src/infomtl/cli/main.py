@@ -1,0 +1,57 @@
+"""The ``infomtl`` command line: train, evaluate, predict, export, serve, demo, methods, download,
+sweep, report, analyze (one module per command group).
+
+User errors print one line (``error: ...``) and exit with status 2; no traceback.
+Building the parser imports no torch: each command imports what it runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from infomtl.cli.analyze import add_analyze_command
+from infomtl.cli.common import EXIT_USER_ERROR, Parser
+from infomtl.cli.experiments import add_experiment_commands
+from infomtl.cli.inference import add_inference_commands
+from infomtl.cli.train import add_tool_commands, add_train_commands
+from infomtl.errors import InfomtlError
+from infomtl.version import __version__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = Parser(
+        prog="infomtl",
+        description="Multi-task representation learning on a shared PLM encoder: "
+        "InfoMTL, VIP-MTL and the MTL baselines.",
+    )
+    parser.add_argument("--version", action="version", version=f"infomtl {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    add_train_commands(sub)
+    add_inference_commands(sub)
+    add_tool_commands(sub)
+    add_experiment_commands(sub)
+    add_analyze_command(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except InfomtlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

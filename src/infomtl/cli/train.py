@@ -1,0 +1,152 @@
+"""``infomtl train``, ``evaluate``, ``demo``, ``methods`` and ``download``: training a run
+and what goes with it."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any
+
+from infomtl.cli.common import print_results
+from infomtl.config import TrainConfig, load_yaml
+from infomtl.data.paths import default_cache_root
+
+
+def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for f in dataclasses.fields(TrainConfig):
+        group_name = f.metadata["group"]
+        group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        shown = ",".join(default) if isinstance(default, list) else default
+        if isinstance(default, dict):
+            shown = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
+        help_text = f"{f.metadata['help']} (default: {shown if shown not in ('', None) else 'none'})"
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        if isinstance(default, bool):
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        else:
+            if "choices" in f.metadata:
+                kwargs["choices"] = f.metadata["choices"]
+            group.add_argument(flag, metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
+    ablation = parser.add_argument_group("InfoMTL / VIP-MTL ablations")
+    ablation.add_argument("--no-simax", action="store_true", default=argparse.SUPPRESS,
+                          help="InfoMTL without shared information maximisation (alpha=0, one view)")
+    ablation.add_argument("--no-timin", action="store_true", default=argparse.SUPPRESS,
+                          help="InfoMTL without task-specific information minimisation (linear heads)")
+    ablation.add_argument("--no-variance-norm", action="store_true", default=argparse.SUPPRESS,
+                          help="VIP-MTL without variance normalisation (w/o VI: s_t frozen at 0, no gamma term)")
+
+
+def config_from_args(args: argparse.Namespace):
+    """Merge ``--config`` YAML and the flags given (flags win) into a validated config."""
+    values: dict[str, Any] = {}
+    source = "command line"
+    if getattr(args, "config", None):
+        source = args.config
+        values = {str(k).replace("-", "_"): v for k, v in load_yaml(args.config).items()}
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    config = TrainConfig.from_dict(values, source)
+    for key in ("simax", "timin", "variance_norm"):
+        if getattr(args, f"no_{key}", False):
+            config.method_args = {**config.method_args, key: False}
+    return config.validate()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from infomtl.distributed import is_main_process
+    from infomtl.training import train
+
+    config = config_from_args(args)
+    if config.resume is not None:
+        ignored = sorted(k for k, v in vars(args).items()
+                         if k not in ("command", "func", "resume") and v is not None)
+        if ignored:
+            print(f"note: --resume takes the run's options from {config.resume}/config.yaml; ignoring "
+                  + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
+    result = train(config)
+    if is_main_process():  # under torchrun / accelerate launch every process gets here
+        print_results(result.results)
+        print(f"run folder: {result.run_dir}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from infomtl.artifacts.evaluation import evaluate_run
+
+    scored = evaluate_run(args.run_dir, args.split, data_dir=args.data_dir, batch_size=args.batch_size)
+    print_results({args.split: scored}, splits=(args.split,))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from infomtl.experiments.demo import run_demo
+
+    print(run_demo(data_dir=args.data_dir, backbone=args.backbone, epochs=args.epochs,
+                   seed=args.seed, output_dir=args.output_dir, progress=args.progress))
+    return 0
+
+
+def cmd_methods(args: argparse.Namespace) -> int:
+    from infomtl.methods.listing import describe_methods
+
+    print(describe_methods())
+    return 0
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from infomtl.data.download import download_tweeteval
+
+    root = Path(args.data_dir) if args.data_dir else default_cache_root()
+    folder = download_tweeteval(root)
+    print(f"TweetEval saved to {folder}; use --data-dir {root} or INFOMTL_DATA={root}")
+    return 0
+
+
+def add_train_commands(sub: Any) -> None:
+    """The ``train``, ``evaluate`` and ``demo`` commands."""
+    train = sub.add_parser("train", help="train one run", description=(
+        "Train one multi-task run. Options come from --config YAML and flags (flags win). "
+        "Writes a run folder: config.yaml, run.json, log.jsonl, checkpoint/, results.json, "
+        "predictions/{split}/{task}.txt. With --method stl or stl-cnn: one such folder per "
+        "task inside the run folder, and one combined results.json."))
+    _add_train_options(train)
+    train.set_defaults(func=cmd_train)
+
+    ev = sub.add_parser("evaluate", help="re-score a saved run on a split",
+                        description="Rebuild a run's best checkpoint and score it on a split.")
+    ev.add_argument("run_dir", help="run folder written by `infomtl train`")
+    ev.add_argument("--split", default="test", choices=("train", "val", "test"),
+                    help="split to score (default: test)")
+    ev.add_argument("--data-dir", default=None, help="data root, if it moved since training (default: the run's)")
+    ev.add_argument("--batch-size", type=int, default=256, help="rows per batch (default: 256)")
+    ev.set_defaults(func=cmd_evaluate)
+
+    demo = sub.add_parser("demo", help="a short EW vs InfoMTL comparison that runs offline",
+                          description="Train EW and InfoMTL briefly and print a comparison table: on a "
+                          "built-in synthetic multi-task text set, or on TweetEval slices with --data-dir.")
+    demo.add_argument("--data-dir", default=None, help="data root holding tweeteval/ (default: synthetic data)")
+    demo.add_argument("--backbone", default="tiny", help="encoder (default: tiny)")
+    demo.add_argument("--epochs", type=int, default=None, help="epochs per method (default: 10 synthetic, 2 TweetEval)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--output-dir", default=None, help="folder for the two runs (default: under runs/)")
+    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
+                      help="show progress bars (default: off)")
+    demo.set_defaults(func=cmd_demo)
+
+
+
+def add_tool_commands(sub: Any) -> None:
+    """The ``methods`` and ``download`` commands."""
+    methods = sub.add_parser("methods", help="list the training methods and their hyperparameters")
+    methods.set_defaults(func=cmd_methods)
+
+    dl = sub.add_parser("download", help="fetch TweetEval from its public source (needs the network)")
+    dl.add_argument("benchmark", choices=("tweeteval",), help="benchmark to fetch")
+    dl.add_argument("--data-dir", default=None, help="data root to write into (default: the cache folder)")
+    dl.set_defaults(func=cmd_download)

@@ -1,0 +1,201 @@
+"""Sweep files: the grid of training runs a sweep names, resolved and validated.
+
+A sweep file (YAML) names the runs::
+
+    base:                      # TrainConfig options shared by every run
+      benchmark: synthetic
+      backbone: tiny
+    methods:                   # one entry per method (a row of the report)
+      - method: ew
+      - method: infomtl
+        grid: {alpha: [0.01, 0.1], beta: [0.01]}   # method hyperparameters
+      - method: infomtl
+        label: infomtl w/o TIMin                     # an ablation: its own row
+        method_args: {timin: false}
+    seeds: [0, 1, 2]           # default
+    train_ratios: [1.0]        # default
+    benchmarks: [tweeteval]    # optional (default: base's)
+    backbones: [roberta-base]  # optional (default: base's)
+    task_sets: [pairs]         # optional: train on subsets of the tasks (see below)
+
+``task_sets`` lists the task subsets every run is repeated on: a list of task
+names (``[emotion, irony]``) or a comma-separated string, ``all`` (the base's
+tasks, i.e. no subset), ``pairs`` (every pair of the benchmark's tasks, or of the
+base's ``tasks`` when it names some) or ``singles`` (each task alone). Runs of a
+subset carry ``task_set`` in the plan, and ``infomtl report`` tabulates them apart
+(pairwise tables) from the runs on all tasks.
+
+Besides ``method``, ``label``, ``grid``, a method entry may set ``seeds`` (its own
+list, replacing the sweep's: main rows over 5 seeds, ablations over 3) and any
+TrainConfig option (``weighting``, ``method_args``, ``lr`` ...); it overrides ``base``.
+
+Every run is resolved to a :class:`TrainConfig` and validated (method and
+hyperparameters included) before anything trains. Its id is the first 12 hex
+digits of the SHA-256 of the resolved config's canonical JSON, leaving out
+``output_dir`` and ``progress``: the same run always gets the same id
+(:func:`~infomtl.experiments.store.run_id`).
+"""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+from typing import Any
+
+from infomtl.config import TrainConfig, load_yaml
+from infomtl.data.affecteval import AFFECTEVAL_ORDER
+from infomtl.data.synthetic import SYNTHETIC_TASKS
+from infomtl.data.types import choose_task_names
+from infomtl.errors import ConfigError, InfomtlError
+from infomtl.experiments.store import PlannedRun, run_id
+from infomtl.tasks import TWEETEVAL_ORDER
+from infomtl.training import resolve_spec
+
+SWEEP_KEYS = ("base", "methods", "seeds", "train_ratios", "benchmarks", "backbones", "task_sets")
+ENTRY_KEYS = ("method", "label", "grid")
+DEFAULT_SEEDS = (0, 1, 2)
+
+
+def _as_list(value: Any, name: str, source: str) -> list[Any]:
+    if isinstance(value, list) and value:
+        return value
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return [value]
+    raise ConfigError(f"{source}: {name} must be a non-empty list, got {value!r}")
+
+
+def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun]:
+    """Every run of a sweep mapping, resolved and validated (method included).
+
+    Raises :class:`ConfigError` naming ``source`` and the bad entry; nothing is run.
+    """
+    unknown = [k for k in data if k not in SWEEP_KEYS]
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {unknown[0]!r} (expected {', '.join(SWEEP_KEYS)})")
+    base = data.get("base") or {}
+    if not isinstance(base, dict):
+        raise ConfigError(f"{source}: base must be a mapping of TrainConfig options")
+    entries = data.get("methods")
+    if not isinstance(entries, list) or not entries:
+        raise ConfigError(f"{source}: methods must be a non-empty list of {{method: NAME, ...}}")
+    seeds = _as_list(data.get("seeds", list(DEFAULT_SEEDS)), "seeds", source)
+    ratios = _as_list(data.get("train_ratios", [base.get("train_ratio", 1.0)]), "train_ratios", source)
+    benchmarks = _as_list(data.get("benchmarks", [base.get("benchmark", "tweeteval")]), "benchmarks", source)
+    backbones = _as_list(data.get("backbones", [base.get("backbone", "roberta-base")]), "backbones", source)
+    task_sets = {b: expand_task_sets(data.get("task_sets"), b, base, source) for b in benchmarks}
+    settings = [(bench, backbone, ratio, task_set, seed)
+                for bench, backbone, ratio in itertools.product(benchmarks, backbones, ratios)
+                for task_set, seed in itertools.product(task_sets[bench], seeds)]
+
+    runs: list[PlannedRun] = []
+    labels: dict[str, int] = {}
+    for i, entry in enumerate(entries, 1):
+        where = f"{source}: methods[{i}]"
+        if not isinstance(entry, dict) or "method" not in entry:
+            raise ConfigError(f"{where}: expected a mapping with a 'method' key, got {entry!r}")
+        label = str(entry.get("label") or _default_label(entry))
+        if label in labels:
+            raise ConfigError(f"{where}: label {label!r} already used by methods[{labels[label]}]; set label:")
+        labels[label] = i
+        grid = entry.get("grid") or {}
+        if not isinstance(grid, dict):
+            raise ConfigError(f"{where}: grid must be a mapping of hyperparameter: [values]")
+        names = list(grid)
+        value_lists = [_as_list(grid[n], f"grid.{n}", where) for n in names]
+        options = {k: v for k, v in entry.items() if k not in ("label", "grid", "seeds")}
+        entry_settings = settings
+        if "seeds" in entry:  # this row's own seeds (e.g. 5 for the main rows, 3 for ablations)
+            own = _as_list(entry["seeds"], "seeds", where)
+            entry_settings = [(*s[:4], seed) for s in settings if s[4] == seeds[0] for seed in own]
+        for values in itertools.product(*value_lists):
+            point = dict(zip(names, values, strict=True))
+            for benchmark, backbone, ratio, task_set, seed in entry_settings:
+                merged = {**base, **options, "benchmark": benchmark, "backbone": backbone,
+                          "train_ratio": ratio, "seed": seed}
+                if task_set is not None:
+                    merged["tasks"] = list(task_set)
+                try:
+                    config = TrainConfig.from_dict(merged, where)
+                    config.method_args = {**config.method_args, **point}
+                    config.output_dir = None
+                    config.validate()
+                    resolve_spec(config)
+                except InfomtlError as exc:
+                    message = str(exc)
+                    raise ConfigError(message if message.startswith(where) else f"{where} ({label}): {message}") from None
+                runs.append(PlannedRun(run_id(config), label, point, config, task_set))
+    seen: dict[str, PlannedRun] = {}
+    for run in runs:
+        if run.run_id in seen:
+            tasks = f", tasks {'+'.join(run.task_set)}" if run.task_set else ""
+            raise ConfigError(
+                f"{source}: {run.label} [{run.point_name}] and {seen[run.run_id].label} "
+                f"[{seen[run.run_id].point_name}] are the same run (seed {run.config.seed}{tasks})"
+            )
+        seen[run.run_id] = run
+    return runs
+
+
+TASK_SET_WORDS = ("all", "pairs", "singles")
+
+
+def benchmark_task_names(benchmark: str) -> tuple[str, ...] | None:
+    """The task names of a built-in benchmark, in table order (None for another name)."""
+    known = {"tweeteval": TWEETEVAL_ORDER, "affecteval": AFFECTEVAL_ORDER,
+             "synthetic": tuple(t.name for t in SYNTHETIC_TASKS)}
+    return known.get(benchmark)
+
+
+def expand_task_sets(
+    spec: Any, benchmark: str, base: dict[str, Any], source: str = "sweep"
+) -> list[tuple[str, ...] | None]:
+    """The task subsets of a sweep's ``task_sets`` for one benchmark (``None`` = all tasks).
+
+    Items: a list of task names or a comma-separated string, ``all``, ``pairs``
+    (every pair, in table order) or ``singles``. ``pairs``/``singles`` range over the
+    base's ``tasks`` when it names some, else over the benchmark's tasks. Task names
+    of a built-in benchmark are checked here; repeated subsets are kept once.
+    """
+    if spec is None:
+        return [None]
+    where = f"{source}: task_sets"
+    items = _as_list(spec, "task_sets", source)
+    base_tasks = base.get("tasks")
+    if isinstance(base_tasks, str):
+        base_tasks = [t.strip() for t in base_tasks.split(",") if t.strip()]
+    known = None if base.get("task_dirs") else benchmark_task_names(benchmark)
+    universe = tuple(base_tasks) if base_tasks else known
+    out: list[tuple[str, ...] | None] = []
+    for item in items:
+        if item in TASK_SET_WORDS:
+            if item == "all":
+                out.append(None)
+                continue
+            if universe is None:
+                raise ConfigError(f"{where}: {item!r} needs a built-in benchmark (tweeteval, affecteval, "
+                                  "synthetic) or base tasks; list the task sets instead")
+            out += list(itertools.combinations(universe, 2 if item == "pairs" else 1))
+            continue
+        names = [t.strip() for t in item.split(",") if t.strip()] if isinstance(item, str) else item
+        if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
+            raise ConfigError(f"{where}: expected a list of task names, a comma-separated string or one of "
+                              f"{', '.join(TASK_SET_WORDS)}; got {item!r}")
+        if known is not None:
+            try:
+                choose_task_names(names, known, benchmark)
+            except ConfigError as exc:
+                raise ConfigError(f"{where}: {exc}") from None
+        elif len(set(names)) != len(names):
+            raise ConfigError(f"{where}: task listed twice in {names}")
+        out.append(tuple(names))
+    return list(dict.fromkeys(out))
+
+
+def _default_label(entry: dict[str, Any]) -> str:
+    weighting = entry.get("weighting")
+    return f"{entry['method']}+{weighting}" if weighting else str(entry["method"])
+
+
+def load_sweep(path: str | Path) -> list[PlannedRun]:
+    """Read and expand a sweep file (see the module docstring)."""
+    return expand_sweep(load_yaml(path), str(path))

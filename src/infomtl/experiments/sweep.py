@@ -1,0 +1,215 @@
+"""Running a sweep into a results store (:mod:`~infomtl.experiments.store`); the sweep
+file is read by :mod:`~infomtl.experiments.plan`.
+
+Engines: runs train one after another in this process (default), in ``workers``
+local processes, or as tasks of a Ray cluster (``--engine ray``: one
+:func:`run_one` task per run holding ``cpus_per_run`` CPUs and ``gpus_per_run``
+GPUs; the store must be on a file system every node sees). Frozen-backbone runs'
+features are extracted once, in this process, before any run starts.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from infomtl.config import TrainConfig
+from infomtl.data.loading import load_data
+from infomtl.errors import ConfigError
+from infomtl.experiments.plan import load_sweep
+from infomtl.experiments.store import PlannedRun, Store, run_id
+from infomtl.methods.registry import OBJECTIVES, resolve_method
+from infomtl.modeling.backbones import load_backbone
+from infomtl.modeling.building import uses_features
+from infomtl.modeling.feature_cache import AUTOCAST, FeatureCache
+from infomtl.training import train
+
+
+def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = None) -> str:
+    """Train one run of a store into ``runs/<id>/`` and return its id.
+
+    A plain function of plain arguments, so it can run in this process, in a
+    worker process, or as a task on a cluster engine (see the README). An
+    unfinished folder from an earlier attempt is deleted first; a finished run
+    is left as it is.
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    config = TrainConfig.from_dict(config_dict, "run")
+    rid = run_id(config)
+    store = Store(Path(store_root))
+    folder = store.run_dir(rid)
+    if store.is_finished(rid):
+        return rid
+    if folder.exists():
+        shutil.rmtree(folder)
+    config.output_dir = str(folder)
+    train(config, echo=lambda *_: None)
+    return rid
+
+
+#: The options a run's cached features depend on (besides the backbone's own files).
+FEATURE_OPTIONS = ("backbone", "pooling", "max_length", "benchmark", "tasks", "task_dirs", "data_dir",
+                   "goemotions_multilabel", "ei_reg_pair", "feature_cache", "mixed_precision", "cpu")
+
+
+def prepare_features(configs: list[TrainConfig], echo: Callable[[str], None] = print) -> int:
+    """Compute the cached features of every fast-mode config's whole splits, once per
+    distinct data setup, in this process (all cores) — before a sweep starts workers that
+    would otherwise wait on each other's extraction. Returns the number of setups."""
+    setups: dict[tuple, TrainConfig] = {}
+    for config in configs:
+        spec = resolve_method(config.method, config.weighting, config.method_args)
+        if uses_features(config, OBJECTIVES[spec.objective].token_states):
+            key = tuple(repr(getattr(config, name)) for name in FEATURE_OPTIONS)
+            setups.setdefault(key, config)
+    for config in setups.values():
+        data = load_data(config)
+        backbone = load_backbone(config.backbone, config.pooling, config.max_length)
+        device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
+        cache = FeatureCache(backbone, config.feature_cache, device, progress=config.progress,
+                             dtype=AUTOCAST[config.mixed_precision])
+        parts = [part for task in data.tasks for part in data.splits[task.name].values()]
+        missing = [part for part in parts if cache._read(cache.path(part), len(part)) is None]
+        if missing:
+            echo(f"features: {config.backbone} ({config.pooling}, max length {config.max_length}) for "
+                 f"{len(missing)} split(s) of {len(data.tasks)} task(s) -> {cache.root}")
+        for part in missing:
+            cache.features(part)
+    return len(setups)
+
+
+@dataclass
+class SweepSummary:
+    total: int
+    skipped: int
+    finished: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RayOptions:
+    """Where and how ``--engine ray`` runs each run: the cluster ``address`` (None: a local
+    Ray instance, or the one ``RAY_ADDRESS`` names) and the resources one run holds."""
+
+    address: str | None = None
+    cpus_per_run: float = 1.0
+    gpus_per_run: float = 0.0
+
+
+def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions,
+              done: Callable[[str, str | None], None]) -> None:
+    """Train ``todo`` as Ray tasks (one :func:`run_one` each), reporting each as it ends.
+
+    The store must be on a file system every Ray node sees; a task writes only its run
+    folder, and this process (the driver) writes the index.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError("--engine ray needs Ray: pip install 'infomtl[ray]'") from None
+    ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False)
+    threads = max(1, int(options.cpus_per_run))
+    remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run)(run_one)
+    pending = {remote.remote(run.config.to_dict(), store_root, threads): run.run_id for run in todo}
+    while pending:
+        finished, _ = ray.wait(list(pending), num_returns=1)
+        for ref in finished:
+            rid = pending.pop(ref)
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
+                done(rid, f"{type(exc).__name__}: {exc}")
+            else:
+                done(rid, None)
+
+
+def run_sweep(
+    sweep_path: str | Path,
+    store_root: str | Path,
+    workers: int = 1,
+    echo: Callable[[str], None] = print,
+    ray: RayOptions | None = None,
+) -> SweepSummary:
+    """Run every unfinished run of a sweep file into a store (see the module docstring);
+    with ``ray``, as tasks of a Ray cluster instead of local processes."""
+    if workers < 1:
+        raise ConfigError(f"--workers must be >= 1, got {workers}")
+    runs = load_sweep(sweep_path)
+    store = Store(Path(store_root))
+    (store.root / "runs").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(sweep_path, store.root / "sweep.yaml.tmp")
+    os.replace(store.root / "sweep.yaml.tmp", store.root / "sweep.yaml")
+    store.add_to_plan(runs)
+    indexed = {e["id"] for e in store.read_index()}
+    todo: list[PlannedRun] = []
+    for run in runs:
+        if store.is_finished(run.run_id):
+            if run.run_id not in indexed:  # killed between results.json and the index line
+                store.append_index({**run.meta(), "status": "finished"})
+        else:
+            todo.append(run)
+    summary = SweepSummary(total=len(runs), skipped=len(runs) - len(todo))
+    how = "Ray" if ray is not None else f"{workers} worker{'s' if workers > 1 else ''}"
+    echo(f"sweep {sweep_path}: {len(runs)} runs, {summary.skipped} finished, {len(todo)} to run "
+         f"({how}) -> {store.root}")
+    by_id = {run.run_id: run for run in todo}
+    prepare_features([run.config for run in todo], echo)  # fast-mode features, once, all cores
+
+    def done(rid: str, error: str | None) -> None:
+        run = by_id[rid]
+        if error is None:
+            store.append_index({**run.meta(), "status": "finished"})
+            summary.finished.append(rid)
+            echo(f"[{len(summary.finished) + len(summary.failed)}/{len(todo)}] {rid} {run.label} "
+                 f"[{run.point_name}] seed {run.config.seed}: done")
+        else:
+            summary.failed[rid] = error
+            echo(f"[{len(summary.finished) + len(summary.failed)}/{len(todo)}] {rid} {run.label} "
+                 f"[{run.point_name}] seed {run.config.seed}: FAILED: {error}")
+
+    if ray is not None:
+        if todo:
+            _ray_runs(todo, str(store.root), ray, done)
+    elif workers == 1:
+        for run in todo:
+            try:
+                run_one(run.config.to_dict(), str(store.root))
+            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
+                done(run.run_id, f"{type(exc).__name__}: {exc}")
+            else:
+                done(run.run_id, None)
+    elif todo:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+            futures = {
+                pool.submit(run_one, run.config.to_dict(), str(store.root), threads): run.run_id
+                for run in todo
+            }
+            for future in as_completed(futures):
+                exc = future.exception()
+                done(futures[future], None if exc is None else f"{type(exc).__name__}: {exc}")
+    return summary
+
+
+def describe_runs(runs: list[PlannedRun], store_root: str | Path) -> str:
+    """One line per run of a sweep: id, finished or not, label, grid point, seed, ratio, setting."""
+    store = Store(Path(store_root))
+    lines = []
+    for run in runs:
+        c = run.config
+        state = "finished" if store.is_finished(run.run_id) else "to run"
+        tasks = f"  tasks={'+'.join(run.task_set)}" if run.task_set else ""
+        lines.append(f"{run.run_id}  {state:8}  {run.label}  [{run.point_name}]  seed={c.seed}  "
+                     f"ratio={c.train_ratio}  {c.benchmark}/{c.backbone}{tasks}")
+    todo = sum(not store.is_finished(r.run_id) for r in runs)
+    lines.append(f"{len(runs)} runs, {len(runs) - todo} finished, {todo} to run")
+    return "\n".join(lines)

@@ -1,0 +1,369 @@
+"""Self-contained export of a trained run: ``infomtl export RUN_DIR OUT``.
+
+An export folder holds::
+
+    encoder/                 the encoder (save_pretrained, safetensors) and its tokenizer
+    heads.safetensors        the decoder (task heads, bottlenecks) and the method's tensors
+    infomtl.json             format version, tasks, method, pooling, lengths, pair settings,
+                             and the SHA-256 of every other file
+    training-config.yaml     the config the run was trained with
+    README.md                a model card: tasks, method, backbone, metrics, training command
+
+An STL run (one model per task) exports one such folder per task under ``OUT/<task>/``
+with a top-level ``infomtl.json`` listing them (``"parts"``) and one model card.
+
+Loading (:func:`load_export_units`, used by :func:`infomtl.load`) checks every file
+against its SHA-256 before use, reads tensors with safetensors only and JSON/YAML for
+the rest: nothing is unpickled, and a changed or truncated file stops with an error
+naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from infomtl.artifacts.run_folder import is_single_task_run, load_run, stl_parts
+from infomtl.config import TrainConfig, load_yaml
+from infomtl.errors import InfomtlError
+from infomtl.fileio import JSONError, loads_json, read_json
+from infomtl.inference.units import ModelUnit, pair_modes
+from infomtl.methods import Method, MethodSpec
+from infomtl.modeling.backbones import load_backbone_files, quiet_transformers
+from infomtl.modeling.model import MultiTaskModel, SharedMLP
+from infomtl.tables import markdown_table
+from infomtl.tasks import Task
+from infomtl.version import __version__
+
+MANIFEST = "infomtl.json"
+FORMAT = "infomtl-export"
+FORMAT_VERSION = 1
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _checksums(folder: Path, skip: set[Path] = frozenset()) -> dict[str, str]:
+    return {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p not in skip
+    }
+
+
+def _write_json(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+# --------------------------------------------------------------------------- export
+
+
+def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
+    """Export a run (or STL) folder into the new folder ``out_dir`` (see the module docstring).
+
+    The export is written to a temporary folder next to ``out_dir`` and renamed into
+    place, so an interrupted export leaves no half-written ``out_dir``.
+    """
+    run_dir, out_dir = Path(run_dir), Path(out_dir)
+    if not run_dir.is_dir():
+        raise InfomtlError(f"{run_dir}: no such run folder")
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise InfomtlError(f"{out_dir} already exists and is not empty; choose a new folder")
+    tmp = out_dir.with_name(out_dir.name + ".tmp-export")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        if is_single_task_run(run_dir):
+            parts = stl_parts(run_dir)
+            manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
+                                        "infomtl_version": __version__, "parts": {}}
+            tasks = []
+            for name, sub in parts.items():
+                meta = _export_single(sub, tmp / name)
+                manifest["parts"][name] = name
+                tasks.extend(meta["tasks"])
+            results = _read_results(run_dir)
+            shutil.copyfile(run_dir / "config.yaml", tmp / "training-config.yaml")
+            (tmp / "README.md").write_text(
+                model_card(run_dir, tasks, results, _config_dict(run_dir), manifest_method=None),
+                encoding="utf-8",
+            )
+            manifest["tasks"] = tasks
+            # part folders are verified by their own manifests; list them here too
+            manifest["files"] = _checksums(tmp)
+            _write_json(tmp / MANIFEST, manifest)
+        else:
+            meta = _export_single(run_dir, tmp)
+            shutil.copyfile(run_dir / "config.yaml", tmp / "training-config.yaml")
+            (tmp / "README.md").write_text(
+                model_card(run_dir, meta["tasks"], _read_results(run_dir), _config_dict(run_dir),
+                           manifest_method=meta["method"]),
+                encoding="utf-8",
+            )
+            meta["files"] = _checksums(tmp, {tmp / MANIFEST})
+            _write_json(tmp / MANIFEST, meta)
+        if out_dir.exists():
+            out_dir.rmdir()
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
+    """Write one run's encoder, heads and manifest into ``dest``; return the manifest."""
+    run = load_run(run_dir)
+    meta = read_json(run_dir / "run.json")
+    dest.mkdir(parents=True, exist_ok=True)
+    encoder_dir = dest / "encoder"
+    quiet_transformers()
+    run.model.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+    run.backbone.tokenizer.save_pretrained(encoder_dir)
+    tensors = {k: v.detach().cpu().clone().contiguous()  # decoder.* (and shared_mlp.* in fast mode)
+               for k, v in run.model.state_dict().items() if not k.startswith("encoder.")}
+    tensors.update({f"method.{k}": v.detach().cpu().clone().contiguous()
+                    for k, v in run.method.state_dict().items()})
+    save_file(tensors, str(dest / "heads.safetensors"), metadata={"format": FORMAT})
+    cfg = run.config
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "infomtl_version": __version__,
+        "tasks": [t.to_dict() for t in run.tasks],
+        "method": run.spec.to_dict(),
+        "method_state": run.state.get("method_state", {}),
+        "backbone": cfg.backbone,
+        "pooling": cfg.pooling,
+        "max_length": cfg.max_length,
+        "chunk_tokens": cfg.chunk_tokens,
+        "head_dropout": cfg.head_dropout,
+        "head_hidden": cfg.head_hidden,
+        "freeze_backbone": cfg.freeze_backbone,
+        "shared_mlp": ({"width": cfg.mlp_width, "dropout": cfg.mlp_dropout}
+                       if run.model.shared_mlp is not None else None),
+        "train_sizes": [int(n) for n in meta["train_sizes"]],
+        "pairs": pair_modes(cfg, run.tasks),
+        "checkpoint": {k: run.state[k] for k in ("epoch", "step", "select_by", "score") if k in run.state},
+    }
+    manifest["files"] = _checksums(dest)
+    _write_json(dest / MANIFEST, manifest)
+    return manifest
+
+
+def _read_results(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "results.json"
+    return read_json(path) if path.is_file() else {}
+
+
+def _config_dict(run_dir: Path) -> dict[str, Any]:
+    return load_yaml(run_dir / "config.yaml")
+
+
+def training_command(config: dict[str, Any]) -> str:
+    """The ``infomtl train`` command line that reproduces a run's config (non-default options)."""
+    defaults = TrainConfig()
+    parts = ["infomtl train"]
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in ("output_dir", "progress") or f.name not in config:
+            continue
+        value = config[f.name]
+        if value == getattr(defaults, f.name):
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
+        elif value is None:
+            continue
+        elif isinstance(value, list):
+            parts.append(f"{flag} {','.join(map(str, value))}")
+        elif isinstance(value, dict):
+            parts.append(f"{flag} {','.join(f'{k}={v}' for k, v in value.items())}")
+        else:
+            parts.append(f"{flag} {value}")
+    return " \\\n    ".join(parts)
+
+
+def model_card(run_dir: Path, tasks: list[dict[str, Any]], results: dict[str, Any],
+               config: dict[str, Any], manifest_method: dict[str, Any] | None) -> str:
+    """The export's README.md: tasks, method, backbone, metrics and how it was trained."""
+    method = results.get("method") or config.get("method", "?")
+    lines = [
+        f"# infomtl model: {method} on {', '.join(t['name'] for t in tasks)}",
+        "",
+        f"Exported with infomtl {__version__} from the run folder `{run_dir.name}`.",
+        "",
+        f"- **Method:** {method}"
+        + (f" (objective {manifest_method['objective']}, weighting {manifest_method['weighting']})"
+           if manifest_method and "objective" in manifest_method else ""),
+        f"- **Backbone:** {config.get('backbone', '?')} ({config.get('pooling', 'cls')} pooling, "
+        f"max length {config.get('max_length', '?')} tokens)",
+        f"- **Benchmark:** {results.get('benchmark', config.get('benchmark', '?'))}, seed {config.get('seed', '?')}",
+        "",
+        "## Tasks",
+        "",
+    ]
+    rows = []
+    for t in tasks:
+        outputs = ", ".join(t["labels"] or t["targets"])
+        rows.append([t["name"], t["kind"], outputs, t.get("description", "")])
+    lines += [markdown_table(["task", "kind", "labels / outputs", "description"], rows), ""]
+    lines += ["## Metrics", ""]
+    metric_rows = []
+    for split in ("val", "test"):
+        scored = results.get(split)
+        if not isinstance(scored, dict):
+            continue
+        for name, metrics in scored.get("tasks", {}).items():
+            for metric, value in metrics.items():
+                metric_rows.append([split, name, metric, f"{value:.2f}"])
+        if "avg" in scored:
+            metric_rows.append([split, "**Avg**", "", f"{scored['avg']:.2f}"])
+    if metric_rows:
+        lines += [markdown_table(["split", "task", "metric", "score"], metric_rows), ""]
+    else:
+        lines += ["No results.json in the run folder: no metrics recorded.", ""]
+    lines += [
+        "## Training",
+        "",
+        "The run was trained with the config in `training-config.yaml`:",
+        "",
+        "```bash",
+        "infomtl train --config training-config.yaml",
+        "```",
+        "",
+        "which is the same as:",
+        "",
+        "```bash",
+        training_command(config),
+        "```",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        "infomtl predict THIS_FOLDER --input texts.txt",
+        "```",
+        "",
+        "```python",
+        "import infomtl",
+        "",
+        'predictor = infomtl.load("THIS_FOLDER")',
+        'print(predictor.predict(["a text to label"]))',
+        "```",
+        "",
+        "Loading checks every file against the SHA-256 in `infomtl.json` and never unpickles code.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def verify_export(folder: Path) -> dict[str, Any]:
+    """Read ``folder/infomtl.json`` and check every file it lists; return the manifest."""
+    path = folder / MANIFEST
+    try:
+        manifest = loads_json(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InfomtlError(f"{path}: file not found (not an infomtl export folder)") from None
+    except (JSONError, UnicodeDecodeError) as exc:
+        raise InfomtlError(f"{path}: not valid JSON, changed or truncated ({exc})") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise InfomtlError(f"{path}: not an infomtl export manifest")
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise InfomtlError(
+            f"{path}: export format version {version!r} is newer than this infomtl reads "
+            f"({FORMAT_VERSION}); upgrade infomtl"
+        )
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        raise InfomtlError(f"{path}: no file checksums")
+    for name, expected in files.items():
+        file = folder / name
+        if ".." in Path(name).parts or Path(name).is_absolute():
+            raise InfomtlError(f"{path}: bad file name {name!r}")
+        if not file.is_file():
+            raise InfomtlError(f"{file}: missing from the export")
+        if sha256_file(file) != expected:
+            raise InfomtlError(f"{file}: checksum mismatch (file changed or truncated)")
+    return manifest
+
+
+def load_export_units(folder: str | Path) -> list[ModelUnit]:
+    """The predictor units of an export folder (one, or one per STL part)."""
+    folder = Path(folder)
+    manifest = verify_export(folder)
+    if "parts" in manifest:
+        parts = manifest["parts"]
+        if not isinstance(parts, dict) or not parts:
+            raise InfomtlError(f"{folder / MANIFEST}: malformed 'parts'")
+        units = []
+        for sub in parts.values():
+            units.extend(load_export_units(folder / str(sub)))
+        return units
+    return [_load_single(folder, manifest)]
+
+
+def _load_single(folder: Path, manifest: dict[str, Any]) -> ModelUnit:
+    where = folder / MANIFEST
+    try:
+        tasks = [Task.from_dict(t) for t in manifest["tasks"]]
+        spec = MethodSpec.from_dict(manifest["method"])
+        train_sizes = [int(n) for n in manifest["train_sizes"]]
+        pooling, max_length = str(manifest["pooling"]), int(manifest["max_length"])
+        chunk_tokens = int(manifest.get("chunk_tokens", 0))
+        head_dropout = float(manifest.get("head_dropout", 0.0))
+        head_hidden = int(manifest.get("head_hidden", 0))
+        pairs = {str(k): str(v) for k, v in manifest.get("pairs", {}).items()}
+        mlp_spec = manifest.get("shared_mlp")
+        mlp_width = int(mlp_spec["width"]) if mlp_spec else 0
+        mlp_dropout = float(mlp_spec["dropout"]) if mlp_spec else 0.0
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. "method": 5
+        raise InfomtlError(f"{where}: malformed ({exc})") from None
+    backbone = load_backbone_files(folder / "encoder", str(manifest.get("backbone", "")), pooling, max_length)
+    shared_mlp = SharedMLP(backbone.hidden_size, mlp_width, mlp_dropout) if mlp_width else None
+    method = Method(spec, tasks, mlp_width or backbone.hidden_size, train_sizes, head_dropout, head_hidden)
+    model = MultiTaskModel(backbone.encoder, method.build_decoder(), pooling, chunk_tokens,
+                           shared_mlp=shared_mlp)
+    weights = folder / "encoder" / "model.safetensors"
+    heads = folder / "heads.safetensors"
+    try:
+        enc_state = load_file(str(weights), device="cpu")
+        missing, unexpected = backbone.encoder.load_state_dict(enc_state, strict=False)
+        if missing or unexpected:
+            raise InfomtlError(
+                f"{weights}: does not match the encoder config (missing {missing[:3]}, "
+                f"unexpected {unexpected[:3]})"
+            )
+        tensors = load_file(str(heads), device="cpu")
+        above = {k: v for k, v in tensors.items() if not k.startswith("method.")}
+        own = {k[len("method."):]: v for k, v in tensors.items() if k.startswith("method.")}
+        missing, unexpected = model.load_state_dict(above, strict=False)
+        missing = [k for k in missing if not k.startswith("encoder.")]
+        if missing or unexpected:
+            raise InfomtlError(f"{heads}: does not match the manifest (missing {missing[:3]}, "
+                               f"unexpected {unexpected[:3]})")
+        method.load_state_dict(own)
+    except FileNotFoundError as exc:
+        raise InfomtlError(f"{folder}: incomplete export ({exc.filename} missing)") from None
+    except (SafetensorError, OSError, RuntimeError) as exc:
+        raise InfomtlError(f"{folder}: unreadable or truncated weights ({' '.join(str(exc).split())[:200]})") from None
+    method.load_extra_state(manifest.get("method_state", {}))
+    model.eval()
+    method.eval()
+    return ModelUnit(model, backbone.tokenizer, max_length, tasks, pairs)

@@ -1,0 +1,252 @@
+"""Using a trained model: every task's prediction for new texts.
+
+:func:`load` accepts a run folder written by ``infomtl train``, an STL folder (one
+sub-run per task; their predictors are combined) or an export folder written by
+``infomtl export`` (see :mod:`infomtl.inference.export`), and returns a :class:`Predictor`::
+
+    predictor = infomtl.load("runs/my-run")
+    predictor.predict(["what a great day", "this is awful"])
+    # [{"sentiment": {"label": "positive", "probability": 0.91, "probabilities": {...}}, ...}, ...]
+
+Per text and task the prediction is
+
+* classification: ``{"label": name, "probability": p, "probabilities": {name: p}}``
+  (softmax of the head mean; ``label`` is the argmax, as in the run's predictions);
+* multi-label: ``{"labels": [names], "probabilities": {name: p}}`` (sigmoid, the
+  task's decision threshold);
+* regression: ``{"value": v}``, or ``{"values": {target: v}}`` for several outputs.
+
+Text pairs: a task trained on text pairs gets each text's pair from ``pairs``.
+EI-reg trained with ``ei_reg_pair: first`` *needs* the emotion (``anger``, ``fear``,
+``joy``, ``sadness``) as the pair of every text; a task folder trained with a
+``text_pair`` column uses the pair when given and an empty pair otherwise (as rows
+without a pair were trained). Tasks trained without pairs ignore ``pairs``.
+
+The inputs and outputs of ``infomtl predict`` (plain text, JSONL, TSV) are read and
+written by :mod:`infomtl.inference.formats`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from infomtl.artifacts.run_folder import is_single_task_run, stl_parts
+from infomtl.data.batching import Batch
+from infomtl.errors import InfomtlError
+from infomtl.inference.export import MANIFEST, load_export_units
+from infomtl.inference.units import ModelUnit, unit_from_run
+from infomtl.tasks import Task, TaskKind
+
+
+class Predictor:
+    """Predicts every task of a trained run (or export) for new texts.
+
+    Build it with :func:`load`. Attributes: ``tasks`` (the task definitions, in
+    output order), ``task_names``, ``source`` (the folder it was loaded from).
+    """
+
+    def __init__(self, units: list[ModelUnit], source: Path, device: str = "cpu") -> None:
+        self.units = units
+        self.source = Path(source)
+        self.device = torch.device(device)
+        names = [t.name for u in units for t in u.tasks]
+        if len(set(names)) != len(names):
+            raise InfomtlError(f"{source}: the same task is predicted by two models ({names})")
+        for unit in units:
+            unit.model.to(self.device)
+            unit.model.eval()
+
+    @property
+    def tasks(self) -> list[Task]:
+        return [t for u in self.units for t in u.tasks]
+
+    @property
+    def task_names(self) -> list[str]:
+        return [t.name for t in self.tasks]
+
+    def pair_modes(self) -> dict[str, str]:
+        """``{task: "none" | "first" | "second"}`` (see the module docstring)."""
+        return {name: mode for u in self.units for name, mode in u.pair_modes.items()}
+
+    def predict(
+        self,
+        texts: Sequence[str],
+        pairs: Sequence[str] | None = None,
+        tasks: Sequence[str] | None = None,
+        batch_size: int = 64,
+        progress: bool = False,
+    ) -> list[dict[str, dict[str, Any]]]:
+        """One dict per text (input order): ``{task: prediction}`` for every chosen task.
+
+        Args:
+            texts: the texts.
+            pairs: a second text per text, for tasks trained on text pairs (EI-reg's
+                emotion); ignored by the other tasks.
+            tasks: names of the tasks to predict (default: all, in the run's order).
+            batch_size: rows per forward pass (texts are sorted by length first).
+            progress: show a progress bar on stderr.
+
+        Raises:
+            InfomtlError: an unknown task, a task that needs pairs without them,
+                ``pairs`` of the wrong length, or a text that is not a string.
+        """
+        texts = list(texts)
+        for i, text in enumerate(texts):
+            if not isinstance(text, str):
+                raise InfomtlError(f"text {i + 1}: expected a string, got {type(text).__name__}")
+        if pairs is not None:
+            pairs = list(pairs)
+            if len(pairs) != len(texts):
+                raise InfomtlError(f"{len(texts)} texts but {len(pairs)} pairs")
+        if batch_size < 1:
+            raise InfomtlError(f"batch size must be at least 1, got {batch_size}")
+        chosen = self._choose(tasks)
+        results: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
+        if not texts:
+            return results
+        groups = []
+        for unit in self.units:
+            by_mode: dict[str, list[int]] = {}
+            for t, task in enumerate(unit.tasks):
+                if task.name in chosen:
+                    mode = unit.pair_modes.get(task.name, "none")
+                    if mode == "first" and pairs is None:
+                        raise InfomtlError(
+                            f"task {task.name} was trained on text pairs and needs a pair for every "
+                            f"text (e.g. the emotion: anger, fear, joy, sadness): pass pairs=... "
+                            f"(command line: a \"text_pair\" field in JSONL or a second TSV column)"
+                        )
+                    if mode == "second" and pairs is None:
+                        mode = "second-empty"
+                    by_mode.setdefault(mode, []).append(t)
+            groups.extend((unit, mode, idx) for mode, idx in by_mode.items())
+        total = sum(math.ceil(len(texts) / batch_size) for _ in groups)
+        bar = tqdm(total=total, desc="predict", unit="batch", disable=not progress, file=sys.stderr,
+                   leave=False, dynamic_ncols=True)
+        with torch.no_grad():
+            for unit, mode, task_idx in groups:
+                outputs = self._run(unit, mode, task_idx, texts, pairs, batch_size, bar)
+                for t, values in outputs.items():
+                    task = unit.tasks[t]
+                    for row, value in zip(results, values, strict=True):
+                        row[task.name] = _format(task, value)
+        bar.close()
+        order = [n for n in self.task_names if n in chosen]
+        return [{name: row[name] for name in order} for row in results]
+
+    # -- internals -------------------------------------------------------------------
+
+    def _choose(self, tasks: Sequence[str] | None) -> set[str]:
+        if tasks is None:
+            return set(self.task_names)
+        unknown = [t for t in tasks if t not in self.task_names]
+        if unknown:
+            raise InfomtlError(
+                f"unknown task(s) {', '.join(unknown)}; this model predicts {', '.join(self.task_names)}"
+            )
+        if not tasks:
+            raise InfomtlError("no task chosen")
+        return set(tasks)
+
+    def _run(self, unit: ModelUnit, mode: str, task_idx: list[int], texts: list[str],
+             pairs: list[str] | None, batch_size: int, bar: Any) -> dict[int, list[Any]]:
+        import numpy as np
+
+        tok, n = unit.tokenizer, len(texts)
+        if mode == "none":
+            enc = tok(texts, truncation=True, max_length=unit.max_length)
+        elif mode == "first":
+            enc = tok(pairs, texts, truncation="longest_first", max_length=unit.max_length)
+        else:
+            second = [""] * n if mode == "second-empty" else pairs
+            enc = tok(texts, second, truncation="longest_first", max_length=unit.max_length)
+        ids = enc["input_ids"]
+        types = enc.get("token_type_ids")
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
+        order = np.argsort(lengths, kind="stable")
+        per_task: dict[int, list[torch.Tensor]] = {t: [] for t in task_idx}
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            width = int(lengths[idx].max())
+            input_ids = np.full((len(idx), width), unit.pad_id, dtype=np.int64)
+            mask = np.zeros((len(idx), width), dtype=np.int64)
+            tt = np.zeros((len(idx), width), dtype=np.int64) if types is not None else None
+            for r, i in enumerate(idx):
+                input_ids[r, : lengths[i]] = ids[i]
+                mask[r, : lengths[i]] = 1
+                if tt is not None:
+                    tt[r, : lengths[i]] = types[i]
+            rows = {t: torch.arange(len(idx)) for t in task_idx}
+            batch = Batch(
+                input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask),
+                token_type_ids=None if tt is None else torch.from_numpy(tt),
+                rows=rows, labels={}, lengths=lengths[idx],
+            ).to(self.device)
+            out = unit.model(batch, views=1)
+            for t in task_idx:
+                per_task[t].append(out.heads[t].mean.float().cpu())
+            bar.update(1)
+        restored: dict[int, list[Any]] = {}
+        for t, parts in per_task.items():
+            values = torch.cat(parts).numpy()
+            back = np.empty_like(values)
+            back[order] = values
+            restored[t] = list(back)
+        return restored
+
+
+def _format(task: Task, output: Any) -> dict[str, Any]:
+    """One row's head mean as the documented prediction dict."""
+    output = np.asarray(output, dtype=np.float64)
+    if task.kind is TaskKind.CLASSIFICATION:
+        exp = np.exp(output - output.max())
+        probs = exp / exp.sum()
+        best = int(output.argmax())
+        return {
+            "label": task.labels[best],
+            "probability": float(probs[best]),
+            "probabilities": {name: float(p) for name, p in zip(task.labels, probs, strict=True)},
+        }
+    if task.kind is TaskKind.MULTILABEL:
+        probs = 1.0 / (1.0 + np.exp(-output))
+        return {
+            "labels": [name for name, p in zip(task.labels, probs, strict=True) if p > task.threshold],
+            "probabilities": {name: float(p) for name, p in zip(task.labels, probs, strict=True)},
+        }
+    values = np.atleast_1d(output)
+    if len(task.targets) == 1:
+        return {"value": float(values[0])}
+    return {"values": {name: float(v) for name, v in zip(task.targets, values, strict=True)}}
+
+
+
+
+def load(path: str | Path, device: str = "cpu") -> Predictor:
+    """A :class:`Predictor` for a run folder, an STL folder or an export folder.
+
+    Nothing is unpickled: weights are read from safetensors files, everything else
+    from JSON/YAML. An export folder's files are checked against their SHA-256
+    first (a changed or truncated file stops with a clear error).
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise InfomtlError(f"{folder}: no such run or export folder")
+    if (folder / MANIFEST).is_file():
+        units = load_export_units(folder)
+    elif is_single_task_run(folder):
+        units = [unit_from_run(sub) for sub in stl_parts(folder).values()]
+    elif (folder / "checkpoint").is_dir() or (folder / "run.json").is_file():
+        units = [unit_from_run(folder)]
+    else:
+        raise InfomtlError(
+            f"{folder}: not a run folder (no checkpoint/) nor an export folder (no {MANIFEST})"
+        )
+    return Predictor(units, folder, device)

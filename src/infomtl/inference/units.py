@@ -1,0 +1,63 @@
+"""The trained models a predictor runs: one model, its tokenizer and the tasks it
+predicts (a run has one unit, an STL folder one per task), and how each task saw
+text pairs in training.
+
+Units are built from a run folder (:func:`unit_from_run`) or an export folder
+(:func:`infomtl.inference.export.load_export_units`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from infomtl.artifacts.run_folder import load_run
+from infomtl.data.folder import load_task_folder
+from infomtl.errors import InfomtlError
+from infomtl.modeling.model import MultiTaskModel
+from infomtl.tasks import Task
+
+#: How a task's text pair reaches the encoder: no pair; the pair first and required
+#: (EI-reg's emotion); the pair second and optional (task folders with ``text_pair``).
+PAIR_MODES = ("none", "first", "second")
+
+
+@dataclass
+class ModelUnit:
+    """One trained model and the tasks it predicts (an STL predictor holds several)."""
+
+    model: MultiTaskModel
+    tokenizer: Any
+    max_length: int
+    tasks: list[Task]
+    pair_modes: dict[str, str]
+
+    @property
+    def pad_id(self) -> int:
+        pad = self.tokenizer.pad_token_id
+        return int(pad if pad is not None else 0)
+
+
+def pair_modes(config: Any, tasks: list[Task]) -> dict[str, str]:
+    """How each task of a run saw text pairs in training (see :data:`PAIR_MODES`)."""
+    modes = {t.name: "none" for t in tasks}
+    if config.task_dirs:
+        for folder in config.task_dirs:
+            try:
+                task, splits = load_task_folder(Path(folder))
+            except InfomtlError:
+                continue  # the folder moved: assume no pairs (pairs given are then ignored)
+            if task.name in modes and splits["train"].pairs is not None:
+                modes[task.name] = "second"
+    elif config.benchmark == "affecteval" and config.ei_reg_pair == "first" and "ei_reg" in modes:
+        modes["ei_reg"] = "first"
+    return modes
+
+
+
+def unit_from_run(folder: Path) -> ModelUnit:
+    """The unit of a run folder's best checkpoint."""
+    run = load_run(folder)
+    return ModelUnit(run.model, run.backbone.tokenizer, run.config.max_length, run.tasks,
+                 pair_modes(run.config, run.tasks))

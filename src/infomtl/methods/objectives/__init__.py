@@ -1,0 +1,1 @@
+"""Objectives: the heads of a method and the terms of its loss, one method per module."""

@@ -1,0 +1,203 @@
+"""Frozen-backbone fast mode: pooled features computed once, cached on disk.
+
+With ``--freeze-backbone`` the encoder never changes, so the pooled representation
+``f = pool(encoder(x))`` of every row is computed once and reused by every run,
+method and seed. The shared encoder that trains is a :class:`~infomtl.modeling.model.SharedMLP`
+above ``f`` (``h = MLP(f)``, width ``--mlp-width``, dropout ``--mlp-dropout``), so
+every method runs unchanged (the model is built in :mod:`infomtl.modeling.building`): InfoMTL's two dropout views differ by the MLP's dropout,
+PCGrad projects the MLP's gradients, the bottlenecks sit on ``h``.
+
+Cache: one safetensors file per split of a task, named by the SHA-256 of everything
+``f`` depends on — the encoder weights, the tokenizer, the pooling, the max length,
+the extraction dtype (``--mixed-precision``) and the split's texts (and text pairs) — under ``--feature-cache`` (default
+``$XDG_CACHE_HOME/infomtl/features``). Files are written to a temporary name and
+renamed; a lock file in the cache folder keeps two processes from computing the same
+split twice (extraction uses every core, so they take turns).
+Features are computed for whole splits; a subsampled split (``--train-ratio``,
+``--max-train-examples``) takes its rows' features by content (identical inputs give
+identical features: the frozen encoder runs in eval mode).
+
+Token-state heads (``stl-cnn``'s TextCNN) need every token state, so for them
+``--freeze-backbone`` only fixes the encoder, which then runs on each step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from infomtl.data.batching import EncodedSplit, collate, encode
+from infomtl.data.types import TaskData
+from infomtl.errors import InfomtlError
+from infomtl.modeling.backbones import Backbone, pool
+
+#: Bumped when the way features are computed changes (invalidates old cache files).
+FORMAT_VERSION = 1
+#: Autocast dtype of each ``--mixed-precision`` value.
+AUTOCAST = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+#: Padded tokens per extraction batch.
+EXTRACT_TOKENS = 16384
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/infomtl/features``, or ``~/.cache/infomtl/features``."""
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "infomtl" / "features"
+
+
+def backbone_fingerprint(backbone: Backbone) -> str:
+    """SHA-256 of what a pooled feature depends on besides the text: encoder weights
+    (names, dtypes, shapes, bytes), the tokenizer, the pooling and the max length."""
+    digest = hashlib.sha256(f"infomtl-features-{FORMAT_VERSION}".encode())
+    for name, tensor in sorted(backbone.encoder.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
+        digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    backend = getattr(backbone.tokenizer, "backend_tokenizer", None)
+    digest.update((backend.to_str() if backend is not None else repr(backbone.tokenizer)).encode())
+    digest.update(f"|{backbone.pooling}|{backbone.max_length}".encode())
+    return digest.hexdigest()
+
+
+def split_key(fingerprint: str, data: TaskData) -> str:
+    """Cache key of one split: the backbone fingerprint and every input row."""
+    digest = hashlib.sha256(fingerprint.encode())
+    digest.update(f"|pair_first={data.pair_first}|n={len(data)}".encode())
+    pairs = data.pairs if data.pairs is not None else [None] * len(data)
+    for text, pair in zip(data.texts, pairs, strict=True):
+        digest.update(f"{len(text)}:{text}|{'' if pair is None else f'{len(pair)}:{pair}'}\n".encode())
+    return digest.hexdigest()[:32]
+
+
+@torch.inference_mode()
+def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cpu",
+            desc: str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """Pooled features ``(N, d)`` (stored fp32, on the CPU) of a split: the frozen encoder
+    in eval mode on length-sorted batches of at most :data:`EXTRACT_TOKENS` padded tokens,
+    under autocast to ``dtype`` if given (bf16: several times faster on CPUs with
+    AVX-512-BF16/AMX and on GPUs)."""
+    split = encode(data, backbone.tokenizer, backbone.max_length)
+    tok = backbone.tokenizer
+    pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else 0)
+    encoder = backbone.encoder
+    was_training = encoder.training
+    encoder.eval().to(device)
+    device_type = torch.device(device).type
+    lengths = split.lengths
+    order = np.argsort(-lengths, kind="stable")
+    out = torch.empty((len(split), backbone.hidden_size), dtype=torch.float32)
+    start = 0
+    with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True) as bar:
+        while start < len(order):
+            take = max(1, EXTRACT_TOKENS // max(1, int(lengths[order[start]])))
+            idx = order[start : start + take]
+            batch = collate([split], [idx], pad_id).to(device)
+            kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+            if batch.token_type_ids is not None:
+                kwargs["token_type_ids"] = batch.token_type_ids
+            with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+                states = encoder(**kwargs).last_hidden_state
+                pooled = pool(states, batch.attention_mask, backbone.pooling)
+            out[torch.from_numpy(idx)] = pooled.float().cpu()
+            start += len(idx)
+            bar.update(len(idx))
+    encoder.train(was_training)
+    return out
+
+
+class FeatureCache:
+    """Features of whole splits for one backbone, on disk under ``root``."""
+
+    def __init__(self, backbone: Backbone, root: str | Path | None = None,
+                 device: torch.device | str = "cpu", progress: bool = True,
+                 dtype: torch.dtype | None = None) -> None:
+        self.backbone = backbone
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.device = device
+        self.progress = progress
+        self.dtype = dtype
+        self.fingerprint = backbone_fingerprint(backbone)
+
+    def path(self, data: TaskData) -> Path:
+        """The cache file of a split (the extraction dtype is part of its name)."""
+        key = self.fingerprint if self.dtype is None else f"{self.fingerprint}|{self.dtype}"
+        return self.root / f"{split_key(key, data)}.safetensors"
+
+    def features(self, data: TaskData) -> torch.Tensor:
+        """``(N, d)`` features of a whole split: read from the cache, or computed and cached."""
+        path = self.path(data)
+        cached = self._read(path, len(data))
+        if cached is not None:
+            return cached
+        self.root.mkdir(parents=True, exist_ok=True)
+        with _lock(self.root / ".lock"):
+            cached = self._read(path, len(data))  # another process may have just written it
+            if cached is not None:
+                return cached
+            desc = f"features {data.task.name}/{data.split}" if self.progress else None
+            feats = extract(self.backbone, data, self.device, desc, self.dtype)
+            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+            save_file({"features": feats}, str(tmp), metadata={
+                "task": data.task.name, "split": data.split, "backbone": self.backbone.spec,
+                "pooling": self.backbone.pooling, "max_length": str(self.backbone.max_length),
+                "dtype": str(self.dtype or torch.float32),
+            })
+            os.replace(tmp, path)
+        return feats
+
+    def _read(self, path: Path, rows: int) -> torch.Tensor | None:
+        if not path.is_file():
+            return None
+        try:
+            feats = load_file(str(path), device="cpu")["features"]
+        except (SafetensorError, OSError, KeyError, RuntimeError):
+            return None  # torn or foreign file: recompute and overwrite
+        if feats.shape != (rows, self.backbone.hidden_size):
+            return None
+        return feats
+
+    def encoded(self, full: TaskData, part: TaskData) -> EncodedSplit:
+        """The features split of ``part``, a subset of the rows of the whole split ``full``
+        (itself, or a subsample): each row's feature is taken by its content."""
+        feats = self.features(full)
+        if part is not full:
+            feats = feats[torch.from_numpy(_row_index(full, part))]
+        return EncodedSplit([], None, part.labels, features=feats)
+
+
+def _row_index(full: TaskData, part: TaskData) -> np.ndarray:
+    """For each row of ``part``, a row of ``full`` with the same input (text and pair)."""
+    full_pairs = full.pairs if full.pairs is not None else [None] * len(full)
+    where = {(t, p): i for i, (t, p) in enumerate(zip(full.texts, full_pairs, strict=True))}
+    part_pairs = part.pairs if part.pairs is not None else [None] * len(part)
+    try:
+        return np.fromiter((where[(t, p)] for t, p in zip(part.texts, part_pairs, strict=True)),
+                           dtype=np.int64, count=len(part))
+    except KeyError:
+        raise InfomtlError(f"task {part.task.name}: a {part.split} row is not in the split it was "
+                           "drawn from (feature cache)") from None
+
+
+@contextlib.contextmanager
+def _lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` between processes (POSIX ``flock``; none elsewhere)."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        yield
+        return
+    with open(path, "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,10 @@
+"""Training: :func:`train` (public) above the trainer loop, the single-task runner and
+the epoch hooks.
+
+``api`` (``train``) → ``stl``, ``hooks`` → ``trainer`` → ``optim``, ``sharded``.
+"""
+
+from infomtl.training.api import train
+from infomtl.training.trainer import Trainer, TrainResult, resolve_spec
+
+__all__ = ["TrainResult", "Trainer", "resolve_spec", "train"]

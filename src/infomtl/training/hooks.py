@@ -1,0 +1,31 @@
+"""Epoch hooks: measurements a run adds to each epoch's line of ``log.jsonl``.
+
+A hook is called after each epoch's validation as ``hook(trainer)`` and returns the
+entries it adds to the line. The trainer knows no hook by name: :func:`epoch_hooks`
+picks those a config asks for, and :func:`infomtl.training.train` passes them on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from infomtl.analysis.information import information_estimates
+from infomtl.config import TrainConfig
+from infomtl.training.trainer import EpochHook, Trainer
+
+
+def information_plane(trainer: Trainer) -> dict[str, Any]:
+    """``--track-information``: information-plane estimates on the val split (the RNG
+    state is restored, so the run's results are unchanged)."""
+    if "val" not in trainer.encoded:
+        return {}
+    est = information_estimates(
+        trainer.accelerator.unwrap_model(trainer.model), trainer.tasks, trainer.encoded["val"],
+        trainer.pad_id, trainer.accelerator.device, batch_size=128, seed=trainer.config.seed,
+    )
+    return {"information": {"ixz": est["ixz"], "izzt": est["izzt"], "batch_size": est["batch_size"]}}
+
+
+def epoch_hooks(config: TrainConfig) -> list[EpochHook]:
+    """The epoch hooks ``config`` asks for."""
+    return [information_plane] if config.track_information else []

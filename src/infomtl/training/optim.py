@@ -1,0 +1,52 @@
+"""The optimizer and learning-rate schedule of a run."""
+
+from __future__ import annotations
+
+import torch
+
+from infomtl.config import TrainConfig
+from infomtl.methods import Method
+from infomtl.modeling.heads import TASK_SCALAR_NAMES
+from infomtl.modeling.model import MultiTaskModel
+
+
+def build_optimizer(cfg: TrainConfig, model: MultiTaskModel, method: Method) -> torch.optim.Optimizer:
+    """Three groups: model weights (weight decay), biases/LayerNorm/0-d parameters (none),
+    and the **learned task scalars** (UW's and IMTL-L's ``s_t``, VIP-MTL's learned
+    ``log Σ'_t``): no weight decay, ``--scalar-lr`` (default ``--lr``), and outside the
+    clipped gradient norm (the group is marked ``task_scalars``): their gradients (γ or ½
+    per task) would otherwise take up the norm and shrink every other gradient."""
+    decay, no_decay, scalars = [], [], [p for p in method.parameters() if p.requires_grad]
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if name.rsplit(".", 1)[-1] in TASK_SCALAR_NAMES:
+            scalars.append(param)
+        else:
+            (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
+    groups = [
+        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if scalars:
+        lr = cfg.lr if cfg.scalar_lr is None else cfg.scalar_lr
+        groups.append({"params": scalars, "weight_decay": 0.0, "lr": lr, "task_scalars": True})
+    cls = {"adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}[cfg.optimizer]
+    return cls(groups, lr=cfg.lr)
+
+
+def build_scheduler(
+    cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warm-up over ``--warmup-ratio`` of the steps, then constant or linear decay."""
+    warmup = int(cfg.warmup_ratio * total_steps)
+    linear = cfg.lr_schedule == "linear"
+
+    def factor(step: int) -> float:
+        if warmup and step < warmup:
+            return (step + 1) / warmup
+        if linear:
+            return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)

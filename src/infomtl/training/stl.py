@@ -1,0 +1,121 @@
+"""Training the single-task baselines: one model per task, reported together.
+
+The baselines (``--method stl``, ``stl-cnn``) are defined in
+:mod:`infomtl.methods.single_task`. The driver writes an ordinary run folder per task under the STL folder and then
+one combined ``results.json`` with the layout of a multi-task run (per split:
+``tasks`` → metric scores, ``scores`` → task score, ``avg`` over tasks, ``loss``
+summed over tasks) plus ``"method": "stl"`` and ``"runs": {task: subfolder}``::
+
+    run_dir/
+      config.yaml      the STL config (tasks resolved)
+      results.json     every task's val/test scores and their Avg
+      emotion/         a normal run folder (config.yaml, checkpoint/, results.json ...)
+      irony/ ...
+
+The trainer itself knows nothing of this: :func:`infomtl.training.train` hands a
+single-task method to :func:`train_single_task`. ``--resume`` of a killed STL run
+keeps the tasks that finished, resumes the interrupted task's run from its last
+complete epoch and trains the tasks not started yet.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from infomtl.artifacts.run_folder import check_output_dir, new_run_dir, resume_config
+from infomtl.config import TrainConfig
+from infomtl.data.loading import prepare_data
+from infomtl.errors import ConfigError, InfomtlError
+from infomtl.fileio import read_json, write_json
+from infomtl.methods.single_task import check_single_task_config, combine_scores, task_config
+from infomtl.tasks import Task
+from infomtl.training.trainer import EpochHook, Trainer, TrainResult
+
+
+def _world() -> tuple[int, bool]:
+    """Number of processes and whether this one is the main one (torchrun / accelerate launch)."""
+    return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")) == 0
+
+
+def train_single_task(
+    config: TrainConfig, echo: Any = print, epoch_hooks: Sequence[EpochHook] = ()
+) -> TrainResult:
+    """Train one run per task (see the module docstring), each with ``epoch_hooks``;
+    returns the STL folder and the combined results."""
+
+    resuming = config.resume is not None
+    config = dataclasses.replace(config).validate()
+    base = check_single_task_config(config)
+    config.method = base.name
+    config.freeze_backbone = config.freeze_backbone or base.freeze_backbone
+    world, main = _world()
+    if world > 1 and config.output_dir is None:
+        raise ConfigError(f"--method {base.name} on several processes needs --output-dir")
+    if not resuming:
+        check_output_dir(config.output_dir)
+    names = prepare_data(config).task_names  # validates every task's data up front
+    config.tasks = list(names)
+    if resuming:
+        run_dir = Path(str(config.resume))
+    else:
+        run_dir = new_run_dir(config.output_dir) if main else Path(str(config.output_dir))
+        if main:
+            config.save(run_dir / "config.yaml")
+    echo(f"{base.name}: one {base.task_method} run per task ({', '.join(names)}) -> {run_dir}")
+    start = time.perf_counter()
+    per_task: dict[str, dict[str, Any]] = {}
+    tasks: list[Task] = []
+    spec: dict[str, Any] = {}
+    regime = None
+    for i, name in enumerate(names, 1):
+        sub = run_dir / name
+        if resuming and (sub / "results.json").is_file():  # this task finished before the kill
+            echo(f"{base.name}: task {i}/{len(names)}: {name} (finished)")
+            meta = read_json(sub / "run.json")
+            try:
+                tasks.append(Task.from_dict(meta["tasks"][0]))
+                spec, regime = dict(meta["method"]), meta["regime"]
+            except (KeyError, IndexError, TypeError, ValueError) as exc:
+                raise InfomtlError(f"{sub / 'run.json'}: malformed ({exc})") from None
+            per_task[name] = read_json(sub / "results.json")
+            continue
+        echo(f"{base.name}: task {i}/{len(names)}: {name}")
+        interrupted = resuming and (sub / "config.yaml").is_file()
+        trainer = Trainer(
+            resume_config(sub) if interrupted else task_config(config, name, sub), echo, epoch_hooks
+        )
+        result = trainer.run()
+        tasks.append(trainer.tasks[0])
+        spec, regime = trainer.spec.to_dict(), trainer.regime
+        per_task[name] = result.results
+        del trainer, result
+        gc.collect()
+    results: dict[str, Any] = {
+        "method": base.name,
+        "task_method": base.task_method,
+        "method_spec": spec,
+        "backbone": config.backbone,
+        "benchmark": config.benchmark if not config.task_dirs else "folders",
+        "seed": config.seed,
+        "regime": regime,
+        "freeze_backbone": config.freeze_backbone,
+        "runs": {name: name for name in names},
+        "best_epoch": {n: r["best_epoch"] for n, r in per_task.items()},
+        "epochs_run": {n: r["epochs_run"] for n, r in per_task.items()},
+        "train_sizes": {n: r["train_sizes"][n] for n, r in per_task.items()},
+    }
+    for split in ("val", "test"):
+        if all(split in r for r in per_task.values()):
+            results[split] = combine_scores(tasks, {n: r[split] for n, r in per_task.items()})
+    results["train_time_s"] = round(time.perf_counter() - start, 2)
+    if main:
+        write_json(run_dir / "results.json", results)
+    return TrainResult(run_dir, results)
+
+

@@ -1,0 +1,433 @@
+"""Training on ``accelerate``: the papers' recipe, on a laptop CPU or a GPU cluster.
+
+One step: encode the mixed batch once (twice stacked for two-view objectives),
+run each head on its task's rows, let the method turn the outputs into one loss
+(or one set of gradients), clip the gradient norm, step. After each epoch the
+model is scored on the validation split; the best epoch (by validation Avg, or
+loss) is checkpointed; training stops after ``patience`` epochs without
+improvement; the best checkpoint is then scored on val and test.
+
+**Several processes** (``torchrun`` / ``accelerate launch``): one step on W processes
+equals one step on one process with the same global batch; see
+:mod:`infomtl.training.sharded`.
+
+**Gradient accumulation** (``--grad-accumulation N``): the encoder runs each step in
+micro-batches of ⌈B/N⌉ rows under activation checkpointing (see :mod:`infomtl.modeling.model`),
+so only one micro-batch's activations are alive at a time; the backward recomputes each
+micro-batch and sums its gradient. The heads, objective and weighting still see the
+whole step, so the update is exactly that of one step on the whole batch for every
+method (weightings that need the step's losses, PCGrad's per-task gradients, InfoMTL's
+InfoNCE and class-balanced KL included); only the encoder's dropout masks differ, since
+micro-batches draw them separately. The price is one more encoder forward per step
+(per backward pass with PCGrad: T + 1). In the frozen-backbone fast mode there are no
+encoder activations to save, and the option has no effect.
+
+The run folder's files: :mod:`infomtl.artifacts.run_folder`.
+
+Per epoch the writes are: the log line, then ``checkpoint/`` (if improved), then
+``last/`` (atomically). A resume continues after ``last/``'s epoch, dropping log lines
+of later epochs; a kill between ``checkpoint/`` and ``last/`` just retrains that epoch,
+which (same state, same data order) rewrites the same best checkpoint.
+``results.json`` is written last and marks a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from infomtl import distributed
+from infomtl.artifacts.checkpoint import (
+    load_training_state,
+    load_weights,
+    save_checkpoint,
+    save_training_state,
+)
+from infomtl.artifacts.evaluation import predict_splits, score_predictions, write_predictions
+from infomtl.artifacts.run_folder import (
+    check_output_dir,
+    clear_run_dir,
+    new_run_dir,
+    truncate_log,
+)
+from infomtl.config import TrainConfig
+from infomtl.data.batching import (
+    Batch,
+    Batcher,
+    EncodedSplit,
+    collate,
+    encode,
+)
+from infomtl.data.loading import limit_data, load_data
+from infomtl.errors import ConfigError
+from infomtl.fileio import recover_folder, write_json
+from infomtl.methods import OBJECTIVES, BackwardContext, Method, MethodSpec, resolve_method
+from infomtl.modeling.backbones import Backbone, load_backbone
+from infomtl.modeling.building import build_model, compile_encoder, shared_size, uses_features
+from infomtl.modeling.feature_cache import FeatureCache
+from infomtl.modeling.model import ModelOutput
+from infomtl.tasks import Task
+from infomtl.training.optim import build_optimizer, build_scheduler
+from infomtl.training.sharded import forward_sharded
+
+#: Called after each epoch's validation as ``hook(trainer)``; returns the entries it
+#: adds to the epoch's line of ``log.jsonl`` (see :mod:`infomtl.training.hooks`).
+EpochHook = Callable[["Trainer"], dict[str, Any]]
+
+
+def resolve_spec(config: TrainConfig) -> MethodSpec:
+    """The validated method of a config (fails before anything is loaded)."""
+    return resolve_method(config.method, config.weighting, config.method_args)
+
+
+def _silent(*args: Any, **kwargs: Any) -> None:
+    """The echo of a process other than the main one."""
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    results: dict[str, Any]
+
+
+class Trainer:
+    """Runs one configured training job end to end (see the module docstring)."""
+
+    def __init__(
+        self, config: TrainConfig, echo: Any = print, epoch_hooks: Sequence[EpochHook] = ()
+    ) -> None:
+        from accelerate import Accelerator
+        from accelerate.state import AcceleratorState
+        from accelerate.utils import DataLoaderConfiguration, set_seed
+
+        self.config = config.validate()
+        self.spec = resolve_spec(config)
+        self.epoch_hooks = list(epoch_hooks)
+        token_states = OBJECTIVES[self.spec.objective].token_states
+        # several processes (torchrun / accelerate launch) on a machine without a GPU: gloo
+        # on the CPU (accelerate would otherwise set up one independent process per rank)
+        launched = int(os.environ.get("WORLD_SIZE", "1"))
+        cpu = config.cpu or (launched > 1 and not torch.cuda.is_available())
+        # one process may train several runs (sweep workers, STL) with different mixed
+        # precisions: forget the previous run's (the distributed state is kept)
+        AcceleratorState._reset_state()
+        # split_batches: the schedule steps once per (global) step under several processes
+        self.accelerator = Accelerator(
+            cpu=cpu, mixed_precision=config.mixed_precision,
+            dataloader_config=DataLoaderConfiguration(split_batches=True),
+        )
+        if self.accelerator.num_processes != launched:
+            raise ConfigError(
+                f"launched as {launched} processes but accelerate set up "
+                f"{self.accelerator.num_processes}; check the launcher and the device"
+            )
+        main = self.accelerator.is_main_process
+        if config.resume is None and main:  # only the main process creates the run folder
+            check_output_dir(config.output_dir)
+        self.echo = echo if main else _silent
+        set_seed(config.seed)
+        full = load_data(config)
+        self.data = limit_data(config, full)
+        self.tasks: list[Task] = list(self.data.tasks)
+        self.backbone: Backbone = load_backbone(config.backbone, config.pooling, config.max_length)
+        tok = self.backbone.tokenizer
+        self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else 0)
+        self.feature_cache = cache = None
+        if uses_features(config, token_states):
+            self.feature_cache = cache = FeatureCache(
+                self.backbone, config.feature_cache, self.accelerator.device, progress=config.progress,
+                dtype=self.autocast_dtype)
+        self.encoded: dict[str, list[EncodedSplit]] = {}
+        for split in ("train", "val", "test"):
+            if all(split in self.data.splits[t.name] for t in self.tasks):
+                parts = [self.data.splits[t.name][split] for t in self.tasks]
+                self.encoded[split] = [
+                    encode(part, tok, config.max_length) if cache is None
+                    else cache.encoded(full.splits[part.task.name][split], part)
+                    for part in parts
+                ]
+        self.train_sizes = [len(s) for s in self.encoded["train"]]
+        self.method = Method(
+            self.spec, self.tasks, shared_size(config, self.backbone, token_states),
+            self.train_sizes, config.head_dropout, config.head_hidden,
+        )
+        self.regime = self.method.regime(config.regime)
+        self.batcher = Batcher(
+            [s.lengths for s in self.encoded["train"]], config.batch_size, self.regime,
+            config.seed, config.temperature,
+        )
+        self.model = build_model(config, self.backbone, self.method.build_decoder())
+
+    # -- setup -------------------------------------------------------------------------
+
+    @property
+    def autocast_dtype(self) -> torch.dtype | None:
+        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.mixed_precision)
+
+    # -- one step --------------------------------------------------------------------------
+
+    def setup(self, total_steps: int) -> None:
+        """Build the optimizer and schedule and hand everything to ``accelerate``.
+
+        Under several processes the model is placed on the device but not wrapped in
+        ``DistributedDataParallel``: the step averages the gradients itself (module
+        docstring), and every process starts from process 0's parameters.
+        """
+        acc, cfg = self.accelerator, self.config
+        self.model.micro_batches = cfg.grad_accumulation
+        if cfg.compile and self.feature_cache is None:
+            compile_encoder(self.model)
+        optimizer = build_optimizer(cfg, self.model, self.method)
+        scheduler = build_scheduler(cfg, optimizer, total_steps)
+        if acc.num_processes > 1:
+            self.model.to(acc.device)
+            self.optimizer, self.scheduler = acc.prepare(optimizer, scheduler)
+        else:
+            self.model, self.optimizer, self.scheduler = acc.prepare(self.model, optimizer, scheduler)
+        self.method.to(acc.device)
+        inner = acc.unwrap_model(self.model)
+        distributed.broadcast_tensors(
+            [*inner.parameters(), *inner.buffers(), *self.method.parameters(), *self.method.buffers()]
+        )
+        # shared = the encoder (or the MLP above a frozen one) plus any layer the decoder
+        # shares between tasks (a bottleneck)
+        shared = [p for p in inner.encoder.parameters() if p.requires_grad]
+        if inner.shared_mlp is not None:
+            shared += list(inner.shared_mlp.parameters())
+        shared += [p for p in getattr(inner.decoder, "shared_parameters", list)() if p.requires_grad]
+        heads = [list(h.parameters()) for h in getattr(inner.decoder, "heads", [])]
+        self.ctx = BackwardContext(acc.backward, shared, heads, distributed.all_reduce_mean)
+        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        self.clipped = [
+            p for g in self.optimizer.param_groups if not g.get("task_scalars") for p in g["params"]
+        ]
+
+    def train_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """One optimisation step on the global step ``plan`` (the ``step``-th of the run)."""
+        total, terms, weights = self.backward_step(plan, step)
+        if self.config.grad_clip > 0:
+            self.accelerator.clip_grad_norm_(self.clipped, self.config.grad_clip)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.method.on_step_end(terms)
+        return total, terms, weights
+
+    def backward_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """Forward and backward of the global step ``plan``: leaves in ``.grad`` the
+        gradient of the step's loss on the whole global batch (the same on every process);
+        returns the loss, its terms and the task weights. No host synchronisation."""
+        out, batch = self._forward(plan, step)
+        total, terms, weights = self.method.loss(out, batch)
+        self.method.backward(total, terms, self.ctx)
+        distributed.all_reduce_gradients(self.params)
+        return total, terms, weights
+
+    def _forward(self, plan: list[np.ndarray], step: int) -> tuple[ModelOutput, Batch]:
+        acc, views = self.accelerator, self.method.views
+        if acc.num_processes == 1:
+            batch = collate(self.encoded["train"], plan, self.pad_id).to(acc.device)
+            with acc.autocast():
+                return self.model(batch, views=views), batch
+        return forward_sharded(
+            self.model, self.encoded["train"], plan, self.pad_id, acc, self.config.seed, step, views
+        )
+
+    # -- loop --------------------------------------------------------------------------
+
+    def run(self) -> TrainResult:
+        cfg, acc = self.config, self.accelerator
+        last_dir = None
+        if cfg.resume is not None:
+            run_dir = Path(cfg.resume)
+            if acc.is_main_process:
+                for name in ("last", "checkpoint"):
+                    recover_folder(run_dir / name)
+                if not (run_dir / "last" / "state.json").is_file():
+                    self.echo(f"{run_dir}: no complete epoch to resume from; training from scratch")
+                    clear_run_dir(run_dir)
+            acc.wait_for_everyone()
+            if (run_dir / "last" / "state.json").is_file():
+                last_dir = run_dir / "last"
+        else:
+            run_dir = new_run_dir(cfg.output_dir) if acc.is_main_process else None
+            run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
+        self.run_dir = run_dir
+        if acc.is_main_process:
+            if last_dir is None:
+                cfg.save(run_dir / "config.yaml")
+            write_json(run_dir / "run.json", {
+                "tasks": [t.to_dict() for t in self.tasks],
+                "method": self.spec.to_dict(),
+                "method_name": self.spec.name,
+                "regime": self.regime,
+                "train_sizes": self.train_sizes,
+                "backbone": cfg.backbone,
+                **({"backbone_fingerprint": self.feature_cache.fingerprint} if self.feature_cache else {}),
+            })
+        steps_per_epoch = self.batcher.steps_per_epoch()
+        if cfg.max_steps is not None:
+            steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
+        self.setup(steps_per_epoch * cfg.epochs)
+        model, scheduler = self.model, self.scheduler
+
+        log_path = run_dir / "log.jsonl"
+        best_score, best_epoch, bad_epochs, step = -math.inf, 0, 0, 0
+        first_epoch, elapsed, stopped = 1, 0.0, False
+        if last_dir is not None:
+            state = load_training_state(
+                last_dir, acc.unwrap_model(model), self.method, self.optimizer, scheduler, acc.scaler,
+            )
+            first_epoch = int(state["epoch"]) + 1
+            step, bad_epochs, best_epoch = int(state["step"]), int(state["bad_epochs"]), int(state["best_epoch"])
+            best_score, elapsed, stopped = float(state["best_score"]), float(state["elapsed"]), bool(state["stopped"])
+            if acc.is_main_process:
+                truncate_log(log_path, first_epoch - 1)
+            self.echo(f"resuming {run_dir} after epoch {first_epoch - 1}")
+        start = time.perf_counter() - elapsed
+        self.echo(
+            f"training {self.spec.name} on {', '.join(t.name for t in self.tasks)} "
+            f"({sum(self.train_sizes)} rows, {steps_per_epoch} steps/epoch, regime {self.regime}) "
+            f"with {cfg.backbone} on {acc.device} -> {run_dir}"
+        )
+        epoch = first_epoch - 1
+        for epoch in range(first_epoch, 1 if stopped else cfg.epochs + 1):
+            model.train()
+            self.method.train()
+            sums: dict[tuple[str, int | None], torch.Tensor] = defaultdict(
+                lambda: torch.zeros((), device=acc.device)
+            )
+            counts: dict[tuple[str, int | None], int] = defaultdict(int)
+            task_loss_sum = torch.zeros(len(self.tasks), device=acc.device)
+            task_loss_count = torch.zeros(len(self.tasks), device=acc.device)
+            steps = self.batcher.epoch(epoch)[:steps_per_epoch]
+            bar = tqdm(steps, desc=f"epoch {epoch}", disable=not (cfg.progress and acc.is_main_process),
+                       leave=False, dynamic_ncols=True)
+            epoch_start = time.perf_counter()
+            for plan in bar:
+                total, terms, weights = self.train_step(plan, step)
+                step += 1
+                sums[("loss", None)] += total.detach()
+                counts[("loss", None)] += 1
+                for key, value in terms.components.items():
+                    sums[key] += value
+                    counts[key] += 1
+                for t, value in terms.task_losses.items():
+                    task_loss_sum[t] += value.detach()
+                    task_loss_count[t] += 1
+                    sums[("w", t)] += weights[t]
+                    counts[("w", t)] += 1
+            bar.close()
+            mean_losses = task_loss_sum / task_loss_count.clamp_min(1)
+            self.method.on_epoch_end(epoch, mean_losses)
+            train_log = self._summarise(sums, counts)
+            val_preds, val_loss = self._predict("val")
+            val = score_predictions(self.tasks, self._golds("val"), val_preds)
+            score = val["avg"] if cfg.select_by == "avg" else -val_loss
+            improved = score > best_score
+            record = {
+                "epoch": epoch,
+                "step": step,
+                "lr": scheduler.get_last_lr()[0],
+                "train": train_log,
+                "val": {"avg": val["avg"], "loss": val_loss, "tasks": val["tasks"]},
+                "method": self.method.log_values(),
+                "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
+                "best": improved,
+            }
+            for hook in self.epoch_hooks:
+                record.update(hook(self))
+            if acc.is_main_process:
+                with log_path.open("a", encoding="utf-8") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            self.echo(
+                f"epoch {epoch}: train loss {train_log['loss']:.4f}  val Avg {val['avg']:.2f}  "
+                f"val loss {val_loss:.4f}" + ("  *" if improved else "")
+            )
+            if improved:
+                best_score, best_epoch, bad_epochs = score, epoch, 0
+                if acc.is_main_process:
+                    save_checkpoint(
+                        run_dir / "checkpoint", acc.unwrap_model(model), self.method, self.backbone,
+                        {"epoch": epoch, "step": step, "select_by": cfg.select_by, "score": score},
+                    )
+            else:
+                bad_epochs += 1
+            stopped = bool(cfg.patience and bad_epochs >= cfg.patience)
+            if acc.is_main_process:
+                save_training_state(
+                    run_dir / "last", acc.unwrap_model(model), self.method, self.optimizer, scheduler,
+                    {"epoch": epoch, "step": step, "best_score": best_score, "best_epoch": best_epoch,
+                     "bad_epochs": bad_epochs, "stopped": stopped,
+                     "elapsed": time.perf_counter() - start},
+                    acc.scaler,
+                )
+            if stopped:
+                self.echo(f"early stop: no improvement for {cfg.patience} epochs")
+                break
+        acc.wait_for_everyone()
+        load_weights(run_dir / "checkpoint", acc.unwrap_model(model), self.method)
+        results: dict[str, Any] = {
+            "method": self.spec.name,
+            "method_spec": self.spec.to_dict(),
+            "backbone": cfg.backbone,
+            "benchmark": cfg.benchmark if not cfg.task_dirs else "folders",
+            "seed": cfg.seed,
+            "regime": self.regime,
+            "best_epoch": best_epoch,
+            "epochs_run": epoch,
+            "train_sizes": dict(zip([t.name for t in self.tasks], self.train_sizes, strict=True)),
+        }
+        for split in ("val", "test"):
+            if split not in self.encoded:
+                continue
+            preds, loss = self._predict(split)
+            scored = score_predictions(self.tasks, self._golds(split), preds, self._groups(split))
+            results[split] = {**scored, "loss": loss}
+            if acc.is_main_process:
+                write_predictions(run_dir / "predictions" / split, self.tasks, preds)
+        results["train_time_s"] = round(time.perf_counter() - start, 2)
+        if acc.is_main_process:
+            self.method.write_artifacts(run_dir)
+            write_json(run_dir / "results.json", results)
+        return TrainResult(run_dir, results)
+
+    def _predict(self, split: str) -> tuple[list[np.ndarray], float]:
+        return predict_splits(
+            self.accelerator.unwrap_model(self.model), self.method, self.tasks, self.encoded[split],
+            self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.autocast_dtype,
+            self.accelerator.process_index, self.accelerator.num_processes,
+        )
+
+    def _golds(self, split: str) -> list[np.ndarray]:
+        return [s.labels for s in self.encoded[split]]
+
+    def _groups(self, split: str) -> list[list[str] | None]:
+        """Each task's group per row of ``split`` (stance target, EI-reg emotion), or None."""
+        return [self.data.splits[t.name][split].groups for t in self.tasks]
+
+    def _summarise(self, sums: dict, counts: dict) -> dict[str, Any]:
+        names = [t.name for t in self.tasks]
+        out: dict[str, Any] = {}
+        for (name, t), total in sums.items():
+            n = counts.get((name, t), 0)
+            if n == 0:
+                continue
+            value = float(total) / n
+            if t is None:
+                out[name] = value
+            else:
+                key = "weights" if name == "w" else name
+                out.setdefault(key, {})[names[t]] = value
+        return out

@@ -1,0 +1,29 @@
+"""The package layout: no module imports itself back, and the import-linter contracts of
+pyproject.toml (layers, acyclic siblings) hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+grimp = pytest.importorskip("grimp")
+importlinter_cli = pytest.importorskip("importlinter.cli")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_no_import_cycles_between_modules() -> None:
+    graph = grimp.build_graph("infomtl")
+    cycles = []
+    for module in sorted(graph.modules):
+        for imported in sorted(graph.find_modules_directly_imported_by(module)):
+            chain = graph.find_shortest_chain(importer=imported, imported=module)
+            if chain is not None:
+                cycles.append(" -> ".join((module, *chain)))
+    assert not cycles, "import cycles:\n" + "\n".join(cycles)
+
+
+def test_import_contracts_hold(monkeypatch) -> None:
+    monkeypatch.chdir(ROOT)
+    assert importlinter_cli.lint_imports(config_filename=str(ROOT / "pyproject.toml")) == 0
