@@ -328,7 +328,7 @@ def test_registration_aliases_and_defaults() -> None:
     hp = resolve_method("vipmtl").objective_hp
     assert (hp.beta, hp.gamma, hp.gamma_regression, hp.variance_norm, hp.kl_reduction) == (
         0.01, 10.0, 0.1, True, "class_balanced")
-    assert (hp.scale_mode, hp.scale_momentum, hp.kl_target) == ("estimate", 0.1, "raw")
+    assert (hp.scale_mode, hp.scale_momentum, hp.kl_target) == ("learned", 0.1, "raw")
     assert _method().views == 1
     spec = resolve_method("vipmtl", None, {"variance_norm": "false", "gamma": "10"})
     assert spec.objective_hp.variance_norm is False and spec.objective_hp.gamma == 10.0

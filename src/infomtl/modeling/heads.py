@@ -127,13 +127,13 @@ class VarianceNormalizedGaussianHead(GaussianHead):
 
     ``mode`` says where ``s = log Σ'`` comes from:
 
-    * ``"estimate"`` (default): ``Σ'`` is tracked from the batches. In training the
+    * ``"estimate"``: ``Σ'`` is tracked from the batches. In training the
       task's batch estimate ``b = mean σ²`` (fp32, no gradient) updates a running mean
       ``R ← (1 − m) R + m b`` (buffer ``log_scale`` = log R, init 0), and the output is
       normalised by the updated ``√R``; evaluation uses R. Σ' is then a statistic of
       the head, not a parameter: there is no ``γ·log Σ'`` term (``penalty_log_scale`` is
       ``None``), γ acts in the learned mode only.
-    * ``"learned"``: ``s`` is a learnable 0-d parameter (init 0), trained with the task
+    * ``"learned"`` (default, the paper's τ_t): ``s`` is a learnable 0-d parameter (init 0), trained with the task
       scalars' own learning rate outside the clipped norm (``--scalar-lr``).
     * ``"off"``: ``s`` is a zero buffer: no normalisation ("w/o VI").
 
@@ -147,7 +147,7 @@ class VarianceNormalizedGaussianHead(GaussianHead):
         out_features: int,
         dropout: float = 0.0,
         hidden: int = 0,
-        mode: str | bool = "estimate",
+        mode: str | bool = "learned",
         momentum: float = 0.1,
     ) -> None:
         super().__init__(in_features, out_features, dropout, hidden)
