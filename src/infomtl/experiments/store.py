@@ -65,8 +65,15 @@ def point_name(point: dict[str, Any]) -> str:
 
 
 def run_id(config: TrainConfig) -> str:
-    """Stable id of a run: SHA-256 of its canonical JSON config (minus :data:`NOT_HASHED`)."""
+    """Stable id of a run: SHA-256 of its canonical JSON config (minus :data:`NOT_HASHED`)
+    and of its resolved method (every hyperparameter, defaults included), so that a run
+    trained under an earlier default of a method is not taken for one under the new."""
+    from infomtl.methods import resolve_method  # torch: kept out of `infomtl --help`
+    from infomtl.methods.single_task import is_single_task
+
     data = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
+    if not is_single_task(config.method):
+        data["method_spec"] = resolve_method(config.method, config.weighting, config.method_args).to_dict()
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
