@@ -1,13 +1,42 @@
-"""Shared fixtures: where the benchmark data lives, and small real slices of it."""
+"""Shared fixtures: where the benchmark data lives, and small real slices of it.
+
+The suite leaves the user's home folder alone: before anything runs, ``HOME``,
+``XDG_CACHE_HOME`` and ``MPLCONFIGDIR`` point into a temporary folder (subprocesses inherit
+them), and the session fails if anything under the real ``~/.cache/infomtl`` changed.
+"""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+REAL_CACHE = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "infomtl"
+
+
+def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
+    """Every file under ``folder`` with its size and modification time (ns)."""
+    if not folder.is_dir():
+        return {}
+    return {str(f): (f.stat().st_size, f.stat().st_mtime_ns) for f in folder.rglob("*") if f.is_file()}
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    home = Path(tempfile.mkdtemp(prefix="infomtl-test-home-"))
+    config._infomtl_cache_before = _snapshot(REAL_CACHE)  # type: ignore[attr-defined]
+    os.environ["HOME"] = str(home)
+    os.environ["XDG_CACHE_HOME"] = str(home / ".cache")
+    os.environ["MPLCONFIGDIR"] = str(home / ".config" / "matplotlib")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    before = getattr(session.config, "_infomtl_cache_before", None)
+    if before is not None and _snapshot(REAL_CACHE) != before:
+        print(f"\nerror: the test suite wrote into the user's cache folder {REAL_CACHE}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def _data_root() -> Path | None:
