@@ -227,15 +227,15 @@ def test_cli_predict_bad_json_on_stdin(run_dir, capsys, monkeypatch) -> None:
     assert err.startswith("error: <stdin>:2: not valid JSON") and err.count("\n") == 1
 
 
-# -- the README example ---------------------------------------------------------------------
+# -- the documented example (docs/inference.md) ----------------------------------------------
 
 
-def test_readme_python_example_runs(run_dir, capsys) -> None:
-    readme = (REPO / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Using a trained model", 1)[1]
+def test_docs_python_example_runs(run_dir, capsys) -> None:
+    page = (REPO / "docs" / "inference.md").read_text(encoding="utf-8")
+    section = page.split("## From Python", 1)[1]
     code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
     assert 'RUN_DIR = "runs/demo/ew"' in code
     code = code.replace('RUN_DIR = "runs/demo/ew"', f"RUN_DIR = {str(run_dir)!r}")
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/inference.md", "exec"), {})
     out = capsys.readouterr().out
     assert "sentiment" in out and "topic" in out

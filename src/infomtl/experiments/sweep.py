@@ -37,7 +37,7 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
     """Train one run of a store into ``runs/<id>/`` and return its id.
 
     A plain function of plain arguments, so it can run in this process, in a
-    worker process, or as a task on a cluster engine (see the README). An
+    worker process, or as a task on a cluster engine (see docs/experiments.md). An
     unfinished folder from an earlier attempt is deleted first; a finished run
     is left as it is.
     """
