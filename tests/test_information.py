@@ -1,4 +1,4 @@
-"""Information quantities: METHODS.md's analytic cases, KL reductions, InfoNCE bounds."""
+"""Information quantities: docs/methods.md's analytic cases, KL reductions, InfoNCE bounds."""
 
 from __future__ import annotations
 

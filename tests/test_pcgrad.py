@@ -32,7 +32,7 @@ def pcgrad(n: int, **args) -> PCGrad:
 
 
 def naive_pcgrad(grads: torch.Tensor, order: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """The rule as written in METHODS.md, on vectors, with a Python branch."""
+    """The rule as written in docs/methods.md, on vectors, with a Python branch."""
     out = []
     for i in range(grads.shape[0]):
         g = grads[i].clone()

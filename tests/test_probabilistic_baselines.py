@@ -65,7 +65,7 @@ def _forward(method: Method, decoder: torch.nn.Module, h: torch.Tensor, batch: B
 
 
 # --------------------------------------------------------------------------- #
-# the rules on numbers (METHODS.md, "Probabilistic baselines")
+# the rules on numbers (docs/methods.md, "Probabilistic baselines")
 # --------------------------------------------------------------------------- #
 
 

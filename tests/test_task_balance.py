@@ -1,4 +1,4 @@
-"""The papers' task balance (InfoMTL Eq. 2/4/6, VIP-MTL Eq. 6; METHODS.md "Task balance"):
+"""The papers' task balance (InfoMTL Eq. 2/4/6, VIP-MTL Eq. 6; docs/methods.md "Task balance"):
 the total is the mean over the tasks present of the per-task terms, plus the batch-level
 auxiliary term once, so α weighs InfoNCE against one task's loss in every regime."""
 

@@ -77,7 +77,7 @@ def _forward(method: Method, h: torch.Tensor, batch: Batch, scales=(0.3, -0.7, 1
 
 
 # --------------------------------------------------------------------------- #
-# the rule on numbers (METHODS.md, "VIP-MTL")
+# the rule on numbers (docs/methods.md, "VIP-MTL")
 # --------------------------------------------------------------------------- #
 
 

@@ -1,4 +1,4 @@
-"""Loss weighters TW, SI, UW, GLS, DWA, IMTL-L, RLW, DTP: METHODS.md's cases and properties."""
+"""Loss weighters TW, SI, UW, GLS, DWA, IMTL-L, RLW, DTP: docs/methods.md's cases and properties."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ def cls_tasks(n: int) -> list[Task]:
 
 
 def build(name: str, tasks: list[Task] | None = None, sizes: list[int] | None = None, **args):
-    """The rules' numbers are written in the sum convention (METHODS.md): ``normalize="sum"``
+    """The rules' numbers are written in the sum convention (docs/methods.md): ``normalize="sum"``
     unless a test asks for the default mean."""
     tasks = tasks or cls_tasks(2)
     sizes = sizes or [10] * len(tasks)
@@ -51,7 +51,7 @@ def terms_of(losses, kpis=None, aux=None) -> LossTerms:
 
 
 # --------------------------------------------------------------------------- #
-# METHODS.md's analytic cases
+# docs/methods.md's analytic cases
 # --------------------------------------------------------------------------- #
 
 
@@ -157,7 +157,7 @@ def test_dwa_step_window_variant_uses_window_means() -> None:
         assert dwa.combine(terms_of(losses))[1].tolist() == [1.0, 1.0]
         dwa.on_step_end(terms_of(losses))
         dwa.on_epoch_end(1, torch.tensor([9.0, 9.0]))  # ignored by the window variant
-    # windows: means (2, 0.5) then (1, 0.5) → the METHODS.md case
+    # windows: means (2, 0.5) then (1, 0.5) → the docs/methods.md case
     assert dwa.combine(terms_of([1.0, 1.0]))[1].tolist() == pytest.approx(
         [0.875647, 1.124353], abs=1e-6
     )

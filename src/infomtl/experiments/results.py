@@ -26,7 +26,7 @@ ABLATIONS: dict[str, dict[str, str]] = {
     "infomtl": {"simax": "SIMax", "timin": "TIMin"},
     "vipmtl": {"variance_norm": "VI"},
 }
-#: The row shown for "every component removed", which is EW (METHODS.md) ...
+#: The row shown for "every component removed", which is EW (docs/methods.md) ...
 ALL_REMOVED: dict[str, str] = {"infomtl": "w/o SIMax & TIMin (= EW)", "vipmtl": "w/o VIP (= EW)"}
 #: ... unless the store holds the variant that switches these off (the same model as EW).
 SAME_AS_EW: dict[str, frozenset[str]] = {"infomtl": frozenset({"simax", "timin"})}

@@ -1,7 +1,7 @@
 """What the loss-balancing weightings share: TW, SI, UW, GLS, DWA, IMTL-L, RLW, DTP
 (one module each, beside this one), and the per-task KPI the objectives report.
 
-Conventions (METHODS.md, "Loss weighters"):
+Conventions (docs/methods.md, "Loss weighters"):
 
 * Methods that *weight* the losses, ``L = Σ_t w_t ℓ_t + aux`` (TW, DWA, RLW), write
   their rule in the mean-1 convention ``Σ_t w_t = T``; the default ``normalize="mean"``
@@ -32,7 +32,7 @@ import torch
 from infomtl.methods.base import LossTerms, LossWeighter, WeightingHyper, device_index
 from infomtl.tasks import Task, TaskKind
 
-#: ε of METHODS.md (ratios, logarithms, projections)
+#: ε of docs/methods.md (ratios, logarithms, projections)
 EPS = 1e-8
 
 
