@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from infomtl.artifacts.run_folder import is_single_task_run, load_run, stl_parts
+from infomtl.artifacts.run_folder import RunFolder, load_run
 from infomtl.data.batching import EncodedSplit, collate, encode
 from infomtl.data.loading import prepare_data
 from infomtl.distributed import all_gather_object
@@ -170,7 +170,7 @@ def evaluate_run(
     The data are read as the run was configured (same tasks, same limits on
     evaluation rows); ``data_dir`` points at a moved data root.
     """
-    if is_single_task_run(run_dir):
+    if RunFolder(Path(run_dir)).single_task:
         return evaluate_single_task_run(run_dir, split, data_dir, batch_size)
 
     run = load_run(run_dir)
@@ -195,7 +195,7 @@ def evaluate_single_task_run(
     folder: str | Path, split: str = "test", data_dir: str | None = None, batch_size: int = 256
 ) -> dict[str, Any]:
     """Re-score every task's run of an STL folder on ``split`` and combine (Avg over tasks)."""
-    parts = stl_parts(Path(folder))
+    parts = RunFolder(Path(folder)).parts()
     tasks: list[Task] = []
     scored: dict[str, dict[str, Any]] = {}
     for name, sub in parts.items():

@@ -100,25 +100,42 @@ def clear_run_dir(folder: Path) -> None:
             child.unlink()
 
 
-def is_single_task_run(folder: str | Path) -> bool:
-    """Whether ``folder`` is an STL run folder (its ``config.yaml`` names stl or stl-cnn)."""
-    path = Path(folder) / "config.yaml"
-    if not path.is_file() or (Path(folder) / "checkpoint").exists():
-        return False
-    method = load_yaml(path).get("method")
-    return isinstance(method, str) and is_single_task(method)
+@dataclass(frozen=True)
+class RunFolder:
+    """A trained run's folder, which holds either one multi-task model (``checkpoint/``,
+    ``run.json``) or, for ``--method stl`` / ``stl-cnn``, one run folder per task listed in
+    its ``results.json``. Code that loads, re-scores or exports a run asks it for the
+    model folders instead of telling the two apart itself."""
 
+    path: Path
 
+    @property
+    def single_task(self) -> bool:
+        """Whether the folder holds one run per task (its ``config.yaml`` names stl or stl-cnn)."""
+        config = self.path / "config.yaml"
+        if not config.is_file() or (self.path / "checkpoint").exists():
+            return False
+        method = load_yaml(config).get("method")
+        return isinstance(method, str) and is_single_task(method)
 
-def stl_parts(folder: Path) -> dict[str, Path]:
-    """``{task: sub-run folder}`` of an STL folder (from its ``results.json``)."""
-    results = folder / "results.json"
-    if not results.is_file():
-        raise InfomtlError(f"{folder}: no results.json (the STL run did not finish every task)")
-    runs = read_json(results).get("runs")
-    if not isinstance(runs, dict) or not runs:
-        raise InfomtlError(f"{results}: no 'runs' mapping of task to run folder")
-    return {str(name): folder / str(sub) for name, sub in runs.items()}
+    @property
+    def holds_model(self) -> bool:
+        """Whether the folder holds a trained model (one run, or the runs of an STL folder)."""
+        return self.single_task or (self.path / "checkpoint").is_dir() or (self.path / "run.json").is_file()
+
+    def parts(self) -> dict[str, Path]:
+        """``{task: sub-run folder}`` of an STL folder (from its ``results.json``)."""
+        results = self.path / "results.json"
+        if not results.is_file():
+            raise InfomtlError(f"{self.path}: no results.json (the STL run did not finish every task)")
+        runs = read_json(results).get("runs")
+        if not isinstance(runs, dict) or not runs:
+            raise InfomtlError(f"{results}: no 'runs' mapping of task to run folder")
+        return {str(name): self.path / str(sub) for name, sub in runs.items()}
+
+    def model_dirs(self) -> list[Path]:
+        """The folder of every model the run holds: itself, or its tasks' runs in order."""
+        return list(self.parts().values()) if self.single_task else [self.path]
 
 
 @dataclass

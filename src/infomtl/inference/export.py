@@ -31,7 +31,7 @@ from typing import Any
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from infomtl.artifacts.run_folder import is_single_task_run, load_run, stl_parts
+from infomtl.artifacts.run_folder import RunFolder, load_run
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.errors import InfomtlError
 from infomtl.fileio import JSONError, loads_json, read_json
@@ -86,8 +86,9 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        if is_single_task_run(run_dir):
-            parts = stl_parts(run_dir)
+        run = RunFolder(run_dir)
+        if run.single_task:
+            parts = run.parts()
             manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
                                         "infomtl_version": __version__, "parts": {}}
             tasks = []

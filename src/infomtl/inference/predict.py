@@ -38,7 +38,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from infomtl.artifacts.run_folder import is_single_task_run, stl_parts
+from infomtl.artifacts.run_folder import RunFolder
 from infomtl.data.batching import Batch
 from infomtl.errors import InfomtlError
 from infomtl.inference.export import MANIFEST, load_export_units
@@ -239,12 +239,11 @@ def load(path: str | Path, device: str = "cpu") -> Predictor:
     folder = Path(path)
     if not folder.is_dir():
         raise InfomtlError(f"{folder}: no such run or export folder")
+    run = RunFolder(folder)
     if (folder / MANIFEST).is_file():
         units = load_export_units(folder)
-    elif is_single_task_run(folder):
-        units = [unit_from_run(sub) for sub in stl_parts(folder).values()]
-    elif (folder / "checkpoint").is_dir() or (folder / "run.json").is_file():
-        units = [unit_from_run(folder)]
+    elif run.holds_model:
+        units = [unit_from_run(sub) for sub in run.model_dirs()]
     else:
         raise InfomtlError(
             f"{folder}: not a run folder (no checkpoint/) nor an export folder (no {MANIFEST})"
