@@ -81,6 +81,6 @@ def tiny_run(tmp_path_factory):
     torch.set_num_threads(1)
     try:
         out = tmp_path_factory.mktemp("tiny-run") / "run"
-        return train(small_config(out, epochs=2, lr=1e-3), echo=lambda *a: None).run_dir
+        return train(small_config(out, epochs=2, lr=1e-3)).run_dir
     finally:
         torch.set_num_threads(before)

@@ -85,7 +85,7 @@ def main(out: str, data: str) -> None:
     torch.set_num_threads(1)
     root = Path(out)
     for method, accumulation in GRADIENT_METHODS:
-        trainer = Trainer(train_config(method, data, str(root / "unused"), accumulation), echo=lambda *a: None)
+        trainer = Trainer(train_config(method, data, str(root / "unused"), accumulation))
         trainer.setup(10)
         for case, plan in gradient_cases(trainer).items():
             grads = gradients(trainer, plan)

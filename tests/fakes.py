@@ -3,6 +3,10 @@ mixed batch with labels of each task's kind."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 import torch
 
 from infomtl.data.batching import Batch
@@ -77,3 +81,27 @@ def dropout_free(tiny):
         return encoder, tokenizer
 
     return build
+
+
+class _Calls(logging.Handler):
+    def __init__(self, callback: Callable[[str], None]) -> None:
+        super().__init__(logging.INFO)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.callback(record.getMessage())
+
+
+@contextmanager
+def on_progress(callback: Callable[[str], None]) -> Iterator[None]:
+    """Within the block, ``callback(line)`` for each line the library logs (its ``infomtl``
+    loggers, INFO and above); what the callback raises propagates into the library."""
+    logger = logging.getLogger("infomtl")
+    handler, previous = _Calls(callback), logger.level
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(previous)

@@ -86,7 +86,7 @@ def logged_losses(run_dir: Path) -> list[float]:
 
 @pytest.mark.parametrize("case", CASES)
 def test_method_trains_on_all_four_affecteval_tasks(case, slice_root, tmp_path) -> None:
-    result = train(config(case, slice_root, tmp_path / "run"), echo=lambda *_: None)
+    result = train(config(case, slice_root, tmp_path / "run"))
     runs = [result.run_dir / t for t in TASKS] if case.startswith("stl") else [result.run_dir]
     for run_dir in runs:
         losses = logged_losses(run_dir)
@@ -116,7 +116,7 @@ def test_method_trains_on_all_four_affecteval_tasks(case, slice_root, tmp_path) 
 def test_goemotions_multilabel_setting_trains_and_scores(case, slice_root, tmp_path) -> None:
     cfg = config(case, slice_root, tmp_path / "run", goemotions_multilabel=True,
                  multilabel_threshold=0.3 if case == "ew" else None)
-    result = train(cfg, echo=lambda *_: None)
+    result = train(cfg)
     run = json.loads((result.run_dir / "run.json").read_text(encoding="utf-8"))
     goemotions = run["tasks"][0]
     assert goemotions["name"] == "goemotions" and goemotions["kind"] == "multilabel"
@@ -131,7 +131,7 @@ def test_goemotions_multilabel_setting_trains_and_scores(case, slice_root, tmp_p
 
 
 def test_avg_and_group_scores_follow_the_methods_md_rule(slice_root, tmp_path) -> None:
-    result = train(config("ew", slice_root, tmp_path / "run"), echo=lambda *_: None)
+    result = train(config("ew", slice_root, tmp_path / "run"))
     saved = json.loads((result.run_dir / "results.json").read_text(encoding="utf-8"))
     for split in ("val", "test"):
         tasks = saved[split]["tasks"]

@@ -21,8 +21,8 @@ def two_runs(tmp_path_factory):
 
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("curves")
-    ew = train(small_config(out / "ew", epochs=2), echo=lambda *a: None).run_dir
-    dwa = train(small_config(out / "dwa", epochs=2, method="dwa"), echo=lambda *a: None).run_dir
+    ew = train(small_config(out / "ew", epochs=2)).run_dir
+    dwa = train(small_config(out / "dwa", epochs=2, method="dwa")).run_dir
     return ew, dwa
 
 
@@ -70,4 +70,4 @@ def test_plot_skipped_without_matplotlib(two_runs, tmp_path, monkeypatch, capsys
     monkeypatch.setattr(builtins, "__import__", fake_import)
     assert main(["analyze", "curves", str(two_runs[0]), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "curves.json").exists() and not (tmp_path / "curves.png").exists()
-    assert "plot skipped" in capsys.readouterr().out
+    assert "plot skipped" in capsys.readouterr().err

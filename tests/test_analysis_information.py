@@ -22,8 +22,8 @@ def runs(tmp_path_factory):
     torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("information")
     kw = dict(epochs=2, method="infomtl", lr=1e-3)
-    tracked = train(small_config(out / "tracked", track_information=True, **kw), echo=lambda *a: None)
-    plain = train(small_config(out / "plain", **kw), echo=lambda *a: None)
+    tracked = train(small_config(out / "tracked", track_information=True, **kw))
+    plain = train(small_config(out / "plain", **kw))
     return tracked, plain
 
 
@@ -32,7 +32,7 @@ def trainer(tmp_path_factory):
     from infomtl.training import Trainer
 
     torch.set_num_threads(1)
-    return Trainer(small_config(tmp_path_factory.mktemp("trainer") / "run", method="infomtl"), echo=lambda *a: None)
+    return Trainer(small_config(tmp_path_factory.mktemp("trainer") / "run", method="infomtl"))
 
 
 def test_estimates_finite_and_bounded(trainer):

@@ -21,7 +21,7 @@ from infomtl.training import trainer as trainer_module
 
 def _gradients(tmp_path, name: str, backend: str | None, accumulation: int = 1) -> dict:
     config = small_config(tmp_path / name, head_dropout=0.0, grad_accumulation=accumulation)
-    trainer = Trainer(config, echo=lambda *a: None)
+    trainer = Trainer(config)
     if backend is not None:
         compile_encoder(trainer.model, backend)
     trainer.setup(10)
@@ -47,7 +47,7 @@ def test_compiled_encoder_gives_the_gradients_of_the_uncompiled_one(tmp_path, on
 def test_compile_option_compiles_the_encoder_at_setup(tmp_path, monkeypatch) -> None:
     calls = []
     monkeypatch.setattr(trainer_module, "compile_encoder", lambda model, backend="inductor": calls.append(model))
-    trainer = Trainer(small_config(tmp_path / "run", compile=True), echo=lambda *a: None)
+    trainer = Trainer(small_config(tmp_path / "run", compile=True))
     trainer.setup(10)
     assert calls == [trainer.model]
 

@@ -77,7 +77,7 @@ def test_two_process_gradients_equal_one_process_gradients_of_the_global_batch(
     ddp_out, one_process, data_root, tmp_path, method, accumulation
 ) -> None:
     config = ddp_worker.train_config(method, str(data_root), str(tmp_path / "run"), accumulation)
-    trainer = Trainer(config, echo=lambda *a: None)
+    trainer = Trainer(config)
     trainer.setup(10)
     for case, plan in ddp_worker.gradient_cases(trainer).items():
         want = ddp_worker.gradients(trainer, plan)

@@ -53,7 +53,7 @@ def test_method_trains_changes_parameters_and_reloads(case, data_root, tmp_path,
         setup(self, total_steps)
 
     monkeypatch.setattr(Trainer, "setup", recording_setup)
-    result = train(_config(case, data_root, tmp_path / "run"), echo=lambda *_: None)
+    result = train(_config(case, data_root, tmp_path / "run"))
 
     single_task = case in ("stl", "stl-cnn")
     runs = [result.run_dir / t for t in TASKS] if single_task else [result.run_dir]
@@ -116,7 +116,7 @@ def test_method_trains_on_cached_features(case, data_root, tmp_path, feature_cac
     monkeypatch.setattr(Trainer, "setup", recording_setup)
     config = _config(case, data_root, tmp_path / "run")
     config.freeze_backbone, config.mlp_width, config.feature_cache = True, 24, str(feature_cache)
-    result = train(config, echo=lambda *_: None)
+    result = train(config)
 
     from safetensors import safe_open
 

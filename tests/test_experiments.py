@@ -88,7 +88,7 @@ def test_two_entries_with_one_label_are_refused() -> None:
 
 def test_sweep_trains_every_run_once_and_a_rerun_skips_them(tmp_path: Path) -> None:
     path, store = _sweep(tmp_path), tmp_path / "store"
-    summary = run_sweep(path, store, echo=lambda _: None)
+    summary = run_sweep(path, store)
     runs = load_sweep(path)
     assert len(summary.finished) == 4 and not summary.failed
     assert sorted(_index_ids(store)) == sorted(r.run_id for r in runs)
@@ -97,13 +97,13 @@ def test_sweep_trains_every_run_once_and_a_rerun_skips_them(tmp_path: Path) -> N
         assert results["seed"] == run.config.seed and results["method"] == run.config.method
     stamps = {r.run_id: (store / "runs" / r.run_id / "results.json").stat().st_mtime_ns for r in runs}
 
-    again = run_sweep(path, store, echo=lambda _: None)
+    again = run_sweep(path, store)
     assert again.skipped == 4 and not again.finished
     assert sorted(_index_ids(store)) == sorted(r.run_id for r in runs)
 
     # a changed config adds runs and never overwrites finished ones
     bigger = _sweep(tmp_path, seeds=(0, 1, 2), name="bigger.yaml")
-    added = run_sweep(bigger, store, echo=lambda _: None)
+    added = run_sweep(bigger, store)
     assert added.skipped == 4 and len(added.finished) == 2
     assert len(_index_ids(store)) == 6 == len(set(_index_ids(store)))
     for rid, stamp in stamps.items():
@@ -117,7 +117,7 @@ def test_an_unfinished_run_folder_is_restarted(tmp_path: Path) -> None:
     folder = store / "runs" / rid
     folder.mkdir(parents=True)
     (folder / "log.jsonl").write_text("half a run\n")
-    summary = run_sweep(path, store, echo=lambda _: None)
+    summary = run_sweep(path, store)
     assert summary.finished == [rid]
     assert (folder / "results.json").is_file()
     assert "half a run" not in (folder / "log.jsonl").read_text()
@@ -152,7 +152,7 @@ def test_killed_sweep_resumes_without_losing_or_duplicating_runs(tmp_path: Path)
 
 def test_parallel_workers_fill_the_same_store(tmp_path: Path) -> None:
     path, store = _sweep(tmp_path, methods=[{"method": "ew"}]), tmp_path / "store"
-    summary = run_sweep(path, store, workers=2, echo=lambda _: None)
+    summary = run_sweep(path, store, workers=2)
     assert len(summary.finished) == 2 and not summary.failed
     assert sorted(_index_ids(store)) == sorted(r.run_id for r in load_sweep(path))
 
@@ -201,7 +201,7 @@ def test_ray_engine_trains_each_run_as_a_task(tmp_path: Path, monkeypatch) -> No
     fake = _FakeRay(fail="infomtl")
     monkeypatch.setitem(sys.modules, "ray", fake)
     path, store = _sweep(tmp_path, seeds=(0,)), tmp_path / "store"
-    summary = run_sweep(path, store, echo=lambda _: None, ray=RayOptions("auto", 2.0, 0.5))
+    summary = run_sweep(path, store, ray=RayOptions("auto", 2.0, 0.5))
     assert fake.init_args["address"] == "auto" and fake.resources == {"num_cpus": 2.0, "num_gpus": 0.5}
     ew, infomtl = load_sweep(path)
     assert summary.finished == [ew.run_id] and list(summary.failed) == [infomtl.run_id]

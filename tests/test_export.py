@@ -24,7 +24,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "run"
-    return train(small_config(out, method="infomtl"), echo=lambda *_: None).run_dir
+    return train(small_config(out, method="infomtl")).run_dir
 
 
 @pytest.fixture(scope="module")
@@ -154,8 +154,7 @@ def test_cli_export_then_predict(run_dir, tmp_path, capsys) -> None:
 
 
 def test_stl_run_predicts_and_exports(tmp_path) -> None:
-    run = train(small_config(tmp_path / "stl", method="stl", tasks=["sentiment", "topic"], max_steps=2),
-                echo=lambda *_: None).run_dir
+    run = train(small_config(tmp_path / "stl", method="stl", tasks=["sentiment", "topic"], max_steps=2)).run_dir
     texts = prepare_data(small_config(run, tasks=["sentiment", "topic"])).splits["sentiment"]["val"].texts
     predictor = infomtl.load(run)
     assert predictor.task_names == ["sentiment", "topic"]

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from fakes import on_progress
 from infomtl.config import TrainConfig
 from infomtl.data import subsample
 from infomtl.data.batching import collate, encode
@@ -154,7 +155,8 @@ def test_sweep_extracts_features_once_before_its_runs(tmp_path, monkeypatch) -> 
     real = features.extract
     monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(a[1].split) or real(*a, **k))
     messages: list[str] = []
-    summary = run_sweep(sweep, tmp_path / "store", echo=messages.append)
+    with on_progress(messages.append):
+        summary = run_sweep(sweep, tmp_path / "store")
     assert len(summary.finished) == 2 and not summary.failed
     assert sum(m.startswith("features:") for m in messages) == 1
     # the synthetic tasks share their sentences: one file per split serves all three tasks

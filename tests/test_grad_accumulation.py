@@ -36,7 +36,7 @@ def _step_gradients(tmp_path, method: str, accumulation: int) -> tuple[torch.Ten
         tmp_path / f"{method}-{accumulation}", method=method, grad_accumulation=accumulation,
         head_dropout=0.0, batch_size=BATCH,
     )
-    trainer = Trainer(config, echo=lambda *a: None)
+    trainer = Trainer(config)
     trainer.setup(10)
     total, _, _ = trainer.backward_step(trainer.batcher.epoch(1)[0], 0)
     params = {**dict(trainer.model.named_parameters()),
@@ -61,7 +61,7 @@ def test_micro_batches_encode_at_most_ceil_b_over_n_rows_and_recompute_in_backwa
     no_dropout, tmp_path
 ) -> None:
     config = small_config(tmp_path / "run", method="infomtl", grad_accumulation=3, batch_size=BATCH)
-    trainer = Trainer(config, echo=lambda *a: None)
+    trainer = Trainer(config)
     trainer.setup(10)
     rows: list[int] = []
     # a pre-hook: the recomputation stops once it has what the backward needs
@@ -87,7 +87,7 @@ def _batch(trainer: Trainer, plan):
 
 
 def test_a_run_with_grad_accumulation_trains_and_resumes_its_options(tmp_path, one_thread) -> None:
-    result = train(small_config(tmp_path / "run", grad_accumulation=2), echo=lambda *a: None)
+    result = train(small_config(tmp_path / "run", grad_accumulation=2))
     assert (result.run_dir / "results.json").is_file()
     assert "grad_accumulation: 2" in (result.run_dir / "config.yaml").read_text(encoding="utf-8")
 

@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("predict") / "run"
-    return train(small_config(out), echo=lambda *_: None).run_dir
+    return train(small_config(out)).run_dir
 
 
 @pytest.fixture(scope="module")

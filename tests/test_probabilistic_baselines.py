@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from fakes import MIXED_TASKS, fake_batch
+from fakes import MIXED_TASKS, fake_batch, on_progress
 from infomtl.artifacts.run_folder import resume_config
 from infomtl.config import TrainConfig
 from infomtl.data.batching import Batch
@@ -438,11 +438,11 @@ class _Crash(Exception):
 
 
 def _crash_after(epoch: int):
-    def echo(message: str) -> None:
+    def crash(message: str) -> None:
         if message.startswith(f"epoch {epoch}:"):
             raise _Crash
 
-    return echo
+    return on_progress(crash)
 
 
 def _outcome(run_dir: Path) -> tuple:
@@ -464,14 +464,14 @@ def test_a_resumed_vmtl_run_continues_the_anneal_and_equals_the_whole_run(tmp_pa
             output_dir=str(folder), method="vmtl", method_args=args,
         )
 
-    whole = Trainer(config(tmp_path / "whole"), echo=lambda *_: None).run().run_dir
+    whole = Trainer(config(tmp_path / "whole")).run().run_dir
     log = _outcome(whole)[1]
     factors = [r["method"]["vmtl"]["kl_w_factor"] for r in log]
     assert factors[0] < factors[1] <= 1.0  # the crash below falls inside the ramp
     crashed = tmp_path / "crashed"
-    with pytest.raises(_Crash):
-        Trainer(config(crashed), echo=_crash_after(2)).run()
-    Trainer(resume_config(crashed), echo=lambda *_: None).run()
+    with _crash_after(2), pytest.raises(_Crash):
+        Trainer(config(crashed)).run()
+    Trainer(resume_config(crashed)).run()
     assert _outcome(crashed) == _outcome(whole)
 
 
@@ -600,7 +600,7 @@ def test_a_tiny_training_run_finishes(name: str, tmp_path: Path) -> None:
         max_train_examples=64, max_eval_examples=32, progress=False,
         output_dir=str(tmp_path / name), method=name, method_args=SMALL[name],
     )
-    result = Trainer(config, echo=lambda *_: None).run()
+    result = Trainer(config).run()
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     assert math.isfinite(log[-1]["train"]["loss"])
     assert math.isfinite(result.results["val"]["loss"])

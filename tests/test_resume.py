@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from fakes import small_config
+from fakes import on_progress, small_config
 from infomtl.artifacts.run_folder import resume_config
 from infomtl.cli import main
 from infomtl.training import Trainer
@@ -53,12 +53,12 @@ def _outcome(run_dir: Path) -> dict:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, one_thread) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("reference")
-    return {m: Trainer(_config(root / m, m), echo=_quiet).run().run_dir for m in ("ew", "infomtl")}
+    return {m: Trainer(_config(root / m, m)).run().run_dir for m in ("ew", "infomtl")}
 
 
 @pytest.mark.parametrize("method", ["ew", "infomtl"])
 def test_same_seed_gives_identical_results_and_predictions(reference, tmp_path, method) -> None:
-    again = Trainer(_config(tmp_path / "again", method), echo=_quiet).run().run_dir
+    again = Trainer(_config(tmp_path / "again", method)).run().run_dir
     first, second = _outcome(reference[method]), _outcome(again)
     assert first["predictions"] and first == second
     assert len(first["log"]) == 3
@@ -71,32 +71,33 @@ class Crash(Exception):
 
 
 def _crash_at(epoch: int):
-    """An echo that raises right after epoch ``epoch``'s log line is written (before its checkpoints)."""
+    """A progress callback that raises right after epoch ``epoch``'s log line is written
+    (before its checkpoints)."""
 
-    def echo(message: str) -> None:
+    def crash(message: str) -> None:
         if message.startswith(f"epoch {epoch}:"):
             raise Crash
 
-    return echo
+    return on_progress(crash)
 
 
 @pytest.mark.parametrize("method", ["ew", "infomtl"])
 def test_resume_after_a_crash_equals_the_uninterrupted_run(reference, tmp_path, method) -> None:
     run_dir = tmp_path / "crashed"
-    with pytest.raises(Crash):
-        Trainer(_config(run_dir, method), echo=_crash_at(2)).run()
+    with _crash_at(2), pytest.raises(Crash):
+        Trainer(_config(run_dir, method)).run()
     assert len((run_dir / "log.jsonl").read_text(encoding="utf-8").splitlines()) == 2
     assert json.loads((run_dir / "last" / "state.json").read_text(encoding="utf-8"))["epoch"] == 1
 
-    Trainer(resume_config(run_dir), echo=_quiet).run()
+    Trainer(resume_config(run_dir)).run()
     assert _outcome(run_dir) == _outcome(reference[method])  # the log line of the lost epoch 2 is replaced
     assert not list(run_dir.rglob("*.tmp")) and not list(run_dir.rglob("*.old"))
 
 
 def test_truncated_state_and_finished_run_are_one_line_errors(tmp_path, capsys) -> None:
     run_dir = tmp_path / "crashed"
-    with pytest.raises(Crash):
-        Trainer(_config(run_dir, epochs=2), echo=_crash_at(2)).run()
+    with _crash_at(2), pytest.raises(Crash):
+        Trainer(_config(run_dir, epochs=2)).run()
     model_file = run_dir / "last" / "model.safetensors"
     model_file.write_bytes(model_file.read_bytes()[:100])
     capsys.readouterr()
@@ -115,10 +116,10 @@ def test_truncated_state_and_finished_run_are_one_line_errors(tmp_path, capsys) 
 
 def test_resume_without_a_complete_epoch_starts_over(reference, tmp_path) -> None:
     run_dir = tmp_path / "early"
-    with pytest.raises(Crash):
-        Trainer(_config(run_dir), echo=_crash_at(1)).run()
+    with _crash_at(1), pytest.raises(Crash):
+        Trainer(_config(run_dir)).run()
     assert not (run_dir / "last").exists() and (run_dir / "log.jsonl").exists()
-    Trainer(resume_config(run_dir), echo=_quiet).run()
+    Trainer(resume_config(run_dir)).run()
     assert _outcome(run_dir) == _outcome(reference["ew"])
 
 
@@ -171,24 +172,25 @@ def test_resume_of_a_killed_stl_run_keeps_finished_tasks_and_equals_the_whole_ru
     def crash_in_second_task():
         seen = []
 
-        def echo(message: str) -> None:
+        def crash(message: str) -> None:
             seen.append(message)
             if message.startswith("epoch 2:") and any(m.startswith("stl: task 2/") for m in seen):
                 raise Crash
 
-        return echo
+        return on_progress(crash)
 
     config = dict(method="stl", epochs=2, max_train_examples=48)
-    whole = train(_config(tmp_path / "whole", **config), echo=_quiet).run_dir
+    whole = train(_config(tmp_path / "whole", **config)).run_dir
     killed = tmp_path / "killed"
-    with pytest.raises(Crash):
-        train(_config(killed, **config), echo=crash_in_second_task())
+    with crash_in_second_task(), pytest.raises(Crash):
+        train(_config(killed, **config))
     tasks = list(json.loads((whole / "results.json").read_text(encoding="utf-8"))["runs"])  # training order
     assert (killed / tasks[0] / "results.json").is_file() and not (killed / "results.json").exists()
     first_task = (killed / tasks[0] / "results.json").read_bytes()
 
     messages: list[str] = []
-    train(small_config(None, resume=str(killed)), echo=messages.append)
+    with on_progress(messages.append):
+        train(small_config(None, resume=str(killed)))
     assert any("(finished)" in m for m in messages) and any(m.startswith("resuming") for m in messages)
     assert (killed / tasks[0] / "results.json").read_bytes() == first_task  # not trained again
     for task in tasks:

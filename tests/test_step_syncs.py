@@ -15,8 +15,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 @pytest.mark.parametrize(("method", "accumulation"), [("ew", 1), ("uw", 1), ("pcgrad", 1), ("infomtl", 2)])
 def test_a_training_step_does_not_synchronise_with_the_host(tmp_path, method, accumulation) -> None:
-    trainer = Trainer(small_config(tmp_path / "run", method=method, grad_accumulation=accumulation),
-                      echo=lambda *a: None)
+    trainer = Trainer(small_config(tmp_path / "run", method=method, grad_accumulation=accumulation))
     trainer.setup(10)
     plans = trainer.batcher.epoch(1)
     trainer.train_step(plans[0], 0)  # first step: optimizer state, kernels, generators

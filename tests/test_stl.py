@@ -40,7 +40,7 @@ def _config(method: str, data_root: Path, output_dir: Path, **kw) -> TrainConfig
 @pytest.fixture(scope="module")
 def stl_runs(data_root, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("stl")
-    return {m: train(_config(m, data_root, root / m), echo=lambda *_: None).run_dir for m in ("stl", "stl-cnn")}
+    return {m: train(_config(m, data_root, root / m)).run_dir for m in ("stl", "stl-cnn")}
 
 
 def _json(path: Path) -> dict:
@@ -135,14 +135,14 @@ def test_stl_rejects_meaningless_options_before_creating_anything(
 ) -> None:
     out = tmp_path / "run"
     with pytest.raises(ConfigError, match=match):
-        train(_config(method, data_root, out, **kw), echo=lambda *_: None)
+        train(_config(method, data_root, out, **kw))
     assert not out.exists()
 
 
 def test_stl_cnn_passes_textcnn_hyperparameters_to_every_task(data_root, tmp_path) -> None:
     config = _config("stl-cnn", data_root, tmp_path / "run", tasks=["irony"], max_steps=1,
                      method_args={"filters": "8", "kernels": "2/3"})
-    result = train(config, echo=lambda *_: None)
+    result = train(config)
     head = load_run(result.run_dir / "irony").model.decoder.heads[0]
     assert head.kernels == (2, 3)
     assert [c.out_channels for c in head.convs] == [8, 8]
@@ -227,7 +227,7 @@ def test_frozen_encoder_has_no_gradients_and_stays_in_eval_mode() -> None:
 
 def test_freeze_backbone_option_keeps_a_pooled_method_encoder_fixed(data_root, tmp_path) -> None:
     config = _config("ew", data_root, tmp_path / "run", freeze_backbone=True)
-    result = train(config, echo=lambda *_: None)
+    result = train(config)
     state = load_run(result.run_dir).model.state_dict()
     for key, value in load_backbone("tiny").encoder.state_dict().items():
         assert torch.equal(state[f"encoder.{key}"], value), key

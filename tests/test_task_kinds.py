@@ -101,7 +101,7 @@ def test_every_method_trains_on_regression_and_multilabel_tasks(case, task_dirs,
         epochs=1, max_steps=3, lr=1e-3, progress=False, output_dir=str(tmp_path / "run"),
         method=method, weighting=weighting or None,
     )
-    result = train(config, echo=lambda *_: None)
+    result = train(config)
     run = result.run_dir
     for line in (run / "log.jsonl").read_text(encoding="utf-8").splitlines():
         record = json.loads(line)

@@ -32,7 +32,7 @@ def _config(method: str, output_dir: Path) -> TrainConfig:
 
 
 def _train(method: str, output_dir: Path) -> tuple[Path, dict[str, torch.Tensor]]:
-    trainer = Trainer(_config(method, output_dir), echo=lambda *_: None)
+    trainer = Trainer(_config(method, output_dir))
     initial = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
     result = trainer.run()
     return result.run_dir, initial
@@ -213,6 +213,6 @@ def test_one_process_trains_runs_with_different_mixed_precisions(tmp_path) -> No
     for precision in ("no", "bf16", "no"):
         config = small_config(tmp_path / precision / str(len(list(tmp_path.rglob("results.json")))),
                               mixed_precision=precision, max_steps=1)
-        trainer = Trainer(config, echo=lambda *_: None)
+        trainer = Trainer(config)
         assert trainer.accelerator.mixed_precision == precision
         trainer.run()

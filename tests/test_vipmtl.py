@@ -228,7 +228,7 @@ def test_learned_s_is_a_task_scalar_own_lr_no_weight_decay_outside_the_clip(tmp_
                          epochs=1, max_train_examples=32, max_eval_examples=16, progress=False,
                          weight_decay=0.01, output_dir=str(tmp_path / "run"), method="vipmtl",
                          method_args={"scale_mode": "learned"}, scalar_lr=0.05)
-    trainer = Trainer(config, echo=lambda *_: None)
+    trainer = Trainer(config)
     trainer.setup(10)
     scales = {id(h.log_scale) for h in trainer.model.decoder.heads}
     groups = [g for g in trainer.optimizer.param_groups if g.get("task_scalars")]
@@ -383,7 +383,7 @@ def test_a_tiny_run_learns_s_logs_it_and_reloads(tmp_path: Path) -> None:
         max_steps=4, lr=1e-2, max_train_examples=64, max_eval_examples=24, progress=False,
         output_dir=str(tmp_path / "run"), method="vip-mtl",
     )
-    result = Trainer(config, echo=lambda *_: None).run()
+    result = Trainer(config).run()
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     names = ["sentiment", "topic", "urgency"]
     assert math.isfinite(log[-1]["train"]["loss"])

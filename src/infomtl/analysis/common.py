@@ -4,6 +4,7 @@ CSV, importing matplotlib lazily."""
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,6 +17,8 @@ from infomtl.artifacts.run_folder import LoadedRun
 from infomtl.data.batching import Batch, EncodedSplit, collate, encode
 from infomtl.data.loading import prepare_data
 from infomtl.errors import InfomtlError
+
+log = logging.getLogger(__name__)
 
 
 def load_eval_split(run: LoadedRun, split: str = "test", max_examples: int | None = None) -> list[EncodedSplit]:
@@ -72,7 +75,7 @@ def pyplot() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("plot skipped: matplotlib is not installed (pip install 'infomtl[plots]')")
+        log.warning("plot skipped: matplotlib is not installed (pip install 'infomtl[plots]')")
         return None
     return plt
 

@@ -2,15 +2,19 @@
 sweep, report, analyze (one module per command group).
 
 User errors print one line (``error: ...``) and exit with status 2; no traceback.
+The library's progress lines (its loggers, INFO) go to stdout, its warnings to stderr;
+``--quiet`` keeps the warnings only.
 Building the parser imports no torch: each command imports what it runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from infomtl.cli.analyze import add_analyze_command
 from infomtl.cli.common import EXIT_USER_ERROR, Parser
@@ -28,6 +32,8 @@ def build_parser() -> argparse.ArgumentParser:
         "InfoMTL, VIP-MTL and the MTL baselines.",
     )
     parser.add_argument("--version", action="version", version=f"infomtl {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress lines (warnings and errors only)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -39,12 +45,36 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextmanager
+def library_output(quiet: bool = False) -> Iterator[None]:
+    """Within the block, the ``infomtl`` loggers' lines are printed as they are: below
+    WARNING on stdout (none with ``quiet``), WARNING and above on stderr."""
+    logger = logging.getLogger("infomtl")
+    progress = logging.StreamHandler(sys.stdout)
+    progress.addFilter(lambda record: record.levelno < logging.WARNING)
+    warnings = logging.StreamHandler(sys.stderr)
+    warnings.setLevel(logging.WARNING)
+    handlers = [warnings] if quiet else [progress, warnings]
+    previous = logger.level
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    for handler in handlers:
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            logger.removeHandler(handler)
+        logger.setLevel(previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return args.func(args)
+        with library_output(args.quiet):
+            return args.func(args)
     except InfomtlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR

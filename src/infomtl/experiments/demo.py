@@ -6,15 +6,19 @@ the ``tiny`` backbone; with ``data_dir`` it trains on small TweetEval slices.
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from pathlib import Path
 
 from infomtl.config import TrainConfig
 from infomtl.data.loading import load_benchmark
+from infomtl.logs import quieted
 from infomtl.metrics import delta_p
 from infomtl.tables import markdown_table
 from infomtl.tasks import TWEETEVAL_TASKS
 from infomtl.training import train
+
+log = logging.getLogger(__name__)
 
 
 def demo_configs(
@@ -47,8 +51,9 @@ def run_demo(
     root = Path(output_dir) if output_dir else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     results = {}
     for name, config in demo_configs(data_dir, backbone, epochs, seed, root, progress).items():
-        results[name] = train(config, echo=lambda *_: None).results
-        print(f"trained {name}: test Avg {results[name]['test']['avg']:.2f}")
+        with quieted("infomtl.training"):  # one line per run
+            results[name] = train(config).results
+        log.info("trained %s: test Avg %.2f", name, results[name]["test"]["avg"])
     tasks = _tasks(results["ew"])
     headers = ["method", *(t.name for t in tasks), "Avg", "Δp vs EW (%)"]
     rows = []

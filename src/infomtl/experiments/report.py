@@ -37,6 +37,7 @@ vs training ratio.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from pathlib import Path
@@ -61,6 +62,8 @@ from infomtl.experiments.results import (
 )
 from infomtl.metrics import delta_p, significance
 from infomtl.tables import MARK, Table, latex_escape, mean_std, to_csv, to_latex, to_markdown
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "MARK", "Cell", "Run", "StoreData", "Table", "build_tables", "latex_escape", "load_cells", "load_store",
@@ -431,7 +434,7 @@ def write_plots(cells: dict, baseline: str | None, folder: Path) -> list[Path]:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        print("plots skipped: matplotlib is not installed (pip install matplotlib)")
+        log.warning("plots skipped: matplotlib is not installed (pip install matplotlib)")
         return []
     written = []
     for setting in _main_settings(cells):

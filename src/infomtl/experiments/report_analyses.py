@@ -26,6 +26,7 @@ from ``report.md``.
 from __future__ import annotations
 
 import json
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ import numpy as np
 from infomtl.experiments.results import StoreData, setting_of
 from infomtl.experiments.store import point_name
 from infomtl.tables import Table, mean_std
+
+log = logging.getLogger(__name__)
 
 ANALYSES = ("robustness", "representations", "curves", "information")
 
@@ -73,7 +76,7 @@ def find_analyses(data: StoreData) -> dict[str, dict[str, Analysed]]:
         try:
             content = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-            print(f"note: {path}: not readable JSON; left out of the report")
+            log.warning("note: %s: not readable JSON; left out of the report", path)
             continue
         results = content.get("results") if path.stem == "robustness" and isinstance(content, dict) else content
         if not isinstance(results, dict):

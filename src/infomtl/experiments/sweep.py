@@ -10,6 +10,7 @@ features are extracted once, in this process, before any run starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from collections.abc import Callable
@@ -26,11 +27,14 @@ from infomtl.data.loading import load_data
 from infomtl.errors import ConfigError
 from infomtl.experiments.plan import load_sweep
 from infomtl.experiments.store import PlannedRun, Store, run_id
+from infomtl.logs import quieted
 from infomtl.methods.registry import OBJECTIVES, resolve_method
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.building import uses_features
 from infomtl.modeling.feature_cache import AUTOCAST, FeatureCache
 from infomtl.training import train
+
+log = logging.getLogger(__name__)
 
 
 def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = None) -> str:
@@ -52,7 +56,8 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
     if folder.exists():
         shutil.rmtree(folder)
     config.output_dir = str(folder)
-    train(config, echo=lambda *_: None)
+    with quieted("infomtl.training"):  # the sweep reports each run in one line
+        train(config)
     return rid
 
 
@@ -61,7 +66,7 @@ FEATURE_OPTIONS = ("backbone", "pooling", "max_length", "benchmark", "tasks", "t
                    "goemotions_multilabel", "ei_reg_pair", "feature_cache", "mixed_precision", "cpu")
 
 
-def prepare_features(configs: list[TrainConfig], echo: Callable[[str], None] = print) -> int:
+def prepare_features(configs: list[TrainConfig]) -> int:
     """Compute the cached features of every fast-mode config's whole splits, once per
     distinct data setup, in this process (all cores) — before a sweep starts workers that
     would otherwise wait on each other's extraction. Returns the number of setups."""
@@ -80,8 +85,9 @@ def prepare_features(configs: list[TrainConfig], echo: Callable[[str], None] = p
         parts = [part for task in data.tasks for part in data.splits[task.name].values()]
         missing = [part for part in parts if cache._read(cache.path(part), len(part)) is None]
         if missing:
-            echo(f"features: {config.backbone} ({config.pooling}, max length {config.max_length}) for "
-                 f"{len(missing)} split(s) of {len(data.tasks)} task(s) -> {cache.root}")
+            log.info("features: %s (%s, max length %d) for %d split(s) of %d task(s) -> %s",
+                     config.backbone, config.pooling, config.max_length, len(missing), len(data.tasks),
+                     cache.root)
         for part in missing:
             cache.features(part)
     return len(setups)
@@ -136,7 +142,6 @@ def run_sweep(
     sweep_path: str | Path,
     store_root: str | Path,
     workers: int = 1,
-    echo: Callable[[str], None] = print,
     ray: RayOptions | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of a sweep file into a store (see the module docstring);
@@ -159,22 +164,23 @@ def run_sweep(
             todo.append(run)
     summary = SweepSummary(total=len(runs), skipped=len(runs) - len(todo))
     how = "Ray" if ray is not None else f"{workers} worker{'s' if workers > 1 else ''}"
-    echo(f"sweep {sweep_path}: {len(runs)} runs, {summary.skipped} finished, {len(todo)} to run "
-         f"({how}) -> {store.root}")
+    log.info("sweep %s: %d runs, %d finished, %d to run (%s) -> %s",
+             sweep_path, len(runs), summary.skipped, len(todo), how, store.root)
     by_id = {run.run_id: run for run in todo}
-    prepare_features([run.config for run in todo], echo)  # fast-mode features, once, all cores
+    prepare_features([run.config for run in todo])  # fast-mode features, once, all cores
 
     def done(rid: str, error: str | None) -> None:
         run = by_id[rid]
         if error is None:
             store.append_index({**run.meta(), "status": "finished"})
             summary.finished.append(rid)
-            echo(f"[{len(summary.finished) + len(summary.failed)}/{len(todo)}] {rid} {run.label} "
-                 f"[{run.point_name}] seed {run.config.seed}: done")
+            log.info("[%d/%d] %s %s [%s] seed %d: done", len(summary.finished) + len(summary.failed),
+                     len(todo), rid, run.label, run.point_name, run.config.seed)
         else:
             summary.failed[rid] = error
-            echo(f"[{len(summary.finished) + len(summary.failed)}/{len(todo)}] {rid} {run.label} "
-                 f"[{run.point_name}] seed {run.config.seed}: FAILED: {error}")
+            log.warning("[%d/%d] %s %s [%s] seed %d: FAILED: %s",
+                        len(summary.finished) + len(summary.failed), len(todo), rid, run.label,
+                        run.point_name, run.config.seed, error)
 
     if ray is not None:
         if todo:

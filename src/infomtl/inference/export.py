@@ -131,9 +131,9 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
     meta = read_json(run_dir / "run.json")
     dest.mkdir(parents=True, exist_ok=True)
     encoder_dir = dest / "encoder"
-    quiet_transformers()
-    run.model.encoder.save_pretrained(encoder_dir, safe_serialization=True)
-    run.backbone.tokenizer.save_pretrained(encoder_dir)
+    with quiet_transformers():
+        run.model.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+        run.backbone.tokenizer.save_pretrained(encoder_dir)
     tensors = {k: v.detach().cpu().clone().contiguous()  # decoder.* (and shared_mlp.* in fast mode)
                for k, v in run.model.state_dict().items() if not k.startswith("encoder.")}
     tensors.update({f"method.{k}": v.detach().cpu().clone().contiguous()

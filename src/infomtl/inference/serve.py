@@ -18,8 +18,8 @@ the event loop keeps answering meanwhile. (No ``from __future__ import annotatio
 here: FastAPI reads the endpoints' annotations.)
 """
 
+import logging
 import socket
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +27,8 @@ from typing import Any
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.fileio import JSONError, loads_json
 from infomtl.tasks import TaskKind
+
+log = logging.getLogger(__name__)
 
 #: What ``GET /tasks`` says of a task's text pairs, by its pair mode (see :mod:`infomtl.inference.predict`).
 PAIRS = {"none": "ignored", "first": "required", "second": "optional"}
@@ -227,11 +229,10 @@ def listen(host: str, port: int) -> socket.socket:
 
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
-          batch_size: int = 64, access_log: bool = True,
-          echo: Callable[[str], None] = lambda line: print(line, flush=True)) -> None:
+          batch_size: int = 64, access_log: bool = True) -> None:
     """Load ``path`` (a run, STL or export folder) and serve it until interrupted.
 
-    Prints ``serving PATH (N tasks) on http://HOST:PORT`` (the bound port) once the
+    Logs ``serving PATH (N tasks) on http://HOST:PORT`` (the bound port, INFO) once the
     socket listens; SIGINT or SIGTERM stops it after the requests in flight.
     """
     require_extra()
@@ -250,7 +251,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: L
     app = create_app(predictor, limits, batch_size)
     server = uvicorn.Server(uvicorn.Config(app, log_level="info", access_log=access_log))
     shown = f"[{host}]" if ":" in host else host
-    echo(f"serving {path} ({len(predictor.tasks)} tasks) on http://{shown}:{bound}")
+    log.info("serving %s (%d tasks) on http://%s:%d", path, len(predictor.tasks), shown, bound)
     try:
         server.run(sockets=[sock])
     finally:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import importlib.util
 import string
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,13 +111,14 @@ def load_backbone_files(folder: Path, spec: str, pooling: str, max_length: int) 
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    try:
-        config = AutoConfig.from_pretrained(folder)
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{folder}: cannot read the saved encoder config/tokenizer ({exc})") from exc
-    encoder = AutoModel.from_config(config, add_pooling_layer=False) if _is_bert(config) else (
-        AutoModel.from_config(config))
+    with quiet_transformers():
+        try:
+            config = AutoConfig.from_pretrained(folder)
+            tokenizer = AutoTokenizer.from_pretrained(folder)
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"{folder}: cannot read the saved encoder config/tokenizer ({exc})") from exc
+        encoder = AutoModel.from_config(config, add_pooling_layer=False) if _is_bert(config) else (
+            AutoModel.from_config(config))
     return Backbone(spec, encoder, tokenizer, int(config.hidden_size), pooling, max_length)
 
 
@@ -136,23 +139,33 @@ def _is_bert(config: object) -> bool:
     return getattr(config, "model_type", "") in ("bert", "roberta", "xlm-roberta", "camembert")
 
 
-def quiet_transformers() -> None:
+@contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """Within the block, transformers logs errors only and shows no progress bars; its
+    verbosity and progress-bar setting are restored afterwards."""
     from transformers.utils import logging as hf_logging
 
+    verbosity = hf_logging.get_verbosity()
+    bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _from_pretrained(source: str, spec: str) -> tuple[nn.Module, object]:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-    quiet_transformers()
-
     try:
-        config = AutoConfig.from_pretrained(source)
-        tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
-        kwargs = {"add_pooling_layer": False} if _is_bert(config) else {}
-        encoder = AutoModel.from_pretrained(source, config=config, **kwargs)
+        with quiet_transformers():
+            config = AutoConfig.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source, use_fast=True)
+            kwargs = {"add_pooling_layer": False} if _is_bert(config) else {}
+            encoder = AutoModel.from_pretrained(source, config=config, **kwargs)
     except (OSError, ValueError) as exc:
         local = Path(source).exists()
         hint = (

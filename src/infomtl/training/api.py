@@ -7,8 +7,6 @@ hooks its config asks for (:mod:`infomtl.training.hooks`).
 
 from __future__ import annotations
 
-from typing import Any
-
 from infomtl.artifacts.run_folder import resume_config
 from infomtl.config import TrainConfig
 from infomtl.methods.single_task import is_single_task
@@ -17,15 +15,16 @@ from infomtl.training.stl import train_single_task
 from infomtl.training.trainer import Trainer, TrainResult
 
 
-def train(config: TrainConfig, echo: Any = print) -> TrainResult:
+def train(config: TrainConfig) -> TrainResult:
     """Train one configured run (for ``stl`` / ``stl-cnn``: one run per task, see
     :mod:`infomtl.training.stl`); returns its folder and results.
 
     ``--resume`` (``config.resume``) continues an interrupted run folder in place.
+    Progress lines go to the ``infomtl.training`` loggers (INFO; see :mod:`infomtl.logs`).
     """
     if config.resume is not None:
         config = resume_config(config.resume)
     hooks = epoch_hooks(config)
     if is_single_task(config.method):
-        return train_single_task(config, echo, hooks)
-    return Trainer(config, echo, hooks).run()
+        return train_single_task(config, hooks)
+    return Trainer(config, hooks).run()

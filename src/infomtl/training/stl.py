@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import logging
 import os
 import time
 from collections.abc import Sequence
@@ -37,15 +38,15 @@ from infomtl.methods.single_task import check_single_task_config, combine_scores
 from infomtl.tasks import Task
 from infomtl.training.trainer import EpochHook, Trainer, TrainResult
 
+log = logging.getLogger(__name__)
+
 
 def _world() -> tuple[int, bool]:
     """Number of processes and whether this one is the main one (torchrun / accelerate launch)."""
     return int(os.environ.get("WORLD_SIZE", "1")), int(os.environ.get("RANK", "0")) == 0
 
 
-def train_single_task(
-    config: TrainConfig, echo: Any = print, epoch_hooks: Sequence[EpochHook] = ()
-) -> TrainResult:
+def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()) -> TrainResult:
     """Train one run per task (see the module docstring), each with ``epoch_hooks``;
     returns the STL folder and the combined results."""
 
@@ -67,7 +68,8 @@ def train_single_task(
         run_dir = new_run_dir(config.output_dir) if main else Path(str(config.output_dir))
         if main:
             config.save(run_dir / "config.yaml")
-    echo(f"{base.name}: one {base.task_method} run per task ({', '.join(names)}) -> {run_dir}")
+    progress = log.info if main else log.debug  # one process speaks for all
+    progress("%s: one %s run per task (%s) -> %s", base.name, base.task_method, ", ".join(names), run_dir)
     start = time.perf_counter()
     per_task: dict[str, dict[str, Any]] = {}
     tasks: list[Task] = []
@@ -76,7 +78,7 @@ def train_single_task(
     for i, name in enumerate(names, 1):
         sub = run_dir / name
         if resuming and (sub / "results.json").is_file():  # this task finished before the kill
-            echo(f"{base.name}: task {i}/{len(names)}: {name} (finished)")
+            progress("%s: task %d/%d: %s (finished)", base.name, i, len(names), name)
             meta = read_json(sub / "run.json")
             try:
                 tasks.append(Task.from_dict(meta["tasks"][0]))
@@ -85,10 +87,10 @@ def train_single_task(
                 raise InfomtlError(f"{sub / 'run.json'}: malformed ({exc})") from None
             per_task[name] = read_json(sub / "results.json")
             continue
-        echo(f"{base.name}: task {i}/{len(names)}: {name}")
+        progress("%s: task %d/%d: %s", base.name, i, len(names), name)
         interrupted = resuming and (sub / "config.yaml").is_file()
         trainer = Trainer(
-            resume_config(sub) if interrupted else task_config(config, name, sub), echo, epoch_hooks
+            resume_config(sub) if interrupted else task_config(config, name, sub), epoch_hooks
         )
         result = trainer.run()
         tasks.append(trainer.tasks[0])

@@ -34,6 +34,7 @@ which (same state, same data order) rewrites the same best checkpoint.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -81,6 +82,8 @@ from infomtl.tasks import Task
 from infomtl.training.optim import build_optimizer, build_scheduler
 from infomtl.training.sharded import forward_sharded
 
+log = logging.getLogger(__name__)
+
 #: Called after each epoch's validation as ``hook(trainer)``; returns the entries it
 #: adds to the epoch's line of ``log.jsonl`` (see :mod:`infomtl.training.hooks`).
 EpochHook = Callable[["Trainer"], dict[str, Any]]
@@ -89,10 +92,6 @@ EpochHook = Callable[["Trainer"], dict[str, Any]]
 def resolve_spec(config: TrainConfig) -> MethodSpec:
     """The validated method of a config (fails before anything is loaded)."""
     return resolve_method(config.method, config.weighting, config.method_args)
-
-
-def _silent(*args: Any, **kwargs: Any) -> None:
-    """The echo of a process other than the main one."""
 
 
 @dataclass
@@ -104,9 +103,7 @@ class TrainResult:
 class Trainer:
     """Runs one configured training job end to end (see the module docstring)."""
 
-    def __init__(
-        self, config: TrainConfig, echo: Any = print, epoch_hooks: Sequence[EpochHook] = ()
-    ) -> None:
+    def __init__(self, config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()) -> None:
         from accelerate import Accelerator
         from accelerate.state import AcceleratorState
         from accelerate.utils import DataLoaderConfiguration, set_seed
@@ -132,10 +129,9 @@ class Trainer:
                 f"launched as {launched} processes but accelerate set up "
                 f"{self.accelerator.num_processes}; check the launcher and the device"
             )
-        main = self.accelerator.is_main_process
-        if config.resume is None and main:  # only the main process creates the run folder
+        # only the main process creates the run folder
+        if config.resume is None and self.accelerator.is_main_process:
             check_output_dir(config.output_dir)
-        self.echo = echo if main else _silent
         set_seed(config.seed)
         full = load_data(config)
         self.data = limit_data(config, full)
@@ -246,6 +242,11 @@ class Trainer:
 
     # -- loop --------------------------------------------------------------------------
 
+    def _progress(self, message: str, *args: Any) -> None:
+        """A progress line (INFO), from the main process only."""
+        if self.accelerator.is_main_process:
+            log.info(message, *args)
+
     def run(self) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         last_dir = None
@@ -255,7 +256,7 @@ class Trainer:
                 for name in ("last", "checkpoint"):
                     recover_folder(run_dir / name)
                 if not (run_dir / "last" / "state.json").is_file():
-                    self.echo(f"{run_dir}: no complete epoch to resume from; training from scratch")
+                    log.info("%s: no complete epoch to resume from; training from scratch", run_dir)
                     clear_run_dir(run_dir)
             acc.wait_for_everyone()
             if (run_dir / "last" / "state.json").is_file():
@@ -294,12 +295,12 @@ class Trainer:
             best_score, elapsed, stopped = float(state["best_score"]), float(state["elapsed"]), bool(state["stopped"])
             if acc.is_main_process:
                 truncate_log(log_path, first_epoch - 1)
-            self.echo(f"resuming {run_dir} after epoch {first_epoch - 1}")
+            self._progress("resuming %s after epoch %d", run_dir, first_epoch - 1)
         start = time.perf_counter() - elapsed
-        self.echo(
-            f"training {self.spec.name} on {', '.join(t.name for t in self.tasks)} "
-            f"({sum(self.train_sizes)} rows, {steps_per_epoch} steps/epoch, regime {self.regime}) "
-            f"with {cfg.backbone} on {acc.device} -> {run_dir}"
+        self._progress(
+            "training %s on %s (%d rows, %d steps/epoch, regime %s) with %s on %s -> %s",
+            self.spec.name, ", ".join(t.name for t in self.tasks), sum(self.train_sizes),
+            steps_per_epoch, self.regime, cfg.backbone, acc.device, run_dir,
         )
         epoch = first_epoch - 1
         for epoch in range(first_epoch, 1 if stopped else cfg.epochs + 1):
@@ -351,9 +352,9 @@ class Trainer:
             if acc.is_main_process:
                 with log_path.open("a", encoding="utf-8") as fh:
                     fh.write(json.dumps(record) + "\n")
-            self.echo(
-                f"epoch {epoch}: train loss {train_log['loss']:.4f}  val Avg {val['avg']:.2f}  "
-                f"val loss {val_loss:.4f}" + ("  *" if improved else "")
+            self._progress(
+                "epoch %d: train loss %.4f  val Avg %.2f  val loss %.4f%s",
+                epoch, train_log["loss"], val["avg"], val_loss, "  *" if improved else "",
             )
             if improved:
                 best_score, best_epoch, bad_epochs = score, epoch, 0
@@ -374,7 +375,7 @@ class Trainer:
                     acc.scaler,
                 )
             if stopped:
-                self.echo(f"early stop: no improvement for {cfg.patience} epochs")
+                self._progress("early stop: no improvement for %d epochs", cfg.patience)
                 break
         acc.wait_for_everyone()
         load_weights(run_dir / "checkpoint", acc.unwrap_model(model), self.method)
