@@ -409,7 +409,8 @@ def render(args: argparse.Namespace, info: dict[str, object], peak_text: str, pe
         bad = [m.name for m in checked if not m.prediction_ok]
         lines.append(
             "encoder calls: recorded with a forward hook; host-side prediction "
-            + ("matches for every recorded method" if not bad else f"DIFFERS for {', '.join(bad)} (recorded calls used)")
+            + ("matches for every recorded method" if not bad
+               else f"DIFFERS for {', '.join(bad)} (recorded calls used)")
         )
     lines.append(
         "counted: model FLOPs per encoder call = Σ over real (non-padding) tokens of "
@@ -428,8 +429,10 @@ def render(args: argparse.Namespace, info: dict[str, object], peak_text: str, pe
         )
     else:
         lines.append("memory: torch.cuda.max_memory_allocated during the method's warm-up and timed steps")
-    return "\n".join(textwrap.fill(line, 110, subsequent_indent="  ", break_on_hyphens=False) if not line.startswith("|") else line
-                     for line in "\n".join(lines).split("\n"))
+    return "\n".join(
+        line if line.startswith("|") else textwrap.fill(line, 110, subsequent_indent="  ", break_on_hyphens=False)
+        for line in "\n".join(lines).split("\n")
+    )
 
 
 def naive_steps(args: argparse.Namespace) -> int:
@@ -454,7 +457,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-rows", type=int, help="training rows per task (default 2000)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"),
                         help="training dtype (bf16 = autocast; the naive reference stays fp32)")
-    parser.add_argument("--compile", action="store_true", help="TrainConfig.compile: torch.compile the encoder (give a larger --warmup: the first shapes compile)")
+    parser.add_argument("--compile", action="store_true",
+                        help="TrainConfig.compile: torch.compile the encoder "
+                        "(give a larger --warmup: the first shapes compile)")
     parser.add_argument("--grad-accumulation", type=int, default=None,
                         help="TrainConfig.grad_accumulation: encoder micro-batches per step (checkpointed)")
     parser.add_argument("--threads", type=int, help="torch threads (default: physical cores)")

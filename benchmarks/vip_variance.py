@@ -45,9 +45,11 @@ def main(argv: list[str]) -> int:
         runs = row["runs"]
         avgs = [r["test_avg"] for r in runs]
         spreads = [r["spread"] for r in runs if r["spread"] is not None]
-        line = f"{row['label']:<32} test Avg {statistics.mean(avgs):6.2f} ± {statistics.stdev(avgs) if len(avgs) > 1 else 0:.2f}"
+        spread_of_avgs = statistics.stdev(avgs) if len(avgs) > 1 else 0
+        line = f"{row['label']:<32} test Avg {statistics.mean(avgs):6.2f} ± {spread_of_avgs:.2f}"
         if spreads:
-            line += f"  spread of σ²/Σ' over tasks {statistics.mean(spreads):6.2f} (per seed: {', '.join(f'{s:.2f}' for s in spreads)})"
+            per_seed = ", ".join(f"{s:.2f}" for s in spreads)
+            line += f"  spread of σ²/Σ' over tasks {statistics.mean(spreads):6.2f} (per seed: {per_seed})"
         print(line)
         for r in runs:
             if r["variances"]:

@@ -254,7 +254,8 @@ CASES = [
          ("unknown benchmark 'glue'",)),
     Case("flag-missing-data", lambda env: [*TRAIN, "--data-dir", str(env.tmp / "nodata"), "--output-dir", env.out],
          ("{tmp}/nodata/tweeteval", "--data-dir")),
-    Case("flag-output-dir-holds-files", lambda env: [*SYNTHETIC, "--output-dir", str(Path(env.write("o/x", "")).parent)],
+    Case("flag-output-dir-holds-files",
+         lambda env: [*SYNTHETIC, "--output-dir", str(Path(env.write("o/x", "")).parent)],
          ("--output-dir {tmp}/o", "already holds files")),
     Case("flag-resume-not-a-run", lambda env: ["train", "--resume", str(env.tmp)], ("--resume {tmp}",)),
     # checkpoints and exports

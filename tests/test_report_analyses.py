@@ -92,7 +92,8 @@ def test_robustness_table_by_hand(store: Path) -> None:
     assert rows[("ew", "random")]["ε=2"] == "42.00 ± 2.83" and rows[("ew", "random")]["Δ vs ew"] == "0.00 (base)"
     # the newest file wins: info0 from ew0's analysis, not the older all-zero one
     info = rows[("infomtl", "random")]
-    assert (info["seeds"], info["ε=0"], info["ε=1"], info["ε=2"]) == ("2", "62.00 ± 1.41", "57.00 ± 0.00", "51.00 ± 1.41")
+    assert (info["seeds"], info["ε=0"], info["ε=1"], info["ε=2"]) == (
+        "2", "62.00 ± 1.41", "57.00 ± 0.00", "51.00 ± 1.41")
     assert info["Δ vs ew"] == "+7.50"  # ((57 - 51) + (51 - 42)) / 2 over ε > 0
     assert rows[("infomtl", "fgm")]["Δ vs ew"] == "+9.00"  # ((53 - 46) + (43 - 32)) / 2
 
@@ -119,7 +120,8 @@ def test_report_md_embeds_the_analysis_pngs(store: Path, tmp_path: Path) -> None
     markdown, written = write_report(store, tmp_path / "out", plots=False)
     report = (tmp_path / "out" / "report.md").read_text()
     rid = next(iter(json.loads((store / "plan.json").read_text())))
-    link = f"![robustness (runs/{rid}: ew, seed 0, and the runs analysed with it)](../store/runs/{rid}/analysis/robustness.png)"
+    link = (f"![robustness (runs/{rid}: ew, seed 0, and the runs analysed with it)]"
+            f"(../store/runs/{rid}/analysis/robustness.png)")
     assert link in report and link in markdown
     for name in ("robustness", "representations", "information"):
         assert tmp_path / "out" / f"{name}.csv" in written

@@ -44,31 +44,51 @@ class TrainConfig:
     """Everything a training run depends on."""
 
     # data
-    benchmark: str = _f("tweeteval", "benchmark to train on (tweeteval, affecteval, synthetic); ignored with --task-dirs", "data")
+    benchmark: str = _f(
+        "tweeteval", "benchmark to train on (tweeteval, affecteval, synthetic); ignored with --task-dirs", "data")
     tasks: list[str] = _f([], "comma-separated subset of the benchmark's tasks (default: all)", "data")
-    task_dirs: list[str] = _f([], "comma-separated folders of your own tasks (train/val/test JSONL or TSV, optional task.yaml)", "data")
-    data_dir: str | None = _f(None, "root folder holding one folder per benchmark (else $INFOMTL_DATA, else the cache)", "data")
-    train_ratio: float = _f(1.0, "seeded stratified fraction of each training set to keep (data-constrained runs)", "data")
+    task_dirs: list[str] = _f(
+        [], "comma-separated folders of your own tasks (train/val/test JSONL or TSV, optional task.yaml)", "data")
+    data_dir: str | None = _f(
+        None, "root folder holding one folder per benchmark (else $INFOMTL_DATA, else the cache)", "data")
+    train_ratio: float = _f(
+        1.0, "seeded stratified fraction of each training set to keep (data-constrained runs)", "data")
     max_train_examples: int | None = _f(None, "keep at most N training rows per task (stratified; smoke runs)", "data")
-    max_eval_examples: int | None = _f(None, "score only the first N val/test rows per task (smoke runs; not official)", "data")
-    goemotions_multilabel: bool = _f(False, "GoEmotions as the official multi-label task instead of the authors' single-label subset (affecteval)", "data")
-    ei_reg_pair: str = _f("first", "how EI-reg's emotion reaches the encoder: as the first text of a pair, or not at all (affecteval)", "data", EI_REG_PAIRS)
-    multilabel_threshold: float | None = _f(None, "decision threshold of multi-label tasks, in (0, 1) (default: each task's own, 0.5)", "data")
+    max_eval_examples: int | None = _f(
+        None, "score only the first N val/test rows per task (smoke runs; not official)", "data")
+    goemotions_multilabel: bool = _f(
+        False, "GoEmotions as the official multi-label task instead of the authors' single-label subset "
+        "(affecteval)", "data")
+    ei_reg_pair: str = _f(
+        "first", "how EI-reg's emotion reaches the encoder: as the first text of a pair, or not at all "
+        "(affecteval)", "data", EI_REG_PAIRS)
+    multilabel_threshold: float | None = _f(
+        None, "decision threshold of multi-label tasks, in (0, 1) (default: each task's own, 0.5)", "data")
     # model
-    backbone: str = _f("roberta-base", "encoder: Hugging Face id or local path, or 'minilm' / 'tiny' (offline)", "model")
+    backbone: str = _f(
+        "roberta-base", "encoder: Hugging Face id or local path, or 'minilm' / 'tiny' (offline)", "model")
     pooling: str = _f("cls", "pooling of token states into the shared representation", "model", ("cls", "mean"))
     max_length: int = _f(256, "truncation length in tokens", "model")
     head_dropout: float = _f(0.2, "dropout on the task heads' input", "model")
-    chunk_tokens: int = _f(16384, "encode each step in length-sorted chunks of at most N padded tokens (0 = one forward); same result, less padding and memory", "model")
+    chunk_tokens: int = _f(
+        16384, "encode each step in length-sorted chunks of at most N padded tokens (0 = one forward); same "
+        "result, less padding and memory", "model")
     head_hidden: int = _f(0, "hidden width of Gaussian heads (0 = no hidden layer, as the authors' code)", "model")
-    freeze_backbone: bool = _f(False, "fast mode: keep the encoder fixed, cache its pooled features on disk once and train a shared MLP above them (token-state heads such as stl-cnn run the fixed encoder instead)", "model")
+    freeze_backbone: bool = _f(
+        False, "fast mode: keep the encoder fixed, cache its pooled features on disk once and train a shared MLP "
+        "above them (token-state heads such as stl-cnn run the fixed encoder instead)", "model")
     mlp_width: int = _f(256, "width of the shared 2-layer MLP trained above a frozen backbone's features", "model")
-    mlp_dropout: float = _f(0.1, "dropout of the shared MLP above a frozen backbone (InfoMTL's two views differ by it)", "model")
-    feature_cache: str | None = _f(None, "folder of the frozen-backbone feature cache (none: $XDG_CACHE_HOME/infomtl/features, else ~/.cache/infomtl/features)", "model", metavar="DIR")
+    mlp_dropout: float = _f(
+        0.1, "dropout of the shared MLP above a frozen backbone (InfoMTL's two views differ by it)", "model")
+    feature_cache: str | None = _f(
+        None, "folder of the frozen-backbone feature cache (none: "
+        "$XDG_CACHE_HOME/infomtl/features, else ~/.cache/infomtl/features)", "model", metavar="DIR")
     # method
     method: str = _f("ew", "training method (see `infomtl methods`); stl / stl-cnn train one model per task", "method")
-    weighting: str | None = _f(None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method")
-    method_args: dict[str, Any] = _f({}, "method hyperparameters as key=value pairs, e.g. alpha=0.1,beta=0.01", "method")
+    weighting: str | None = _f(
+        None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method")
+    method_args: dict[str, Any] = _f(
+        {}, "method hyperparameters as key=value pairs, e.g. alpha=0.1,beta=0.01", "method")
     # batching
     batch_size: int = _f(128, "rows per optimisation step (all tasks together)", "batching")
     eval_batch_size: int = _f(256, "rows per evaluation batch", "batching")
@@ -78,24 +98,33 @@ class TrainConfig:
     optimizer: str = _f("adamax", "optimizer", "optimisation", OPTIMIZERS)
     lr: float = _f(5e-5, "learning rate", "optimisation")
     weight_decay: float = _f(0.0, "weight decay of model parameters (learned task scalars get none)", "optimisation")
-    scalar_lr: float | None = _f(None, "learning rate of the learned task scalars (UW and IMTL-L s_t, VIP-MTL's learned log variance), which sit outside the clipped gradient norm (default: --lr)", "optimisation")
+    scalar_lr: float | None = _f(
+        None, "learning rate of the learned task scalars (UW and IMTL-L s_t, VIP-MTL's learned log "
+        "variance), which sit outside the clipped gradient norm (default: --lr)", "optimisation")
     warmup_ratio: float = _f(0.0, "fraction of training steps of linear warm-up", "optimisation")
     lr_schedule: str = _f("constant", "learning-rate schedule after warm-up", "optimisation", SCHEDULES)
     grad_clip: float = _f(1.0, "max gradient norm (0 = no clipping)", "optimisation")
     epochs: int = _f(20, "maximum number of epochs", "optimisation")
     patience: int = _f(3, "stop after this many epochs without validation improvement (0 = never)", "optimisation")
-    max_steps: int | None = _f(None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation")
+    max_steps: int | None = _f(
+        None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation")
     select_by: str = _f("avg", "model selection on the validation split", "optimisation", SELECT_BY)
-    grad_accumulation: int = _f(1, "encode each step's batch in N micro-batches (activation checkpointing: the memory of B/N rows, one more encoder forward); the update is that of the whole batch for every method", "optimisation")
+    grad_accumulation: int = _f(
+        1, "encode each step's batch in N micro-batches (activation checkpointing: the memory of B/N "
+        "rows, one more encoder forward); the update is that of the whole batch for every method", "optimisation")
     # runtime
     seed: int = _f(0, "random seed (data order, subsampling, initialisation, dropout)", "runtime")
     output_dir: str | None = _f(None, "run folder (default: a new folder under runs/)", "runtime")
     mixed_precision: str = _f("no", "autocast dtype (bf16 where the hardware has it)", "runtime", PRECISIONS)
     cpu: bool = _f(False, "run on the CPU even if a GPU is present", "runtime")
-    compile: bool = _f(False, "torch.compile the encoder (same results up to float rounding; the first steps are slow)", "runtime")
+    compile: bool = _f(
+        False, "torch.compile the encoder (same results up to float rounding; the first steps are slow)", "runtime")
     progress: bool = _f(True, "show progress bars", "runtime")
-    track_information: bool = _f(False, "log information-plane estimates per epoch (val set, two dropout views)", "runtime")
-    resume: str | None = _f(None, "continue an interrupted run folder from its last complete epoch; every other option is taken from RUN_DIR/config.yaml (other flags are ignored)", "runtime", metavar="RUN_DIR")
+    track_information: bool = _f(
+        False, "log information-plane estimates per epoch (val set, two dropout views)", "runtime")
+    resume: str | None = _f(
+        None, "continue an interrupted run folder from its last complete epoch; every other "
+        "option is taken from RUN_DIR/config.yaml (other flags are ignored)", "runtime", metavar="RUN_DIR")
 
     def validate(self) -> TrainConfig:
         """Check every value; raise :class:`ConfigError` naming the option."""

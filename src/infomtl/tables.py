@@ -55,7 +55,8 @@ def markdown_table(headers: Sequence[str], rows: Sequence[Sequence[object]], dig
         parts = [v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=True)]
         return "| " + " | ".join(parts) + " |"
 
-    rule = "|" + "|".join(("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric, strict=True)) + "|"
+    cells = (("-" * (w + 1) + ":") if num else ("-" * (w + 2)) for w, num in zip(widths, numeric, strict=True))
+    rule = "|" + "|".join(cells) + "|"
     return "\n".join([line([str(h) for h in headers]), rule, *(line(r) for r in body)])
 
 

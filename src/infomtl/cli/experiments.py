@@ -71,7 +71,8 @@ def add_experiment_commands(sub: Any) -> None:
                             "representations, information plane); report.md gathers them all.")
     report.add_argument("store", help="results store written by `infomtl sweep`")
     report.add_argument("--out", default=None, help="folder for the tables and plots (default: STORE/report)")
-    report.add_argument("--baseline", default=None, help="label of the Δp / significance baseline (default: the EW run)")
+    report.add_argument("--baseline", default=None,
+                        help="label of the Δp / significance baseline (default: the EW run)")
     report.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                         help="write PNG plots (needs matplotlib; default: on)")
     report.set_defaults(func=cmd_report)

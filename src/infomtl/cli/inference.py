@@ -60,7 +60,8 @@ def _add_predict_export(sub: argparse._SubParsersAction) -> None:
                         "folder. Input: one text per line (text), JSONL objects with \"text\" and an "
                         "optional \"text_pair\", or TSV (text, optional pair; optional header 'text'). "
                         "Every input line must hold a text; outputs follow the input order.")
-    pr.add_argument("run_dir", metavar="RUN_OR_EXPORT", help="run folder (infomtl train) or export folder (infomtl export)")
+    pr.add_argument("run_dir", metavar="RUN_OR_EXPORT",
+                    help="run folder (infomtl train) or export folder (infomtl export)")
     pr.add_argument("--input", required=True, metavar="FILE", help="input file, or - for standard input")
     pr.add_argument("--input-format", choices=INPUT_FORMATS, default=None,
                     help="input format (default: by extension: .jsonl, .tsv, else text)")
@@ -97,7 +98,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "every (or the chosen) task's prediction per text, GET /tasks and GET "
                         "/health. Requests over a limit get a 4xx JSON error. Needs the serve "
                         "extra: pip install 'infomtl[serve]'.")
-    sv.add_argument("run_dir", metavar="RUN_OR_EXPORT", help="run folder (infomtl train) or export folder (infomtl export)")
+    sv.add_argument("run_dir", metavar="RUN_OR_EXPORT",
+                    help="run folder (infomtl train) or export folder (infomtl export)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default: 8000)")
     sv.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes, metavar="N",

@@ -122,7 +122,9 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
                     resolve_spec(config)
                 except InfomtlError as exc:
                     message = str(exc)
-                    raise ConfigError(message if message.startswith(where) else f"{where} ({label}): {message}") from None
+                    if not message.startswith(where):
+                        message = f"{where} ({label}): {message}"
+                    raise ConfigError(message) from None
                 runs.append(PlannedRun(run_id(config), label, point, config, task_set))
     seen: dict[str, PlannedRun] = {}
     for run in runs:

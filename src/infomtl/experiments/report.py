@@ -202,8 +202,9 @@ def _where(setting: Setting) -> str:
 def _full_of(variant: Cell, labels: dict[str, Cell]) -> Cell | None:
     """The full method an ablation variant belongs to: a non-ablated label of the same method and
     weighting; preferring the same other ``method_args``, then a label that prefixes the variant's."""
-    candidates = [c for c in labels.values() if not c.ablation and method_family(c.method) == method_family(variant.method)
-                  and c.weighting == variant.weighting]
+    family = method_family(variant.method)
+    candidates = [c for c in labels.values()
+                  if not c.ablation and method_family(c.method) == family and c.weighting == variant.weighting]
     flags = ABLATIONS.get(method_family(variant.method), {})
 
     def others(cell: Cell) -> dict[str, Any]:
@@ -444,7 +445,8 @@ def write_plots(cells: dict, baseline: str | None, folder: Path) -> list[Path]:
         if not bars:
             continue
         fig, ax = plt.subplots(figsize=(max(4, 0.6 * len(bars) + 2), 3.5))
-        ax.bar([b[0] for b in bars], [b[1] for b in bars], color=["tab:green" if b[1] >= 0 else "tab:red" for b in bars])
+        colours = ["tab:green" if b[1] >= 0 else "tab:red" for b in bars]
+        ax.bar([b[0] for b in bars], [b[1] for b in bars], color=colours)
         ax.axhline(0, color="black", linewidth=0.8)
         ax.set_ylabel(f"Δp vs {baseline} (%)")
         ax.set_title(f"{setting[0]}, {setting[1]}")

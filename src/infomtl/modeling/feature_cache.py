@@ -4,7 +4,8 @@ With ``--freeze-backbone`` the encoder never changes, so the pooled representati
 ``f = pool(encoder(x))`` of every row is computed once and reused by every run,
 method and seed. The shared encoder that trains is a :class:`~infomtl.modeling.model.SharedMLP`
 above ``f`` (``h = MLP(f)``, width ``--mlp-width``, dropout ``--mlp-dropout``), so
-every method runs unchanged (the model is built in :mod:`infomtl.modeling.building`): InfoMTL's two dropout views differ by the MLP's dropout,
+every method runs unchanged (the model is built in :mod:`infomtl.modeling.building`):
+InfoMTL's two dropout views differ by the MLP's dropout,
 PCGrad projects the MLP's gradients, the bottlenecks sit on ``h``.
 
 Cache: one safetensors file per split of a task, named by the SHA-256 of everything
