@@ -64,8 +64,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     if config.resume is not None:
-        ignored = sorted(k for k, v in vars(args).items()
-                         if k not in ("command", "func", "resume") and v is not None)
+        ignored = sorted(k for k, v in vars(args).items()  # run options only, not --quiet
+                         if k not in ("command", "func", "resume", "quiet") and v is not None)
         if ignored:
             print(f"note: --resume takes the run's options from {config.resume}/config.yaml; ignoring "
                   + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
