@@ -234,7 +234,7 @@ def measure_ours(
     """Time ``steps`` steps of ``plan`` after ``warmup`` untimed ones with the library's
     ``Trainer`` (``plan=None``: this trainer's own plan). Returns the measurement, the
     plan, and the training rows' lengths (to check every method trains the same rows)."""
-    trainer = Trainer(config, echo=lambda *_: None)
+    trainer = Trainer(config)
     trainer.setup(warmup + steps)
     if plan is None:
         plan = step_plan(trainer, warmup + steps)

@@ -45,7 +45,7 @@ def test_registered_method_resolves_and_trains(inverse_loss, tmp_path) -> None:
     assert "inverse-loss" in registry.method_names()
 
     config = small_config(tmp_path / "run", method="inverse-loss", max_train_examples=16, batch_size=16)
-    result = train(config, echo=lambda *a, **k: None)
+    result = train(config)
     log = [json.loads(line) for line in (result.run_dir / "log.jsonl").read_text().splitlines()]
     weights = log[-1]["train"]["weights"]
     assert result.results["method_spec"]["weighting"] == "inverse-loss"
