@@ -38,7 +38,6 @@ import logging
 import math
 import os
 import time
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -79,6 +78,7 @@ from infomtl.modeling.building import build_model, compile_encoder, shared_size,
 from infomtl.modeling.feature_cache import FeatureCache
 from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task
+from infomtl.training.epoch_stats import EpochStats
 from infomtl.training.optim import build_optimizer, build_scheduler
 from infomtl.training.sharded import forward_sharded
 
@@ -306,12 +306,7 @@ class Trainer:
         for epoch in range(first_epoch, 1 if stopped else cfg.epochs + 1):
             model.train()
             self.method.train()
-            sums: dict[tuple[str, int | None], torch.Tensor] = defaultdict(
-                lambda: torch.zeros((), device=acc.device)
-            )
-            counts: dict[tuple[str, int | None], int] = defaultdict(int)
-            task_loss_sum = torch.zeros(len(self.tasks), device=acc.device)
-            task_loss_count = torch.zeros(len(self.tasks), device=acc.device)
+            stats = EpochStats([t.name for t in self.tasks], acc.device)
             steps = self.batcher.epoch(epoch)[:steps_per_epoch]
             bar = tqdm(steps, desc=f"epoch {epoch}", disable=not (cfg.progress and acc.is_main_process),
                        leave=False, dynamic_ncols=True)
@@ -319,20 +314,10 @@ class Trainer:
             for plan in bar:
                 total, terms, weights = self.train_step(plan, step)
                 step += 1
-                sums[("loss", None)] += total.detach()
-                counts[("loss", None)] += 1
-                for key, value in terms.components.items():
-                    sums[key] += value
-                    counts[key] += 1
-                for t, value in terms.task_losses.items():
-                    task_loss_sum[t] += value.detach()
-                    task_loss_count[t] += 1
-                    sums[("w", t)] += weights[t]
-                    counts[("w", t)] += 1
+                stats.add(total, terms, weights)
             bar.close()
-            mean_losses = task_loss_sum / task_loss_count.clamp_min(1)
-            self.method.on_epoch_end(epoch, mean_losses)
-            train_log = self._summarise(sums, counts)
+            self.method.on_epoch_end(epoch, stats.mean_task_losses())
+            train_log = stats.summary()
             val_preds, val_loss = self._predict("val")
             val = score_predictions(self.tasks, self._golds("val"), val_preds)
             score = val["avg"] if cfg.select_by == "avg" else -val_loss
@@ -417,18 +402,3 @@ class Trainer:
     def _groups(self, split: str) -> list[list[str] | None]:
         """Each task's group per row of ``split`` (stance target, EI-reg emotion), or None."""
         return [self.data.splits[t.name][split].groups for t in self.tasks]
-
-    def _summarise(self, sums: dict, counts: dict) -> dict[str, Any]:
-        names = [t.name for t in self.tasks]
-        out: dict[str, Any] = {}
-        for (name, t), total in sums.items():
-            n = counts.get((name, t), 0)
-            if n == 0:
-                continue
-            value = float(total) / n
-            if t is None:
-                out[name] = value
-            else:
-                key = "weights" if name == "w" else name
-                out.setdefault(key, {})[names[t]] = value
-        return out
