@@ -22,12 +22,13 @@ from typing import Any
 
 import torch
 
+from infomtl.config import TrainConfig
 from infomtl.data.batching import Batch
 from infomtl.methods import BackwardContext, Method, resolve_method
 from infomtl.metrics import score_task, task_score
-from infomtl.modeling.heads import TASK_SCALAR_NAMES
 from infomtl.modeling.model import MultiTaskModel, SharedMLP
 from infomtl.tasks import Task, TaskKind
+from infomtl.training.optim import build_optimizer, clipped_parameters
 
 
 @dataclass
@@ -150,11 +151,10 @@ def fit(
     m = Method(spec, [t.task for t in tasks], width, sizes, head_dropout=head_dropout)
     model = MultiTaskModel(torch.nn.Identity(), m.build_decoder(), freeze_encoder=True,
                            shared_mlp=SharedMLP(dim, width, dropout))
-    # as the trainer: learned task scalars in their own group, outside the clipped norm
-    scalars = [p for p in m.parameters() if p.requires_grad]
-    scalars += [p for n, p in model.named_parameters() if p.requires_grad and n.endswith(TASK_SCALAR_NAMES)]
-    params = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in scalars)]
-    optimizer = torch.optim.Adam([{"params": params}, {"params": scalars}], lr=lr)
+    # the trainer's optimizer groups (learned task scalars apart, outside the clipped norm);
+    # AdamW without weight decay is Adam
+    optimizer = build_optimizer(TrainConfig(optimizer="adamw", lr=lr, weight_decay=0.0), model, m)
+    params = clipped_parameters(optimizer)
     shared = list(model.shared_mlp.parameters()) + list(getattr(model.decoder, "shared_parameters", list)())
     heads = [list(h.parameters()) for h in getattr(model.decoder, "heads", [])]
     ctx = BackwardContext(lambda loss: loss.backward(), shared, heads)

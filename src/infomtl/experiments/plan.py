@@ -83,9 +83,9 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
     benchmarks = _as_list(data.get("benchmarks", [base.get("benchmark", "tweeteval")]), "benchmarks", source)
     backbones = _as_list(data.get("backbones", [base.get("backbone", "roberta-base")]), "backbones", source)
     task_sets = {b: expand_task_sets(data.get("task_sets"), b, base, source) for b in benchmarks}
-    settings = [(bench, backbone, ratio, task_set, seed)
-                for bench, backbone, ratio in itertools.product(benchmarks, backbones, ratios)
-                for task_set, seed in itertools.product(task_sets[bench], seeds)]
+    places = [(bench, backbone, ratio, task_set)
+              for bench, backbone, ratio in itertools.product(benchmarks, backbones, ratios)
+              for task_set in task_sets[bench]]
 
     runs: list[PlannedRun] = []
     labels: dict[str, int] = {}
@@ -103,13 +103,11 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
         names = list(grid)
         value_lists = [_as_list(grid[n], f"grid.{n}", where) for n in names]
         options = {k: v for k, v in entry.items() if k not in ("label", "grid", "seeds")}
-        entry_settings = settings
-        if "seeds" in entry:  # this row's own seeds (e.g. 5 for the main rows, 3 for ablations)
-            own = _as_list(entry["seeds"], "seeds", where)
-            entry_settings = [(*s[:4], seed) for s in settings if s[4] == seeds[0] for seed in own]
+        # a row's own seeds (e.g. 5 for the main rows, 3 for ablations), else the sweep's
+        row_seeds = _as_list(entry["seeds"], "seeds", where) if "seeds" in entry else seeds
         for values in itertools.product(*value_lists):
             point = dict(zip(names, values, strict=True))
-            for benchmark, backbone, ratio, task_set, seed in entry_settings:
+            for (benchmark, backbone, ratio, task_set), seed in itertools.product(places, row_seeds):
                 merged = {**base, **options, "benchmark": benchmark, "backbone": backbone,
                           "train_ratio": ratio, "seed": seed}
                 if task_set is not None:

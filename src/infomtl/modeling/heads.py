@@ -147,14 +147,10 @@ class VarianceNormalizedGaussianHead(GaussianHead):
         out_features: int,
         dropout: float = 0.0,
         hidden: int = 0,
-        mode: str | bool = "learned",
+        mode: str = "learned",
         momentum: float = 0.1,
     ) -> None:
         super().__init__(in_features, out_features, dropout, hidden)
-        if mode is True:
-            mode = "learned"
-        elif mode is False:
-            mode = "off"
         if mode not in SCALE_MODES:
             raise ValueError(f"mode must be one of {', '.join(SCALE_MODES)}, got {mode!r}")
         if not 0 < momentum <= 1:

@@ -35,6 +35,11 @@ def build_optimizer(cfg: TrainConfig, model: MultiTaskModel, method: Method) -> 
     return cls(groups, lr=cfg.lr)
 
 
+def clipped_parameters(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
+    """The parameters whose gradient norm is clipped: all but the task-scalar group's."""
+    return [p for g in optimizer.param_groups if not g.get("task_scalars") for p in g["params"]]
+
+
 def build_scheduler(
     cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:

@@ -79,7 +79,7 @@ from infomtl.modeling.feature_cache import FeatureCache
 from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task
 from infomtl.training.epoch_stats import EpochStats
-from infomtl.training.optim import build_optimizer, build_scheduler
+from infomtl.training.optim import build_optimizer, build_scheduler, clipped_parameters
 from infomtl.training.sharded import forward_sharded
 
 log = logging.getLogger(__name__)
@@ -205,9 +205,7 @@ class Trainer:
         heads = [list(h.parameters()) for h in getattr(inner.decoder, "heads", [])]
         self.ctx = BackwardContext(acc.backward, shared, heads, distributed.all_reduce_mean)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        self.clipped = [
-            p for g in self.optimizer.param_groups if not g.get("task_scalars") for p in g["params"]
-        ]
+        self.clipped = clipped_parameters(self.optimizer)
 
     def train_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """One optimisation step on the global step ``plan`` (the ``step``-th of the run)."""
