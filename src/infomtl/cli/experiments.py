@@ -23,7 +23,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         ray = RayOptions(args.ray_address, args.cpus_per_run, args.gpus_per_run)
     summary = run_sweep(args.config, args.store, workers=args.workers, ray=ray)
     print(f"{summary.total} runs: {summary.skipped} already finished, {len(summary.finished)} trained, "
-          f"{len(summary.failed)} failed; store: {args.store}")
+          f"{len(summary.failed)} failed"
+          + (f", {len(summary.busy)} left to another sweep on the store" if summary.busy else "")
+          + f"; store: {args.store}")
     if summary.failed:
         print(f"error: {len(summary.failed)} run(s) failed; run the same command again to retry them",
               file=sys.stderr)

@@ -1,18 +1,24 @@
 """The results store of a sweep: a folder that survives a kill.
 
-A run's id is the first 12 hex digits of the SHA-256 of its resolved config's
-canonical JSON, leaving out the options that do not change its results
-(:data:`NOT_HASHED`). The store::
+A run's id is the first 12 hex digits of the SHA-256 of the canonical JSON of what
+sets it apart (:func:`run_id`): the options that differ from their defaults, the
+method's hyperparameters that differ from theirs, and :data:`ID_SCHEMA`. Adding an
+option therefore keeps every existing id; :data:`ID_SCHEMA` is bumped only when a
+default's meaning changes. The store::
 
     STORE/sweep.yaml        copy of the last sweep file run into the store
     STORE/plan.json         every run ever planned into the store (id -> label, point, seed, ...)
     STORE/index.jsonl       one line per finished run (appended and fsynced by one writer)
     STORE/runs/<id>/        the run folder of `infomtl train` (results.json when finished)
+    STORE/locks/<id>.lock   held by the process training the run (several sweeps may share a store)
+    STORE/locks/store.lock  held while the plan or the index is written
 
 A run is finished iff ``runs/<id>/results.json`` exists (written by rename, so
 it is never partial). Running a sweep again skips finished runs, deletes and
 restarts unfinished ones, and, for a changed sweep file, adds the new ids;
-nothing finished is ever overwritten.
+nothing finished is ever overwritten. Runs whose folder carries the id of the
+first id scheme (every option hashed) are renamed to their current id when a sweep
+plans them (:meth:`Store.adopt_legacy`).
 """
 
 from __future__ import annotations
@@ -20,16 +26,22 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 from infomtl.config import TrainConfig
 from infomtl.errors import InfomtlError
 
 #: Options that do not change what a run computes, so they are left out of its id.
 NOT_HASHED = ("output_dir", "progress", "track_information", "feature_cache", "compile")  # do not change results
+
+#: Version of the id scheme: bump it only when a default's meaning changes (every id changes then).
+ID_SCHEMA = 2
 
 
 @dataclass(frozen=True)
@@ -65,15 +77,49 @@ def point_name(point: dict[str, Any]) -> str:
 
 
 def run_id(config: TrainConfig) -> str:
-    """Stable id of a run: SHA-256 of its canonical JSON config (minus :data:`NOT_HASHED`)
-    and of its resolved method (every hyperparameter, defaults included), so that a run
-    trained under an earlier default of a method is not taken for one under the new."""
+    """Stable id of a run: SHA-256 of :data:`ID_SCHEMA` and of the options whose value
+    differs from the default (minus :data:`NOT_HASHED`), with the method written as its
+    canonical objective and weighting and only the hyperparameters that differ from the
+    method's defaults (so ``--method-args simax=true`` is the same run as none)."""
     from infomtl.methods import resolve_method  # torch: kept out of `infomtl --help`
+    from infomtl.methods.single_task import is_single_task
+
+    defaults = TrainConfig().to_dict()
+    data: dict[str, Any] = {
+        k: v for k, v in config.to_dict().items()
+        if k not in NOT_HASHED and k not in ("method", "weighting", "method_args") and v != defaults[k]
+    }
+    data["id_schema"] = ID_SCHEMA
+    if is_single_task(config.method):
+        data["method"] = config.method
+        if config.method_args:
+            data["method_args"] = dict(config.method_args)
+    else:
+        spec = resolve_method(config.method, config.weighting, config.method_args).to_dict()
+        base = resolve_method(spec["objective"], spec["weighting"], {}).to_dict()
+        data["method"] = spec["objective"]
+        data["weighting"] = spec["weighting"]
+        changed = {k: v for part in ("objective_args", "weighting_args")
+                   for k, v in spec[part].items() if base[part].get(k) != v}
+        if changed:
+            data["method_args"] = changed
+    return _digest(data)
+
+
+def legacy_run_id(config: TrainConfig) -> str:
+    """The run's id under the first scheme (every option and every resolved hyperparameter
+    hashed, defaults included): equal to the id a store recorded only for a run trained
+    with today's defaults, which is what makes adopting such a folder safe."""
+    from infomtl.methods import resolve_method
     from infomtl.methods.single_task import is_single_task
 
     data = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     if not is_single_task(config.method):
         data["method_spec"] = resolve_method(config.method, config.weighting, config.method_args).to_dict()
+    return _digest(data)
+
+
+def _digest(data: dict[str, Any]) -> str:
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -97,6 +143,37 @@ class Store:
 
     def run_dir(self, rid: str) -> Path:
         return self.root / "runs" / rid
+
+    def lock_path(self, name: str) -> Path:
+        folder = self.root / "locks"
+        folder.mkdir(parents=True, exist_ok=True)
+        return folder / f"{name}.lock"
+
+    @contextmanager
+    def locked(self, timeout: float = 120.0) -> Iterator[None]:
+        """Hold the store's lock (the plan and the index are read-modify-written under it)."""
+        try:
+            with FileLock(self.lock_path("store"), timeout=timeout):
+                yield
+        except Timeout:
+            raise InfomtlError(f"{self.root}: the store is locked by another process for over "
+                               f"{timeout:g} s ({self.lock_path('store')})") from None
+
+    @contextmanager
+    def claim(self, rid: str) -> Iterator[bool]:
+        """Try to take run ``rid`` for this process: yields True while held, False when another
+        process holds it. The lock is an OS file lock, so a killed holder releases it (no stale
+        lock to clean up)."""
+        lock = FileLock(self.lock_path(rid), timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            lock.release()
 
     def is_finished(self, rid: str) -> bool:
         return (self.run_dir(rid) / "results.json").is_file()
@@ -125,13 +202,44 @@ class Store:
 
     def add_to_plan(self, runs: Iterable[PlannedRun]) -> None:
         """Merge ``runs`` into ``plan.json`` (temp file + rename); never drops a planned run."""
-        plan = self.read_plan()
-        for run in runs:
-            plan.setdefault(run.run_id, run.meta())
-        _write_atomic(self.plan_path, json.dumps(plan, indent=1) + "\n")  # keeps the sweep's order
+        with self.locked():
+            plan = self.read_plan()
+            for run in runs:
+                plan.setdefault(run.run_id, run.meta())
+            _write_atomic(self.plan_path, json.dumps(plan, indent=1) + "\n")  # keeps the sweep's order
 
-    def append_index(self, entry: dict[str, Any]) -> None:
-        """Append one finished run to the index (one write of one line, then fsync)."""
+    def append_index(self, entry: dict[str, Any]) -> bool:
+        """Append one finished run to the index (one write of one line, then fsync) unless it is
+        there already (another sweep on the store indexed it); returns whether it was added."""
+        with self.locked():
+            if any(e["id"] == entry["id"] for e in self.read_index()):
+                return False
+            self._append_line(entry)
+            return True
+
+    def adopt_legacy(self, runs: Iterable[PlannedRun]) -> int:
+        """Rename finished run folders recorded under the first id scheme
+        (:func:`legacy_run_id`) to their current id, in the folder, the index and the plan, so
+        a store made before stable ids is not trained again. Returns how many were renamed."""
+        renamed: dict[str, str] = {}
+        with self.locked():
+            for run in runs:
+                if self.is_finished(run.run_id):
+                    continue
+                old = legacy_run_id(run.config)
+                if old != run.run_id and self.is_finished(old) and not self.run_dir(run.run_id).exists():
+                    os.replace(self.run_dir(old), self.run_dir(run.run_id))
+                    renamed[old] = run.run_id
+            if renamed:
+                if self.index_path.is_file():
+                    entries = [{**e, "id": renamed.get(e["id"], e["id"])} for e in self.read_index()]
+                    _write_atomic(self.index_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+                plan = self.read_plan()
+                plan = {renamed.get(k, k): {**v, "id": renamed.get(k, k)} for k, v in plan.items()}
+                _write_atomic(self.plan_path, json.dumps(plan, indent=1) + "\n")
+        return len(renamed)
+
+    def _append_line(self, entry: dict[str, Any]) -> None:
         line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
         fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:

@@ -38,27 +38,32 @@ log = logging.getLogger(__name__)
 
 
 def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = None) -> str:
-    """Train one run of a store into ``runs/<id>/`` and return its id.
+    """Train one run of a store into ``runs/<id>/``. Returns ``"trained"``, ``"finished"``
+    (it was finished before, by another sweep on the store) or ``"busy"`` (another process
+    is training it).
 
     A plain function of plain arguments, so it can run in this process, in a
-    worker process, or as a task on a cluster engine (see docs/experiments.md). An
-    unfinished folder from an earlier attempt is deleted first; a finished run
-    is left as it is.
+    worker process, or as a task on a cluster engine (see docs/experiments.md). The run
+    is claimed first (:meth:`Store.claim`); an unfinished folder from an earlier attempt
+    is then deleted; a finished run is left as it is.
     """
     if threads:
         torch.set_num_threads(threads)
     config = TrainConfig.from_dict(config_dict, "run")
     rid = run_id(config)
     store = Store(Path(store_root))
-    folder = store.run_dir(rid)
-    if store.is_finished(rid):
-        return rid
-    if folder.exists():
-        shutil.rmtree(folder)
-    config.output_dir = str(folder)
-    with quieted("infomtl.training"):  # the sweep reports each run in one line
-        train(config)
-    return rid
+    with store.claim(rid) as mine:
+        if not mine:
+            return "busy"
+        folder = store.run_dir(rid)
+        if store.is_finished(rid):
+            return "finished"
+        if folder.exists():
+            shutil.rmtree(folder)
+        config.output_dir = str(folder)
+        with quieted("infomtl.training"):  # the sweep reports each run in one line
+            train(config)
+    return "trained"
 
 
 #: The options a run's cached features depend on (besides the backbone's own files).
@@ -99,6 +104,7 @@ class SweepSummary:
     skipped: int
     finished: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
+    busy: list[str] = field(default_factory=list)  # trained (or being trained) by another sweep
 
 
 @dataclass(frozen=True)
@@ -131,11 +137,11 @@ def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions,
         for ref in finished:
             rid = pending.pop(ref)
             try:
-                ray.get(ref)
+                got = ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
                 done(rid, f"{type(exc).__name__}: {exc}")
             else:
-                done(rid, None)
+                done(rid, None, got)
 
 
 def run_sweep(
@@ -154,6 +160,9 @@ def run_sweep(
     shutil.copyfile(sweep_path, store.root / "sweep.yaml.tmp")
     os.replace(store.root / "sweep.yaml.tmp", store.root / "sweep.yaml")
     store.add_to_plan(runs)
+    adopted = store.adopt_legacy(runs)
+    if adopted:
+        log.info("store %s: %d finished run(s) renamed from the first id scheme to stable ids", store.root, adopted)
     indexed = {e["id"] for e in store.read_index()}
     todo: list[PlannedRun] = []
     for run in runs:
@@ -169,9 +178,14 @@ def run_sweep(
     by_id = {run.run_id: run for run in todo}
     prepare_features([run.config for run in todo])  # fast-mode features, once, all cores
 
-    def done(rid: str, error: str | None) -> None:
+    def done(rid: str, error: str | None, outcome: str = "trained") -> None:
         run = by_id[rid]
-        if error is None:
+        if outcome != "trained":
+            summary.busy.append(rid)
+            how = "being trained" if outcome == "busy" else "finished"
+            log.info("%s %s [%s] seed %d: %s by another sweep on this store", rid, run.label, run.point_name,
+                     run.config.seed, how)
+        elif error is None:
             store.append_index({**run.meta(), "status": "finished"})
             summary.finished.append(rid)
             log.info("[%d/%d] %s %s [%s] seed %d: done", len(summary.finished) + len(summary.failed),
@@ -188,11 +202,11 @@ def run_sweep(
     elif workers == 1:
         for run in todo:
             try:
-                run_one(run.config.to_dict(), str(store.root))
+                got = run_one(run.config.to_dict(), str(store.root))
             except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
                 done(run.run_id, f"{type(exc).__name__}: {exc}")
             else:
-                done(run.run_id, None)
+                done(run.run_id, None, got)
     elif todo:
         threads = max(1, (os.cpu_count() or 1) // workers)
         with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
@@ -202,7 +216,10 @@ def run_sweep(
             }
             for future in as_completed(futures):
                 exc = future.exception()
-                done(futures[future], None if exc is None else f"{type(exc).__name__}: {exc}")
+                if exc is None:
+                    done(futures[future], None, future.result())
+                else:
+                    done(futures[future], f"{type(exc).__name__}: {exc}")
     return summary
 
 
