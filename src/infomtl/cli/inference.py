@@ -7,8 +7,9 @@ import sys
 from pathlib import Path
 
 from infomtl.errors import InfomtlError
+from infomtl.inference.batcher import BatchSettings
 from infomtl.inference.formats import INPUT_FORMATS, OUTPUT_FORMATS, read_inputs, write_outputs
-from infomtl.inference.serve import Limits, require_extra, serve
+from infomtl.inference.serve import MAX_TOKENS, Limits, require_extra, serve
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -87,28 +88,50 @@ def cmd_serve(args: argparse.Namespace) -> int:
     require_extra()  # before the model loads
     limits = Limits(max_body_bytes=args.max_body_bytes, max_texts=args.max_texts,
                     max_text_chars=args.max_text_chars)
+    batching = BatchSettings(max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
+                             max_queue=args.max_queue, request_timeout_s=args.request_timeout)
     serve(args.run_dir, host=args.host, port=args.port, limits=limits, batch_size=args.batch_size,
-          access_log=args.access_log)
+          access_log=args.access_log, batching=batching, max_tokens=args.max_tokens)
     return 0
 
 
 def _add_serve(sub: argparse._SubParsersAction) -> None:
     sv = sub.add_parser("serve", help="serve a trained run or export over HTTP (JSON API)",
                         description="Answer POST /predict {\"texts\": [...], \"tasks\": [...]} with "
-                        "every (or the chosen) task's prediction per text, GET /tasks and GET "
-                        "/health. Requests over a limit get a 4xx JSON error. Needs the serve "
-                        "extra: pip install 'infomtl[serve]'.")
+                        "every (or the chosen) task's prediction per text, GET /tasks, GET /health and "
+                        "GET /stats; the OpenAPI schema at /openapi.json and /docs. Concurrent requests "
+                        "are batched into one forward pass (--max-batch, --batch-wait-ms). Requests over "
+                        "a limit get a 4xx JSON error, a full queue a 503 with Retry-After, a request "
+                        "unanswered in time a 504. SIGTERM stops accepting, answers the requests in "
+                        "flight and exits 0. Needs the serve extra: pip install 'infomtl[serve]'.")
     sv.add_argument("run_dir", metavar="RUN_OR_EXPORT",
                     help="run folder (infomtl train) or export folder (infomtl export)")
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default: 8000)")
-    sv.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes, metavar="N",
-                    help=f"largest request body in bytes, else 413 (default: {Limits.max_body_bytes})")
-    sv.add_argument("--max-texts", type=int, default=Limits.max_texts, metavar="N",
-                    help=f"most texts per request, else 422 (default: {Limits.max_texts})")
-    sv.add_argument("--max-text-chars", type=int, default=Limits.max_text_chars, metavar="N",
-                    help=f"longest text in characters, else 422 (default: {Limits.max_text_chars})")
-    sv.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default: 64)")
+    lim = sv.add_argument_group("limits per request")
+    lim.add_argument("--max-body-bytes", type=int, default=Limits.max_body_bytes, metavar="N",
+                     help=f"largest request body in bytes, else 413 (default: {Limits.max_body_bytes})")
+    lim.add_argument("--max-texts", type=int, default=Limits.max_texts, metavar="N",
+                     help=f"most texts per request, else 422 (default: {Limits.max_texts})")
+    lim.add_argument("--max-text-chars", type=int, default=Limits.max_text_chars, metavar="N",
+                     help=f"longest text in characters, else 422 (default: {Limits.max_text_chars})")
+    bat = sv.add_argument_group("batching and queueing")
+    bat.add_argument("--max-batch", type=int, default=BatchSettings.max_batch, metavar="N",
+                     help="most texts of concurrent requests answered by one predict call; a larger "
+                     f"request runs alone, never split; 1: one request at a time (default: {BatchSettings.max_batch})")
+    bat.add_argument("--batch-wait-ms", type=float, default=BatchSettings.batch_wait_ms, metavar="MS",
+                     help="longest wait of the oldest queued request for others to join its batch; "
+                     f"0: no wait (default: {BatchSettings.batch_wait_ms:g})")
+    bat.add_argument("--max-queue", type=int, default=BatchSettings.max_queue, metavar="N",
+                     help=f"most requests waiting, else 503 with Retry-After (default: {BatchSettings.max_queue})")
+    bat.add_argument("--request-timeout", type=float, default=BatchSettings.request_timeout_s, metavar="S",
+                     help="seconds from a request's arrival in the queue to its answer, else 504 "
+                     f"(default: {BatchSettings.request_timeout_s:g})")
+    bat.add_argument("--batch-size", type=int, default=64, metavar="N",
+                     help="most texts per forward pass within a batch (default: 64)")
+    bat.add_argument("--max-tokens", type=int, default=MAX_TOKENS, metavar="N",
+                     help="most padded tokens per forward pass (texts x the longest, sorted by length); "
+                     f"a longer text gets a pass of its own (default: {MAX_TOKENS})")
     sv.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                     help="log every request (default: on)")
     sv.set_defaults(func=cmd_serve)

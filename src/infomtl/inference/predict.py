@@ -28,7 +28,6 @@ written by :mod:`infomtl.inference.formats`.
 
 from __future__ import annotations
 
-import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -83,6 +82,7 @@ class Predictor:
         tasks: Sequence[str] | None = None,
         batch_size: int = 64,
         progress: bool = False,
+        max_tokens: int | None = None,
     ) -> list[dict[str, dict[str, Any]]]:
         """One dict per text (input order): ``{task: prediction}`` for every chosen task.
 
@@ -93,21 +93,29 @@ class Predictor:
             tasks: names of the tasks to predict (default: all, in the run's order).
             batch_size: rows per forward pass (texts are sorted by length first).
             progress: show a progress bar on stderr.
+            max_tokens: also at most this many padded tokens (rows × the longest
+                row's tokens) per forward pass; a longer text gets a pass of its own.
+                The texts of one call being sorted by length, a budget keeps short
+                texts out of a long text's padding (``infomtl serve`` passes 512).
 
         Raises:
-            InfomtlError: an unknown task, a task that needs pairs without them,
-                ``pairs`` of the wrong length, or a text that is not a string.
+            InfomtlError: ``texts`` (or ``pairs``) a bare string rather than a list of
+                strings, a text that is not a string or is empty (no non-space
+                character; named by its index), ``pairs`` of the wrong length, an
+                unknown task, or a task that needs pairs without them.
         """
-        texts = list(texts)
+        texts = _strings(texts, "texts")
         for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise InfomtlError(f"text {i + 1}: expected a string, got {type(text).__name__}")
+            if not text.strip():
+                raise InfomtlError(f"texts[{i}] is empty (every text needs a non-space character)")
         if pairs is not None:
-            pairs = list(pairs)
+            pairs = _strings(pairs, "pairs")
             if len(pairs) != len(texts):
                 raise InfomtlError(f"{len(texts)} texts but {len(pairs)} pairs")
         if batch_size < 1:
             raise InfomtlError(f"batch size must be at least 1, got {batch_size}")
+        if max_tokens is not None and max_tokens < 1:
+            raise InfomtlError(f"max_tokens must be at least 1, got {max_tokens}")
         chosen = self._choose(tasks)
         results: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
         if not texts:
@@ -128,12 +136,11 @@ class Predictor:
                         mode = "second-empty"
                     by_mode.setdefault(mode, []).append(t)
             groups.extend((unit, mode, idx) for mode, idx in by_mode.items())
-        total = sum(math.ceil(len(texts) / batch_size) for _ in groups)
-        bar = tqdm(total=total, desc="predict", unit="batch", disable=not progress, file=sys.stderr,
-                   leave=False, dynamic_ncols=True)
+        bar = tqdm(total=len(texts) * len(groups), desc="predict", unit="text", disable=not progress,
+                   file=sys.stderr, leave=False, dynamic_ncols=True)
         with torch.no_grad():
             for unit, mode, task_idx in groups:
-                outputs = self._run(unit, mode, task_idx, texts, pairs, batch_size, bar)
+                outputs = self._run(unit, mode, task_idx, texts, pairs, (batch_size, max_tokens), bar)
                 for t, values in outputs.items():
                     task = unit.tasks[t]
                     for row, value in zip(results, values, strict=True):
@@ -147,6 +154,8 @@ class Predictor:
     def _choose(self, tasks: Sequence[str] | None) -> set[str]:
         if tasks is None:
             return set(self.task_names)
+        if isinstance(tasks, str):
+            raise InfomtlError(f"tasks must be a list of task names, got a single string (tasks=[{tasks!r}])")
         unknown = [t for t in tasks if t not in self.task_names]
         if unknown:
             raise InfomtlError(
@@ -157,7 +166,7 @@ class Predictor:
         return set(tasks)
 
     def _run(self, unit: ModelUnit, mode: str, task_idx: list[int], texts: list[str],
-             pairs: list[str] | None, batch_size: int, bar: Any) -> dict[int, list[Any]]:
+             pairs: list[str] | None, sizes: tuple[int, int | None], bar: Any) -> dict[int, list[Any]]:
         import numpy as np
 
         tok, n = unit.tokenizer, len(texts)
@@ -173,8 +182,8 @@ class Predictor:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         order = np.argsort(lengths, kind="stable")
         per_task: dict[int, list[torch.Tensor]] = {t: [] for t in task_idx}
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
+        for start, end in forward_spans(lengths[order], *sizes):
+            idx = order[start:end]
             width = int(lengths[idx].max())
             input_ids = np.full((len(idx), width), unit.pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)
@@ -193,7 +202,7 @@ class Predictor:
             out = unit.model(batch, views=1)
             for t in task_idx:
                 per_task[t].append(out.heads[t].mean.float().cpu())
-            bar.update(1)
+            bar.update(len(idx))
         restored: dict[int, list[Any]] = {}
         for t, parts in per_task.items():
             values = torch.cat(parts).numpy()
@@ -201,6 +210,36 @@ class Predictor:
             back[order] = values
             restored[t] = list(back)
         return restored
+
+
+def forward_spans(sorted_lengths: np.ndarray, batch_size: int, max_tokens: int | None = None
+                  ) -> list[tuple[int, int]]:
+    """``[start, end)`` spans of length-sorted (ascending) rows, one per forward pass: at most
+    ``batch_size`` rows and, with ``max_tokens``, at most ``max_tokens`` padded tokens (rows ×
+    the span's last, longest row), at least one row."""
+    spans, start, n = [], 0, len(sorted_lengths)
+    while start < n:
+        end = min(start + batch_size, n)
+        if max_tokens is not None:
+            fits = start + 1
+            while fits < end and (fits + 1 - start) * int(sorted_lengths[fits]) <= max_tokens:
+                fits += 1
+            end = fits
+        spans.append((start, end))
+        start = end
+    return spans
+
+
+def _strings(values: Any, name: str) -> list[str]:
+    """``values`` as a list of strings; :class:`InfomtlError` for a bare string or a non-string item."""
+    if isinstance(values, (str, bytes)):
+        raise InfomtlError(f"{name} must be a list of strings, got a single {type(values).__name__} "
+                           f"(predict one text with [text])")
+    values = list(values)
+    for i, value in enumerate(values):
+        if not isinstance(value, str):
+            raise InfomtlError(f"{name}[{i}] must be a string, got {type(value).__name__}")
+    return values
 
 
 def _format(task: Task, output: Any) -> dict[str, Any]:

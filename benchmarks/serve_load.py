@@ -1,0 +1,334 @@
+"""Load test of ``infomtl serve``: batched serving against the one-request-at-a-time server.
+
+    python benchmarks/serve_load.py --export EXPORT             # 2,000 requests, 32 clients, both modes
+    python benchmarks/serve_load.py --build runs/serve-load     # first trains and exports a MiniLM model
+    python benchmarks/serve_load.py --export EXPORT --requests 400 --json out.json
+
+Per mode, a fresh ``python -m infomtl serve EXPORT --port 0`` on loopback (nothing else is
+contacted), then:
+
+1. warm-up: ``--concurrency`` requests, not counted;
+2. the server's RSS (resident set size, psutil) before the load;
+3. ``--requests`` POST /predict requests (``--texts-per-request`` TweetEval test tweets
+   each, from a pool of ``--pool`` distinct tweets) sent by ``--concurrency`` clients, each
+   a thread with one keep-alive connection sending its next request once the last one is
+   answered; stopped after ``--time-limit`` seconds whatever is left;
+4. throughput (answered requests per second of wall time, and texts per second), latency
+   p50/p99 (from sending a request to reading its answer), answers by HTTP status, the RSS
+   after the load and its peak (sampled every 0.2 s), the server's ``GET /stats`` (batches,
+   their mean size) and its exit status after SIGTERM.
+
+The modes: ``batched`` (the defaults: ``--max-batch 64 --batch-wait-ms 5``) and ``single``
+(``--max-batch 1 --batch-wait-ms 0``: one request per predict call, the server before
+batching). Every 200 answer of the batched run is compared with ``Predictor.predict`` on the
+same texts in this process (same labels; the largest probability difference is printed).
+Target: batched ≥ 3× the single throughput with no 5xx answer and the RSS after the load
+within 10% (plus 64 MiB) of the RSS before; PASS/FAIL is printed.
+
+The server runs with ``OMP_NUM_THREADS=--server-threads`` (default 1: on 2 cores the
+other one runs the event loop and these clients). Numbers depend on the machine and on
+what else runs on it; compare the two modes of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+
+MODES = {"batched": [], "single": ["--max-batch", "1", "--batch-wait-ms", "0"]}
+MIB = 1024 * 1024
+
+
+@dataclass
+class Answer:
+    status: int
+    seconds: float
+    body: Any
+
+
+@dataclass
+class Served:
+    """A ``python -m infomtl serve`` subprocess on a free loopback port."""
+
+    proc: subprocess.Popen
+    host: str
+    port: int
+    log: Path
+    rss_samples: list[int] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, model: Path, flags: list[str], log: Path, threads: int, timeout: float = 300) -> Served:
+        env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads),
+                   TOKENIZERS_PARALLELISM="false")
+        out = log.open("w")
+        proc = subprocess.Popen([sys.executable, "-m", "infomtl", "serve", str(model), "--port", "0",
+                                 "--no-access-log", *flags], stdout=out, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise SystemExit(f"the server exited with {proc.returncode}:\n{log.read_text()}")
+            found = re.search(r"on http://(127\.0\.0\.1):(\d+)$", log.read_text(), re.M)
+            if found:
+                served = cls(proc, found.group(1), int(found.group(2)), log)
+                try:
+                    if served.get("/health") == (200, {"status": "ok"}):
+                        return served
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        proc.kill()
+        raise SystemExit(f"the server did not start within {timeout:.0f} s:\n{log.read_text()}")
+
+    def get(self, path: str) -> tuple[int, Any]:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=60)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, json.loads(resp.read())
+        finally:
+            conn.close()
+
+    def rss(self) -> int:
+        return psutil.Process(self.proc.pid).memory_info().rss
+
+    def stop(self) -> int:
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+def send_all(host: str, port: int, bodies: list[bytes], concurrency: int, time_limit: float) -> list[Answer | None]:
+    """POST every body to /predict from ``concurrency`` keep-alive clients; ``None`` for a
+    request not sent before ``time_limit`` seconds had passed."""
+    answers: list[Answer | None] = [None] * len(bodies)
+    next_index = iter(range(len(bodies)))
+    lock = threading.Lock()
+    stop_at = time.perf_counter() + time_limit
+    headers = {"Content-Type": "application/json"}
+
+    def client() -> None:
+        conn = http.client.HTTPConnection(host, port, timeout=max(60.0, time_limit))
+        try:
+            while time.perf_counter() < stop_at:
+                with lock:
+                    i = next(next_index, None)
+                if i is None:
+                    return
+                start = time.perf_counter()
+                try:
+                    conn.request("POST", "/predict", body=bodies[i], headers=headers)
+                    resp = conn.getresponse()
+                    raw = resp.read()
+                    answers[i] = Answer(resp.status, time.perf_counter() - start, json.loads(raw))
+                    if resp.will_close:
+                        conn.close()
+                except (OSError, http.client.HTTPException, ValueError) as exc:
+                    answers[i] = Answer(0, time.perf_counter() - start, {"error": repr(exc)})
+                    conn.close()
+        finally:
+            conn.close()
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        for future in [pool.submit(client) for _ in range(concurrency)]:
+            future.result()
+    return answers
+
+
+def request_texts(pool: list[str], requests: int, per_request: int) -> list[list[str]]:
+    """Request ``i`` holds ``per_request`` consecutive tweets of the pool from ``i * per_request`` on."""
+    return [[pool[(i * per_request + k) % len(pool)] for k in range(per_request)] for i in range(requests)]
+
+
+def run_mode(model: Path, flags: list[str], texts: list[list[str]], concurrency: int, time_limit: float,
+             threads: int, log: Path) -> tuple[dict[str, Any], list[Answer | None]]:
+    """Start a server with ``flags``, warm it up, load it, stop it; the summary and the answers."""
+    served = Served.start(model, flags, log, threads)
+    warm = [json.dumps({"texts": t}).encode() for t in texts[:concurrency]]
+    send_all(served.host, served.port, warm, concurrency, time_limit)
+    rss_before = served.rss()
+    bodies = [json.dumps({"texts": t}).encode() for t in texts]
+    stats_before = served.get("/stats")[1]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.2):
+            served.rss_samples.append(served.rss())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    start = time.perf_counter()
+    answers = send_all(served.host, served.port, bodies, concurrency, time_limit)
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    rss_after = served.rss()
+    stats = served.get("/stats")[1]
+    exit_status = served.stop()
+    sent = [a for a in answers if a is not None]
+    ok = [a for a in sent if a.status == 200]
+    by_status: dict[str, int] = {}
+    for a in sent:
+        by_status[str(a.status)] = by_status.get(str(a.status), 0) + 1
+    latencies = np.array([a.seconds for a in sent]) * 1000 if sent else np.zeros(1)
+    batches = stats["batches"] - stats_before["batches"]
+    answered_texts = stats["texts"] - stats_before["texts"]
+    summary = {
+        "flags": " ".join(flags) or "(defaults)",
+        "requests_sent": len(sent),
+        "requests_not_sent": len(answers) - len(sent),
+        "wall_s": round(wall, 2),
+        "requests_per_s": round(len(ok) / wall, 2),
+        "texts_per_s": round(sum(len(texts[i]) for i, a in enumerate(answers) if a and a.status == 200) / wall, 2),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+        "by_status": by_status,
+        "server_errors": sum(n for s, n in by_status.items() if s == "0" or s.startswith("5")),
+        "batches": batches,
+        "mean_batch_texts": round(answered_texts / batches, 2) if batches else 0.0,
+        "largest_batch": stats["largest_batch"],
+        "rss_before_mib": round(rss_before / MIB, 1),
+        "rss_after_mib": round(rss_after / MIB, 1),
+        "rss_peak_mib": round(max(served.rss_samples + [rss_after]) / MIB, 1),
+        "exit_status_after_sigterm": exit_status,
+    }
+    return summary, answers
+
+
+def compare(model: Path, texts: list[list[str]], answers: list[Answer | None]) -> dict[str, Any]:
+    """Every 200 answer against ``Predictor.predict`` on the same texts, in this process."""
+    import infomtl
+
+    predictor = infomtl.load(model)
+    cache: dict[tuple[str, ...], list[dict]] = {}
+    checked = mismatched = 0
+    worst = 0.0
+    for request, answer in zip(texts, answers, strict=True):
+        if answer is None or answer.status != 200:
+            continue
+        key = tuple(request)
+        if key not in cache:
+            cache[key] = predictor.predict(request)
+        for got, expected in zip(answer.body["predictions"], cache[key], strict=True):
+            for task, exp in expected.items():
+                if got[task].get("label") != exp.get("label") or got[task].get("labels") != exp.get("labels"):
+                    mismatched += 1
+                for name, p in exp.get("probabilities", {}).items():
+                    worst = max(worst, abs(got[task]["probabilities"][name] - p))
+        checked += 1
+    return {"answers_checked": checked, "label_mismatches": mismatched, "max_probability_diff": worst}
+
+
+def tweets(data_dir: Path | None, pool: int) -> list[str]:
+    """``pool`` distinct TweetEval sentiment test tweets (the first ones, in file order)."""
+    root = data_dir or (Path(os.environ["INFOMTL_DATA"]) if os.environ.get("INFOMTL_DATA") else None)
+    path = root / "tweeteval" / "sentiment" / "test_text.txt" if root else None
+    if path is None or not path.is_file():
+        raise SystemExit("TweetEval data not found: pass --data-dir or set INFOMTL_DATA")
+    seen: dict[str, None] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            seen.setdefault(line.strip(), None)
+        if len(seen) == pool:
+            break
+    return list(seen)
+
+
+def build(folder: Path, data_dir: Path | None) -> Path:
+    """Train a small MiniLM fast-mode model (TweetEval emotion + irony) and export it,
+    unless ``folder/export`` already exists; the commands are printed."""
+    export = folder / "export"
+    if (export / "infomtl.json").is_file():
+        return export
+    data = ["--data-dir", str(data_dir)] if data_dir else []
+    commands = [
+        ["train", "--backbone", "minilm", "--freeze-backbone", "--lr", "1e-3", "--tasks", "emotion,irony",
+         "--max-train-examples", "400", "--max-eval-examples", "200", "--epochs", "2", "--no-progress",
+         "--output-dir", str(folder / "run"), *data],
+        ["export", str(folder / "run"), str(export)],
+    ]
+    for command in commands:
+        print("$ infomtl " + " ".join(command), flush=True)
+        subprocess.run([sys.executable, "-m", "infomtl", *command], check=True)
+    return export
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--export", type=Path, help="run or export folder to serve")
+    source.add_argument("--build", type=Path, metavar="DIR", help="train and export a MiniLM model into DIR first")
+    parser.add_argument("--data-dir", type=Path, default=None, help="benchmark data (default: $INFOMTL_DATA)")
+    parser.add_argument("--requests", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--texts-per-request", type=int, default=1)
+    parser.add_argument("--pool", type=int, default=1000, help="distinct tweets the requests cycle through")
+    parser.add_argument("--time-limit", type=float, default=300.0, help="seconds of load per mode, at most")
+    parser.add_argument("--server-threads", type=int, default=1)
+    parser.add_argument("--modes", default="batched,single", help="comma-separated: batched, single")
+    parser.add_argument("--target", type=float, default=3.0, help="batched / single throughput to PASS")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args(argv)
+    model = args.export if args.export else build(args.build, args.data_dir)
+    texts = request_texts(tweets(args.data_dir, args.pool), args.requests, args.texts_per_request)
+    logs = Path(os.environ.get("TMPDIR", "/tmp"))
+    results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load_average_before": os.getloadavg()},
+                               "requests": args.requests, "concurrency": args.concurrency,
+                               "texts_per_request": args.texts_per_request, "modes": {}}
+    for mode in args.modes.split(","):
+        print(f"== {mode}: {args.requests} requests from {args.concurrency} clients", flush=True)
+        summary, answers = run_mode(model, MODES[mode], texts, args.concurrency, args.time_limit,
+                                    args.server_threads, logs / f"serve-load-{mode}.log")
+        if mode == "batched":
+            summary["answers"] = compare(model, texts, answers)
+        results["modes"][mode] = summary
+        print(json.dumps(summary, indent=1), flush=True)
+    results["machine"]["load_average_after"] = os.getloadavg()
+    verdict = judge(results, args.target)
+    results["verdict"] = verdict
+    print(verdict)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+def judge(results: dict[str, Any], target: float) -> str:
+    """PASS when batched ≥ ``target`` × single throughput, no 5xx, RSS bounded, answers equal."""
+    modes = results["modes"]
+    if not {"batched", "single"} <= set(modes):
+        return "no verdict (run both modes)"
+    b, s = modes["batched"], modes["single"]
+    ratio = b["requests_per_s"] / s["requests_per_s"] if s["requests_per_s"] else float("inf")
+    bounded = all(m["rss_after_mib"] <= 1.1 * m["rss_before_mib"] + 64 for m in (b, s))
+    answers = b.get("answers", {})
+    checks = {
+        f"batched/single throughput {ratio:.2f}x >= {target:g}x": ratio >= target,
+        "no 5xx or failed request": b["server_errors"] == 0 and s["server_errors"] == 0,
+        "every request sent within the time limit": b["requests_not_sent"] == 0 and s["requests_not_sent"] == 0,
+        "RSS after <= 1.1 x before + 64 MiB": bounded,
+        "answers equal to predict (labels)": answers.get("label_mismatches", 1) == 0,
+        "exit status 0 after SIGTERM": b["exit_status_after_sigterm"] == 0 and s["exit_status_after_sigterm"] == 0,
+    }
+    lines = [f"{'PASS' if ok else 'FAIL'}  {name}" for name, ok in checks.items()]
+    return "\n".join(lines + [f"overall: {'PASS' if all(checks.values()) else 'FAIL'}"])
+
+
+if __name__ == "__main__":
+    sys.exit(main())
