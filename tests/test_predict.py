@@ -19,6 +19,7 @@ from infomtl.config import TrainConfig
 from infomtl.data.loading import prepare_data
 from infomtl.errors import InfomtlError
 from infomtl.inference.formats import read_inputs
+from infomtl.inference.predict import forward_spans
 from infomtl.inference.units import pair_modes
 from infomtl.training import train
 
@@ -88,6 +89,51 @@ def test_task_subset_and_errors(predictor) -> None:
         predictor.predict(["a", "b"], pairs=["x"])
     with pytest.raises(InfomtlError, match="batch size"):
         predictor.predict(["a"], batch_size=0)
+
+
+def test_one_rule_for_inputs_a_list_of_non_empty_strings(predictor) -> None:
+    # a bare string would otherwise be read as one text per character
+    with pytest.raises(InfomtlError, match=r"^texts must be a list of strings, got a single str "
+                                           r"\(predict one text with \[text\]\)$"):
+        predictor.predict("hello world")
+    with pytest.raises(InfomtlError, match="^pairs must be a list of strings, got a single str"):
+        predictor.predict(["a"], pairs="joy")
+    with pytest.raises(InfomtlError, match=r"^tasks must be a list of task names, got a single string "
+                                           r"\(tasks=\['topic'\]\)$"):
+        predictor.predict(["a"], tasks="topic")
+    # empty texts are refused by index, as infomtl predict refuses them by line and POST /predict by index
+    for texts, where in (([""], "texts[0]"), (["a text", " \t "], "texts[1]")):
+        with pytest.raises(InfomtlError, match=rf"^{re.escape(where)} is empty \(every text needs a non-space"):
+            predictor.predict(texts)
+    with pytest.raises(InfomtlError, match=r"^texts\[1\] must be a string, got int$"):
+        predictor.predict(["a", 3])
+    with pytest.raises(InfomtlError, match=r"^pairs\[0\] must be a string, got NoneType$"):
+        predictor.predict(["a"], pairs=[None])
+    assert predictor.predict(("a text",)) == predictor.predict(["a text"])  # any sequence of strings
+    assert predictor.predict(["a text"], pairs=[""])  # an empty pair is a pair left out
+
+
+def test_forward_spans_keep_rows_and_padded_tokens_under_their_limits() -> None:
+    lengths = np.array([3, 4, 4, 10, 11, 30])
+    assert forward_spans(lengths, 4) == [(0, 4), (4, 6)]
+    # budget 20: 3,4,4 -> 3 x 4 = 12 (a 4th row: 4 x 10 = 40); 10 (2 x 11 = 22 > 20); 11; 30 alone
+    assert forward_spans(lengths, 64, max_tokens=20) == [(0, 3), (3, 4), (4, 5), (5, 6)]
+    assert forward_spans(lengths, 2, max_tokens=100) == [(0, 2), (2, 4), (4, 6)]
+    assert forward_spans(np.array([], dtype=np.int64), 8, 8) == []
+
+
+def test_a_token_budget_changes_the_forward_passes_not_the_predictions(predictor) -> None:
+    rng = random.Random(1)
+    words = "the food was great but the trip home took very long please answer soon".split()
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(24)]
+    plain = predictor.predict(texts)
+    budget = predictor.predict(texts, max_tokens=64)
+    for a, b in zip(plain, budget, strict=True):
+        for name in a:
+            assert a[name]["label"] == b[name]["label"]
+            assert a[name]["probability"] == pytest.approx(b[name]["probability"], abs=1e-6)
+    with pytest.raises(InfomtlError, match="max_tokens must be at least 1"):
+        predictor.predict(texts, max_tokens=0)
 
 
 def test_a_task_trained_on_pairs_needs_them(run_dir) -> None:

@@ -1,0 +1,58 @@
+"""A short load test of ``infomtl serve`` (the long one: ``benchmarks/serve_load.py``).
+
+240 requests of 1 to 4 texts from 12 concurrent keep-alive clients against a real server
+process with the default batching: every answer is a 200 equal to ``Predictor.predict`` on
+the same texts, requests were batched together, the RSS stays bounded, SIGTERM exits 0.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+MIB = 1024 * 1024
+
+
+def _load_module():
+    spec = importlib.util.spec_from_file_location("benchmark_serve_load", BENCHMARKS / "serve_load.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+load = _load_module()
+
+
+def test_many_concurrent_requests_are_batched_and_answered_as_predict_would(tiny_run, tmp_path) -> None:
+    rng = random.Random(0)
+    words = "the food was great but the trip home took very long please answer soon ok".split()
+    requests = [[" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(rng.randint(1, 4))]
+                for _ in range(240)]
+    bodies = [json.dumps({"texts": texts}).encode() for texts in requests]
+    served = load.Served.start(tiny_run, [], tmp_path / "serve.log", threads=1, timeout=120)
+    try:
+        load.send_all(served.host, served.port, bodies[:12], 12, time_limit=60)  # warm-up
+        rss_before = served.rss()
+        answers = load.send_all(served.host, served.port, bodies, 12, time_limit=120)
+        rss_after = served.rss()
+        stats = served.get("/stats")[1]
+    finally:
+        exit_status = served.stop()
+    assert [a.status for a in answers] == [200] * len(requests)
+    checked = load.compare(tiny_run, requests, answers)
+    assert checked["answers_checked"] == len(requests) and checked["label_mismatches"] == 0
+    assert checked["max_probability_diff"] <= 1e-6
+    assert stats["requests"] == len(requests) + 12 and stats["refused"] == stats["timed_out"] == 0
+    assert stats["batches"] < stats["requests"] / 2  # concurrent requests shared forward passes
+    assert rss_after <= rss_before + 64 * MIB
+    assert exit_status == 0
