@@ -106,6 +106,11 @@ class Served:
     def rss(self) -> int:
         return psutil.Process(self.proc.pid).memory_info().rss
 
+    def cpu_seconds(self) -> float:
+        """User + system CPU seconds of the server process so far (all its threads)."""
+        times = psutil.Process(self.proc.pid).cpu_times()
+        return times.user + times.system
+
     def stop(self) -> int:
         self.proc.send_signal(signal.SIGTERM)
         try:
@@ -152,6 +157,13 @@ def send_all(host: str, port: int, bodies: list[bytes], concurrency: int, time_l
     return answers
 
 
+def quarters(samples: list[int]) -> list[int]:
+    """The samples at 25, 50, 75 and 100% of the load (growth that goes on is a leak)."""
+    if not samples:
+        return []
+    return [samples[max(0, round(len(samples) * q) - 1)] for q in (0.25, 0.5, 0.75, 1.0)]
+
+
 def request_texts(pool: list[str], requests: int, per_request: int) -> list[list[str]]:
     """Request ``i`` holds ``per_request`` consecutive tweets of the pool from ``i * per_request`` on."""
     return [[pool[(i * per_request + k) % len(pool)] for k in range(per_request)] for i in range(requests)]
@@ -166,6 +178,7 @@ def run_mode(model: Path, flags: list[str], texts: list[list[str]], concurrency:
     rss_before = served.rss()
     bodies = [json.dumps({"texts": t}).encode() for t in texts]
     stats_before = served.get("/stats")[1]
+    cpu_before = served.cpu_seconds()
     done = threading.Event()
 
     def sample() -> None:
@@ -174,12 +187,13 @@ def run_mode(model: Path, flags: list[str], texts: list[list[str]], concurrency:
 
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
-    start = time.perf_counter()
+    start, client_cpu = time.perf_counter(), time.process_time()
     answers = send_all(served.host, served.port, bodies, concurrency, time_limit)
-    wall = time.perf_counter() - start
+    wall, client_cpu = time.perf_counter() - start, time.process_time() - client_cpu
     done.set()
     sampler.join()
     rss_after = served.rss()
+    cpu = served.cpu_seconds() - cpu_before
     stats = served.get("/stats")[1]
     exit_status = served.stop()
     sent = [a for a in answers if a is not None]
@@ -197,6 +211,8 @@ def run_mode(model: Path, flags: list[str], texts: list[list[str]], concurrency:
         "wall_s": round(wall, 2),
         "requests_per_s": round(len(ok) / wall, 2),
         "texts_per_s": round(sum(len(texts[i]) for i, a in enumerate(answers) if a and a.status == 200) / wall, 2),
+        "server_cpu_ms_per_request": round(1000 * cpu / max(1, len(sent)), 2),
+        "client_cpu_ms_per_request": round(1000 * client_cpu / max(1, len(sent)), 2),
         "p50_ms": round(float(np.percentile(latencies, 50)), 1),
         "p99_ms": round(float(np.percentile(latencies, 99)), 1),
         "by_status": by_status,
@@ -207,6 +223,7 @@ def run_mode(model: Path, flags: list[str], texts: list[list[str]], concurrency:
         "rss_before_mib": round(rss_before / MIB, 1),
         "rss_after_mib": round(rss_after / MIB, 1),
         "rss_peak_mib": round(max(served.rss_samples + [rss_after]) / MIB, 1),
+        "rss_by_quarter_mib": [round(q / MIB, 1) for q in quarters(served.rss_samples)],
         "exit_status_after_sigterm": exit_status,
     }
     return summary, answers
