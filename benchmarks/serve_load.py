@@ -4,30 +4,35 @@
     python benchmarks/serve_load.py --build runs/serve-load     # first trains and exports a MiniLM model
     python benchmarks/serve_load.py --export EXPORT --requests 400 --json out.json
 
-Per mode, a fresh ``python -m infomtl serve EXPORT --port 0`` on loopback (nothing else is
-contacted), then:
+Per mode, a ``python -m infomtl serve EXPORT --port 0`` on loopback (nothing else is
+contacted), all started at once, then:
 
 1. warm-up: ``--concurrency`` requests, not counted;
-2. the server's RSS (resident set size, psutil) before the load;
+2. the server's RSS (resident set size, psutil) and CPU time before the load;
 3. ``--requests`` POST /predict requests (``--texts-per-request`` TweetEval test tweets
    each, from a pool of ``--pool`` distinct tweets) sent by ``--concurrency`` clients, each
    a thread with one keep-alive connection sending its next request once the last one is
-   answered; stopped after ``--time-limit`` seconds whatever is left;
-4. throughput (answered requests per second of wall time, and texts per second), latency
-   p50/p99 (from sending a request to reading its answer), answers by HTTP status, the RSS
-   after the load and its peak (sampled every 0.2 s), the server's ``GET /stats`` (batches,
-   their mean size) and its exit status after SIGTERM.
+   answered. The requests go in ``--rounds`` shares, the modes taking turns (in
+   alternating order), so that a change in what else runs on a shared machine reaches
+   every mode alike; a mode stops after ``--time-limit`` seconds of load whatever is left;
+4. throughput (answered requests per second of load, and texts per second), latency
+   p50/p99 (from sending a request to reading its answer), answers by HTTP status, the
+   server's CPU milliseconds per request (all its threads; robust to a busy machine), the
+   RSS after the load, its peak and its value at each quarter (sampled every 0.2 s), the
+   server's ``GET /stats`` (batches, their mean size) and its exit status after SIGTERM.
 
 The modes: ``batched`` (the defaults: ``--max-batch 64 --batch-wait-ms 5``) and ``single``
 (``--max-batch 1 --batch-wait-ms 0``: one request per predict call, the server before
-batching). Every 200 answer of the batched run is compared with ``Predictor.predict`` on the
-same texts in this process (same labels; the largest probability difference is printed).
-Target: batched ≥ 3× the single throughput with no 5xx answer and the RSS after the load
-within 10% (plus 64 MiB) of the RSS before; PASS/FAIL is printed.
+batching); ``no-token-budget`` (batched, one forward pass per 64 texts of a batch
+whatever their lengths) shows what ``--max-tokens`` saves. Every 200 answer of the
+batched run is compared with ``Predictor.predict`` on the same texts in this process
+(same labels; the largest probability difference is printed). Target: batched ≥ 3× the
+single throughput with no 5xx answer and the RSS after the load within 10% (plus 64 MiB)
+of the RSS before; PASS/FAIL is printed.
 
-The server runs with ``OMP_NUM_THREADS=--server-threads`` (default 1: on 2 cores the
+The servers run with ``OMP_NUM_THREADS=--server-threads`` (default 1: on 2 cores the
 other one runs the event loop and these clients). Numbers depend on the machine and on
-what else runs on it; compare the two modes of one run.
+what else runs on it; compare the modes of one run.
 """
 
 from __future__ import annotations
@@ -50,7 +55,8 @@ from typing import Any
 import numpy as np
 import psutil
 
-MODES = {"batched": [], "single": ["--max-batch", "1", "--batch-wait-ms", "0"]}
+MODES = {"batched": [], "single": ["--max-batch", "1", "--batch-wait-ms", "0"],
+         "no-token-budget": ["--max-tokens", "1000000"]}
 MIB = 1024 * 1024
 
 
@@ -169,64 +175,94 @@ def request_texts(pool: list[str], requests: int, per_request: int) -> list[list
     return [[pool[(i * per_request + k) % len(pool)] for k in range(per_request)] for i in range(requests)]
 
 
-def run_mode(model: Path, flags: list[str], texts: list[list[str]], concurrency: int, time_limit: float,
-             threads: int, log: Path) -> tuple[dict[str, Any], list[Answer | None]]:
-    """Start a server with ``flags``, warm it up, load it, stop it; the summary and the answers."""
-    served = Served.start(model, flags, log, threads)
-    warm = [json.dumps({"texts": t}).encode() for t in texts[:concurrency]]
-    send_all(served.host, served.port, warm, concurrency, time_limit)
-    rss_before = served.rss()
-    bodies = [json.dumps({"texts": t}).encode() for t in texts]
-    stats_before = served.get("/stats")[1]
-    cpu_before = served.cpu_seconds()
-    done = threading.Event()
+class ModeRun:
+    """One mode's server under load, in rounds: :meth:`round` sends requests ``[start, end)``;
+    :meth:`finish` stops the server and sums up."""
 
-    def sample() -> None:
-        while not done.wait(0.2):
-            served.rss_samples.append(served.rss())
+    def __init__(self, model: Path, flags: list[str], texts: list[list[str]], concurrency: int,
+                 threads: int, log: Path) -> None:
+        self.flags, self.texts, self.concurrency = flags, texts, concurrency
+        self.served = Served.start(model, flags, log, threads)
+        warm = [json.dumps({"texts": t}).encode() for t in texts[:concurrency]]
+        send_all(self.served.host, self.served.port, warm, concurrency, 300)
+        self.bodies = [json.dumps({"texts": t}).encode() for t in texts]
+        self.answers: list[Answer | None] = [None] * len(texts)
+        self.wall = self.client_cpu = 0.0
+        self.rss_before = self.served.rss()
+        self.stats_before = self.served.get("/stats")[1]
+        self.cpu_before = self.served.cpu_seconds()
+        self._done = threading.Event()
+        self._sampler = threading.Thread(target=self._sample, daemon=True)
+        self._sampler.start()
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    start, client_cpu = time.perf_counter(), time.process_time()
-    answers = send_all(served.host, served.port, bodies, concurrency, time_limit)
-    wall, client_cpu = time.perf_counter() - start, time.process_time() - client_cpu
-    done.set()
-    sampler.join()
-    rss_after = served.rss()
-    cpu = served.cpu_seconds() - cpu_before
-    stats = served.get("/stats")[1]
-    exit_status = served.stop()
-    sent = [a for a in answers if a is not None]
-    ok = [a for a in sent if a.status == 200]
-    by_status: dict[str, int] = {}
-    for a in sent:
-        by_status[str(a.status)] = by_status.get(str(a.status), 0) + 1
-    latencies = np.array([a.seconds for a in sent]) * 1000 if sent else np.zeros(1)
-    batches = stats["batches"] - stats_before["batches"]
-    answered_texts = stats["texts"] - stats_before["texts"]
-    summary = {
-        "flags": " ".join(flags) or "(defaults)",
-        "requests_sent": len(sent),
-        "requests_not_sent": len(answers) - len(sent),
-        "wall_s": round(wall, 2),
-        "requests_per_s": round(len(ok) / wall, 2),
-        "texts_per_s": round(sum(len(texts[i]) for i, a in enumerate(answers) if a and a.status == 200) / wall, 2),
-        "server_cpu_ms_per_request": round(1000 * cpu / max(1, len(sent)), 2),
-        "client_cpu_ms_per_request": round(1000 * client_cpu / max(1, len(sent)), 2),
-        "p50_ms": round(float(np.percentile(latencies, 50)), 1),
-        "p99_ms": round(float(np.percentile(latencies, 99)), 1),
-        "by_status": by_status,
-        "server_errors": sum(n for s, n in by_status.items() if s == "0" or s.startswith("5")),
-        "batches": batches,
-        "mean_batch_texts": round(answered_texts / batches, 2) if batches else 0.0,
-        "largest_batch": stats["largest_batch"],
-        "rss_before_mib": round(rss_before / MIB, 1),
-        "rss_after_mib": round(rss_after / MIB, 1),
-        "rss_peak_mib": round(max(served.rss_samples + [rss_after]) / MIB, 1),
-        "rss_by_quarter_mib": [round(q / MIB, 1) for q in quarters(served.rss_samples)],
-        "exit_status_after_sigterm": exit_status,
-    }
-    return summary, answers
+    def _sample(self) -> None:
+        while not self._done.wait(0.2):
+            self.served.rss_samples.append(self.served.rss())
+
+    def round(self, start: int, end: int, time_left: float) -> None:
+        began, cpu = time.perf_counter(), time.process_time()
+        got = send_all(self.served.host, self.served.port, self.bodies[start:end], self.concurrency,
+                       max(0.0, time_left - self.wall))
+        self.wall += time.perf_counter() - began
+        self.client_cpu += time.process_time() - cpu
+        self.answers[start:end] = got
+
+    def finish(self) -> dict[str, Any]:
+        self._done.set()
+        self._sampler.join()
+        rss_after = self.served.rss()
+        cpu = self.served.cpu_seconds() - self.cpu_before
+        stats = self.served.get("/stats")[1]
+        exit_status = self.served.stop()
+        sent = [a for a in self.answers if a is not None]
+        ok = [a for a in sent if a.status == 200]
+        by_status: dict[str, int] = {}
+        for a in sent:
+            by_status[str(a.status)] = by_status.get(str(a.status), 0) + 1
+        latencies = np.array([a.seconds for a in sent]) * 1000 if sent else np.zeros(1)
+        batches = stats["batches"] - self.stats_before["batches"]
+        answered_texts = stats["texts"] - self.stats_before["texts"]
+        ok_texts = sum(len(self.texts[i]) for i, a in enumerate(self.answers) if a and a.status == 200)
+        wall = max(self.wall, 1e-9)
+        return {
+            "flags": " ".join(self.flags) or "(defaults)",
+            "requests_sent": len(sent),
+            "requests_not_sent": len(self.answers) - len(sent),
+            "wall_s": round(self.wall, 2),
+            "requests_per_s": round(len(ok) / wall, 2),
+            "texts_per_s": round(ok_texts / wall, 2),
+            "server_cpu_ms_per_request": round(1000 * cpu / max(1, len(sent)), 2),
+            "client_cpu_ms_per_request": round(1000 * self.client_cpu / max(1, len(sent)), 2),
+            "p50_ms": round(float(np.percentile(latencies, 50)), 1),
+            "p99_ms": round(float(np.percentile(latencies, 99)), 1),
+            "by_status": by_status,
+            "server_errors": sum(n for s, n in by_status.items() if s == "0" or s.startswith("5")),
+            "batches": batches,
+            "mean_batch_texts": round(answered_texts / batches, 2) if batches else 0.0,
+            "largest_batch": stats["largest_batch"],
+            "rss_before_mib": round(self.rss_before / MIB, 1),
+            "rss_after_mib": round(rss_after / MIB, 1),
+            "rss_peak_mib": round(max(self.served.rss_samples + [rss_after]) / MIB, 1),
+            "rss_by_quarter_mib": [round(q / MIB, 1) for q in quarters(self.served.rss_samples)],
+            "exit_status_after_sigterm": exit_status,
+        }
+
+
+def run_modes(model: Path, modes: list[str], texts: list[list[str]], concurrency: int, rounds: int,
+              time_limit: float, threads: int, logs: Path) -> dict[str, tuple[dict[str, Any], list[Answer | None]]]:
+    """Every mode's server started at once and loaded in turn, ``rounds`` times a share of the
+    requests (the order of the modes alternating), so that a change in what else runs on the
+    machine reaches every mode alike; each mode's summary and answers."""
+    runs = {m: ModeRun(model, MODES[m], texts, concurrency, threads, logs / f"serve-load-{m}.log") for m in modes}
+    try:
+        edges = np.linspace(0, len(texts), rounds + 1).astype(int)
+        for r in range(rounds):
+            for mode in modes if r % 2 == 0 else modes[::-1]:
+                print(f"  round {r + 1}/{rounds}: {mode}", flush=True)
+                runs[mode].round(int(edges[r]), int(edges[r + 1]), time_limit)
+    finally:
+        summaries = {m: run.finish() for m, run in runs.items()}
+    return {m: (summaries[m], runs[m].answers) for m in modes}
 
 
 def compare(model: Path, texts: list[list[str]], answers: list[Answer | None]) -> dict[str, Any]:
@@ -297,9 +333,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--texts-per-request", type=int, default=1)
     parser.add_argument("--pool", type=int, default=1000, help="distinct tweets the requests cycle through")
+    parser.add_argument("--rounds", type=int, default=4, help="the modes take turns this many times")
     parser.add_argument("--time-limit", type=float, default=300.0, help="seconds of load per mode, at most")
     parser.add_argument("--server-threads", type=int, default=1)
-    parser.add_argument("--modes", default="batched,single", help="comma-separated: batched, single")
+    parser.add_argument("--modes", default="batched,single", help=f"comma-separated: {', '.join(MODES)}")
     parser.add_argument("--target", type=float, default=3.0, help="batched / single throughput to PASS")
     parser.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = parser.parse_args(argv)
@@ -308,15 +345,18 @@ def main(argv: list[str] | None = None) -> int:
     logs = Path(os.environ.get("TMPDIR", "/tmp"))
     results: dict[str, Any] = {"machine": {"cpus": os.cpu_count(), "load_average_before": os.getloadavg()},
                                "requests": args.requests, "concurrency": args.concurrency,
-                               "texts_per_request": args.texts_per_request, "modes": {}}
-    for mode in args.modes.split(","):
-        print(f"== {mode}: {args.requests} requests from {args.concurrency} clients", flush=True)
-        summary, answers = run_mode(model, MODES[mode], texts, args.concurrency, args.time_limit,
-                                    args.server_threads, logs / f"serve-load-{mode}.log")
+                               "texts_per_request": args.texts_per_request, "rounds": args.rounds,
+                               "server_threads": args.server_threads, "modes": {}}
+    modes = args.modes.split(",")
+    print(f"== {', '.join(modes)}: {args.requests} requests each from {args.concurrency} clients, "
+          f"{args.rounds} rounds", flush=True)
+    done = run_modes(model, modes, texts, args.concurrency, args.rounds, args.time_limit,
+                     args.server_threads, logs)
+    for mode, (summary, answers) in done.items():
         if mode == "batched":
             summary["answers"] = compare(model, texts, answers)
         results["modes"][mode] = summary
-        print(json.dumps(summary, indent=1), flush=True)
+        print(mode, json.dumps(summary, indent=1), flush=True)
     results["machine"]["load_average_after"] = os.getloadavg()
     verdict = judge(results, args.target)
     results["verdict"] = verdict

@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 #: What ``GET /tasks`` says of a task's text pairs, by its pair mode (see :mod:`infomtl.inference.predict`).
 PAIRS = {"none": "ignored", "first": "required", "second": "optional"}
 #: Padded tokens per forward pass (``--max-tokens``): the texts of a batch are sorted by
-#: length, so the budget keeps short texts out of a long one's padding (on 2 CPU cores,
-#: MiniLM on tweets: about 2x fewer CPU seconds per text than one pass for the batch).
+#: length, so the budget keeps short texts out of a long one's padding (measured on
+#: MiniLM and tweets: ``benchmarks/serve_load.py --modes batched,no-token-budget``).
 MAX_TOKENS = 512
 #: Bytes past ``max_body_bytes`` read and dropped before a 413 (see :func:`_read_body`).
 DRAIN_BYTES = 16 * 1024 * 1024
