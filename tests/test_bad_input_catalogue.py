@@ -320,6 +320,7 @@ CASES = [
     Case("http-text-too-long", body({"texts": ["a" * 51]}, 422), ("texts[0] has 51 characters", "--max-text-chars")),
     Case("http-unknown-task", body({"texts": ["a"], "tasks": ["weather"]}, 422), ("unknown task(s) 'weather'",)),
     Case("http-unknown-key", body({"text": ["a"]}, 422), ("unknown key 'text'",)),
+    Case("http-empty-text", body({"texts": ["a", "  "]}, 422), ("texts[1] is empty",)),
 ]
 
 

@@ -104,17 +104,21 @@ def task_info(predictor: Any) -> list[dict[str, Any]]:
     return out
 
 
-def parse_request(body: bytes, model: Any, limits: Limits, task_names: list[str]
+def parse_request(body: bytes, limits: Limits, task_names: list[str], model: Any = None
                   ) -> tuple[list[str], list[str] | None, list[str] | None]:
-    """``(texts, pairs, tasks)`` of a ``POST /predict`` body, validated by ``model``
-    (:func:`infomtl.inference.serve_models.request_model`).
+    """``(texts, pairs, tasks)`` of a ``POST /predict`` body, validated by ``model`` (the
+    :func:`infomtl.inference.serve_models.request_model` of these limits and tasks; built
+    when not given).
 
     Raises:
         RequestError: 400 for a body that is not JSON, 422 for JSON of the wrong shape.
     """
     from pydantic import ValidationError
 
-    from infomtl.inference.serve_models import first_error
+    from infomtl.inference.serve_models import first_error, request_model
+
+    if model is None:
+        model = request_model(limits.max_texts, limits.max_text_chars, task_names)
 
     try:
         data = loads_json(body)
@@ -199,7 +203,7 @@ def create_app(predictor: Any, limits: Limits | None = None, batch_size: int = 6
               openapi_extra={"requestBody": body_schema})
     async def predict(request: Request) -> JSONResponse:
         body = await _read_body(request, limits.max_body_bytes)
-        texts, pairs, chosen = parse_request(body, request_model, limits, names)
+        texts, pairs, chosen = parse_request(body, limits, names, request_model)
         try:
             predictions = await batcher.submit(texts, pairs, chosen)
         except QueueFull as exc:
