@@ -18,18 +18,10 @@ import yaml
 
 from infomtl.errors import InfomtlError
 from infomtl.experiments.store import Store, point_name
+from infomtl.methods import objective_of
 from infomtl.tasks import Task
 
 BASELINE_METHODS = ("ew", "equal")
-#: Components an ablation can switch off, per method: ``method_args`` key -> the papers' name.
-ABLATIONS: dict[str, dict[str, str]] = {
-    "infomtl": {"simax": "SIMax", "timin": "TIMin"},
-    "vipmtl": {"variance_norm": "VI"},
-}
-#: The row shown for "every component removed", which is EW (docs/methods.md) ...
-ALL_REMOVED: dict[str, str] = {"infomtl": "w/o SIMax & TIMin (= EW)", "vipmtl": "w/o VIP (= EW)"}
-#: ... unless the store holds the variant that switches these off (the same model as EW).
-SAME_AS_EW: dict[str, frozenset[str]] = {"infomtl": frozenset({"simax", "timin"})}
 
 Setting = tuple[str, str, float]
 
@@ -206,14 +198,21 @@ def _is_off(value: Any) -> bool:
     return value is False or (isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"))
 
 
+def ablations_of(method: str) -> dict[str, str]:
+    """The components ``method`` declares it can switch off (:attr:`Objective.ablations`):
+    ``method_args`` key -> the papers' name, ``{"simax": "SIMax", "timin": "TIMin"}``."""
+    cls = objective_of(method)
+    return {a.key: a.name for a in cls.ablations} if cls is not None else {}
+
+
 def ablated(method: str, method_args: dict[str, Any]) -> tuple[str, ...]:
-    """The components of ``method`` that ``method_args`` switches off (see :data:`ABLATIONS`)."""
-    return tuple(k for k in ABLATIONS.get(method_family(method), {}) if _is_off(method_args.get(k)))
+    """The components of ``method`` that ``method_args`` switches off."""
+    return tuple(k for k in ablations_of(method) if _is_off(method_args.get(k)))
 
 
 def variant_name(cell: Cell) -> str:
     """``"full"`` or ``"w/o SIMax"``, ``"w/o SIMax & TIMin"``..."""
-    names = ABLATIONS.get(method_family(cell.method), {})
+    names = ablations_of(cell.method)
     return "w/o " + " & ".join(names[k] for k in cell.ablation) if cell.ablation else "full"
 
 

@@ -68,6 +68,17 @@ class LossTerms:
     task_aux: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """A component of a method that a variant switches off: the boolean hyperparameter
+    ``key`` set to False (``--ablate KEY``), the papers' ``name`` of the component (the
+    report's "w/o NAME" row) and what the variant trains without it."""
+
+    key: str
+    name: str
+    help: str
+
+
 @dataclass
 class Hyper:
     """Base of the hyperparameter dataclasses (no fields)."""
@@ -123,6 +134,13 @@ class Objective(Component):
     needs_all_tasks: ClassVar[bool] = False
     #: the decoder reads token states ``(states, attention_mask, rows)`` instead of pooled ``h``
     token_states: ClassVar[bool] = False
+    #: the components an ablation switches off (each a boolean hyperparameter)
+    ablations: ClassVar[tuple[Ablation, ...]] = ()
+    #: the ablation table's name for EW, the variant without everything the method adds
+    #: ("w/o SIMax & TIMin (= EW)"); None: no such row
+    without_all: ClassVar[str | None] = None
+    #: switching every ablation off gives EW's model (so a trained variant replaces that row)
+    ablations_reduce_to_ew: ClassVar[bool] = False
 
     def __init__(
         self, hp: Hyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int

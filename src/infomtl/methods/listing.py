@@ -21,6 +21,7 @@ def describe_methods() -> str:
         if cls.needs_all_tasks:
             note += "; needs every task each step (mixed or uniform regime)"
         lines += _entry(label, cls, note)
+        lines += [f"      --ablate {a.key}: {a.help} (w/o {a.name})" for a in cls.ablations]
     lines.append("")
     lines.append("Weightings (--method NAME, or --weighting NAME with an objective):")
     for name, cls in sorted(WEIGHTINGS.items()):

@@ -178,3 +178,25 @@ def _coerce(method: str, key: str, value: Any, kind: Any) -> Any:
         name = getattr(kind, "__name__", str(kind))
         raise ConfigError(f"method {method}: {key} must be a {name}, got {value!r}") from None
     return value
+
+
+def objective_of(method: str) -> type[Objective] | None:
+    """The objective class ``method`` names (None for a weighting, whose objective has no
+    ablations, or an unknown name)."""
+    return OBJECTIVES.get(canonical(method))
+
+
+def ablation_args(method: str, names: list[str]) -> dict[str, bool]:
+    """The ``method_args`` of ``--ablate``: each named component of the method switched off,
+    ``--method infomtl --ablate simax`` → ``{"simax": False}``. A name the method does not
+    declare (:attr:`Objective.ablations`) is an error listing the ones it has."""
+    cls = objective_of(method)
+    declared = {a.key: a for a in (cls.ablations if cls is not None else ())}
+    args: dict[str, bool] = {}
+    for raw in names:
+        key = raw.strip().replace("-", "_")
+        if key not in declared:
+            valid = ", ".join(declared) or "none"
+            raise ConfigError(f"--ablate {raw}: method {method} has no such component (its ablations: {valid})")
+        args[key] = False
+    return args

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from infomtl.data.batching import Batch
-from infomtl.methods.base import Hyper, LossTerms, Objective
+from infomtl.methods.base import Ablation, Hyper, LossTerms, Objective
 from infomtl.methods.registry import register_objective
 from infomtl.methods.weightings.common import task_kpi
 from infomtl.modeling.bounds import KL_REDUCTIONS, gaussian_kl, info_nce, reduce_kl
@@ -63,6 +63,12 @@ class InfoMTL(Objective):
     name = "infomtl"
     reference = "Hu et al., AAAI 2025 (InfoMTL)"
     Hyper = InfoMTLHyper
+    ablations = (
+        Ablation("simax", "SIMax", "without shared information maximisation (alpha = 0, one view)"),
+        Ablation("timin", "TIMin", "without task-specific information minimisation (linear heads)"),
+    )
+    without_all = "w/o SIMax & TIMin (= EW)"
+    ablations_reduce_to_ew = True
 
     @property
     def views(self) -> int:  # type: ignore[override]

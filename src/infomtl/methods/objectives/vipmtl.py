@@ -55,7 +55,7 @@ from typing import Any
 import torch
 
 from infomtl.data.batching import Batch
-from infomtl.methods.base import Hyper, LossTerms, Objective
+from infomtl.methods.base import Ablation, Hyper, LossTerms, Objective
 from infomtl.methods.registry import register_objective
 from infomtl.methods.weightings.common import task_kpi
 from infomtl.modeling.bounds import KL_REDUCTIONS, gaussian_kl, reduce_kl
@@ -107,6 +107,10 @@ class VIPMTL(Objective):
     aliases = ("vip-mtl",)
     reference = "Hu et al., ACL 2025 (VIP-MTL)"
     Hyper = VIPMTLHyper
+    ablations = (
+        Ablation("variance_norm", "VI", "without variance normalisation (w/o VI: Σ'_t fixed at 1, no gamma term)"),
+    )
+    without_all = "w/o VIP (= EW)"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
