@@ -27,8 +27,9 @@ SCHEDULES = ("constant", "linear")
 REGIME_CHOICES = ("auto", "mixed", "uniform", "per-task", "temperature")
 
 
-def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None,
-       metavar: str | None = None, **kw: Any):
+def option(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None,
+           metavar: str | None = None, **kw: Any):
+    """A dataclass field that is also a CLI flag: its help, its ``--help`` group, its choices."""
     meta: dict[str, Any] = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
@@ -37,6 +38,9 @@ def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = No
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
+
+
+_f = option
 
 
 @dataclass
@@ -173,18 +177,24 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a mapping with option names as keys (dashes or underscores)."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for key, value in data.items():
-            name = str(key).replace("-", "_")
-            if name not in known:
-                raise ConfigError(f"{source}: unknown option {key!r}")
-            values[name] = coerce(name, value, hints[name], source)
-        return cls(**values)
+        return cls(**option_values(cls, data, source))
 
     def save(self, path: Path) -> None:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+
+
+def option_values(cls: type, data: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """The fields of dataclass ``cls`` that ``data`` sets (keys with dashes or underscores),
+    each coerced to its type; an unknown key is a :class:`ConfigError` naming ``source``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        if name not in known:
+            raise ConfigError(f"{source}: unknown option {key!r}")
+        values[name] = coerce(name, value, hints[name], source)
+    return values
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

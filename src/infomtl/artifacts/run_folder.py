@@ -55,8 +55,10 @@ def new_run_dir(output_dir: str | None) -> Path:
     return path
 
 
-def resume_config(run_dir: str | Path) -> TrainConfig:
-    """The config of an interrupted run folder, set up to resume it in place.
+def resume_config(run_dir: str | Path, config_class: Any = TrainConfig) -> Any:
+    """The config of an interrupted run folder, set up to resume it in place: a
+    :class:`TrainConfig`, or another config class with the same ``from_dict``, ``output_dir``,
+    ``resume`` and ``validate`` (the zero-shot baseline's ``LLMConfig``).
 
     Raises :class:`InfomtlError` for a folder that is not a run or already finished.
     """
@@ -65,7 +67,7 @@ def resume_config(run_dir: str | Path) -> TrainConfig:
         raise InfomtlError(f"--resume {folder}: not a run folder (no config.yaml)")
     if (folder / "results.json").is_file():
         raise InfomtlError(f"--resume {folder}: the run already finished (results.json exists); nothing to resume")
-    config = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+    config = config_class.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
     config.output_dir = str(folder)
     config.resume = str(folder)
     return config.validate()
@@ -158,6 +160,9 @@ def load_run(folder: str | Path) -> LoadedRun:
     if not folder.is_dir():
         raise InfomtlError(f"{folder}: no such run folder")
     ckpt = folder / "checkpoint"
+    if (folder / "baseline.json").is_file():
+        raise InfomtlError(f"{folder}: a zero-shot LLM baseline's run (infomtl baseline llm) holds answers, not a "
+                           "model to rebuild; its scores are in results.json")
     if not (ckpt / "model.safetensors").is_file():
         raise InfomtlError(f"{folder}: no checkpoint/model.safetensors (did the run finish an epoch?)")
     config = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))

@@ -1,5 +1,5 @@
 """The ``infomtl`` command line: train, evaluate, predict, export, serve, demo, methods, download,
-sweep, report, analyze (one module per command group).
+sweep, report, analyze, baseline (one module per command group).
 
 User errors print one line (``error: ...``) and exit with status 2; no traceback.
 The library's progress lines (its loggers, INFO) go to stdout, its warnings to stderr;
@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from infomtl.cli.analyze import add_analyze_command
+from infomtl.cli.baseline import add_baseline_commands
 from infomtl.cli.common import EXIT_USER_ERROR, Parser
 from infomtl.cli.experiments import add_experiment_commands
 from infomtl.cli.inference import add_inference_commands
@@ -42,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tool_commands(sub)
     add_experiment_commands(sub)
     add_analyze_command(sub)
+    add_baseline_commands(sub)
     return parser
 
 

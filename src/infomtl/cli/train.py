@@ -4,35 +4,17 @@ and what goes with it."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 from pathlib import Path
 from typing import Any
 
-from infomtl.cli.common import print_results
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.cli.common import add_config_options, config_values, print_results
+from infomtl.config import TrainConfig
 from infomtl.data.paths import default_cache_root
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(TrainConfig):
-        group_name = f.metadata["group"]
-        group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = ",".join(default) if isinstance(default, list) else default
-        if isinstance(default, dict):
-            shown = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
-        help_text = f"{f.metadata['help']} (default: {shown if shown not in ('', None) else 'none'})"
-        flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-            group.add_argument(flag, metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
+    add_config_options(parser, TrainConfig)
     ablation = parser.add_argument_group("ablations")
     ablation.add_argument(
         "--ablate", metavar="COMPONENTS", default=argparse.SUPPRESS,
@@ -43,13 +25,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
 
 def config_from_args(args: argparse.Namespace):
     """Merge ``--config`` YAML and the flags given (flags win) into a validated config."""
-    values: dict[str, Any] = {}
-    source = "command line"
-    if getattr(args, "config", None):
-        source = args.config
-        values = {str(k).replace("-", "_"): v for k, v in load_yaml(args.config).items()}
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values.update({k: v for k, v in vars(args).items() if k in names})
+    values, source = config_values(args, TrainConfig)
     config = TrainConfig.from_dict(values, source)
     if getattr(args, "ablate", None):
         from infomtl.methods import ablation_args  # torch: only when asked for

@@ -4,6 +4,7 @@ Layout of a task folder::
 
     my_task/
         task.yaml        optional: kind, labels, targets, metrics, threshold, description, name
+                         (and the LLM baseline's instruction, answers, template, scale)
         train.jsonl      or train.tsv   (required)
         val.jsonl        or val.tsv, or dev.jsonl / dev.tsv (required)
         test.jsonl       or test.tsv    (optional: the split is omitted when absent)
@@ -32,6 +33,7 @@ from infomtl.data.textio import read_text, split_lines
 from infomtl.data.types import SPLITS, MultiTaskData, TaskData
 from infomtl.errors import ConfigError, DataError
 from infomtl.fileio import JSONError, loads_json
+from infomtl.prompts import Prompt
 from infomtl.tasks import Task, TaskKind
 
 SPLIT_STEMS: dict[str, tuple[str, ...]] = {"train": ("train",), "val": ("val", "dev"), "test": ("test",)}
@@ -128,6 +130,8 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
         inferred_labels = spec.labels is None and "label" in str(exc)
         hint = " (labels inferred from the train split)" if inferred_labels else ""
         raise DataError(where, f"{exc}{hint}") from None
+    if any(getattr(spec, key) is not None for key in ("instruction", "answers", "template", "scale")):
+        spec.prompt(task)  # the LLM baseline's keys are checked with the rest of task.yaml
 
     has_pairs = any(r.pair is not None for split_rows in rows.values() for r in split_rows)
     data = {
@@ -143,6 +147,19 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
         if split in files
     }
     return task, data
+
+
+def load_task_prompts(paths: Sequence[Path | str], tasks: Sequence[Task]) -> dict[str, Prompt]:
+    """The zero-shot LLM baseline's prompt of each of ``tasks`` that one of the folders
+    ``paths`` defines: its ``task.yaml`` keys over :func:`~infomtl.prompts.default_prompt`."""
+    by_name = {t.name: t for t in tasks}
+    prompts = {}
+    for path in paths:
+        spec = read_task_spec(Path(path))
+        name = spec.name or Path(path).name
+        if name in by_name:
+            prompts[name] = spec.prompt(by_name[name])
+    return prompts
 
 
 # --------------------------------------------------------------------------- split files

@@ -4,23 +4,30 @@ Keys (all optional): ``name``, ``kind`` (classification | multilabel |
 regression), ``labels`` (names in id order), ``targets`` (regression outputs),
 ``metrics`` (metric function names, or mappings with ``name``, ``fn``,
 ``labels``, ``target``, ``higher_is_better``, ``official``), ``threshold`` and
-``description``. An unknown key or an invalid value is a :class:`DataError`
-naming the file, the line of the key, and what was expected.
+``description``; and, for the zero-shot LLM baseline (:mod:`infomtl.prompts`),
+``instruction`` (the question), ``answers`` (the allowed answer of each label: a
+list in label order, or a mapping label -> answer where unlisted labels answer
+with their name), ``template`` (how a row is shown: ``{text}``, ``{pair}``,
+``{group}``) and ``scale`` (``[low, high]`` of a regression answer). An unknown
+key or an invalid value is a :class:`DataError` naming the file, the line of the
+key, and what was expected.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from infomtl.data.textio import read_text
 from infomtl.errors import DataError
-from infomtl.tasks import Metric, TaskKind
+from infomtl.prompts import Prompt, default_prompt
+from infomtl.tasks import Metric, Task, TaskKind
 
 TASK_FILES: tuple[str, ...] = ("task.yaml", "task.yml")
 YAML_KEYS: tuple[str, ...] = (
     "name", "kind", "labels", "targets", "metrics", "threshold", "description",
+    "instruction", "answers", "template", "scale",
 )
 METRIC_KEYS: tuple[str, ...] = ("name", "fn", "labels", "target", "higher_is_better", "official")
 CLASSIFICATION_METRICS: tuple[str, ...] = ("macro_f1", "macro_recall", "accuracy")
@@ -39,6 +46,43 @@ class TaskSpec:
     metrics: list[Any] | None = None
     threshold: float = 0.5
     description: str = ""
+    instruction: str | None = None
+    answers: tuple[str, ...] | dict[str, str] | None = None
+    template: str | None = None
+    scale: tuple[float, float] | None = None
+    lines: dict[str, int] = field(default_factory=dict)  # line of each key, for later errors
+
+    def prompt(self, task: Task) -> Prompt:
+        """The task's prompt for the LLM baseline: these keys over :func:`default_prompt`.
+
+        Raises:
+            DataError: an answer for a label the task does not have, or a prompt that
+                cannot serve the task (file and line of the key named).
+        """
+        base = default_prompt(task)
+        answers: tuple[str, ...] = ()
+        if isinstance(self.answers, dict):
+            unknown = [k for k in self.answers if k not in task.labels]
+            if unknown:
+                raise DataError(self.path, f"answers: {unknown[0]!r} is not a label of the task "
+                                f"({', '.join(task.labels)})", line=self.lines.get("answers"))
+            answers = tuple(self.answers.get(label, label) for label in task.labels)
+        elif self.answers is not None:
+            answers = self.answers
+        prompt = Prompt(
+            description=self.description or base.description,
+            instruction=self.instruction or base.instruction,
+            answers=answers,
+            template=self.template or base.template,
+            scale=self.scale,
+        )
+        try:
+            prompt.check(task)
+        except ValueError as exc:
+            key = next((k for k in ("answers", "template", "scale") if getattr(self, k) is not None), None)
+            raise DataError(self.path or "task.yaml", f"{key + ': ' if key else ''}{exc}",
+                            line=self.lines.get(key) if key else None) from None
+        return prompt
 
 
 def read_task_spec(folder: Path) -> TaskSpec:
@@ -79,7 +123,7 @@ def read_task_spec(folder: Path) -> TaskSpec:
         if key not in YAML_KEYS:
             raise DataError(path, f"unknown key {key!r} (valid keys: {', '.join(YAML_KEYS)})",
                             line=lines.get(str(key)))
-    spec = TaskSpec(path=path)
+    spec = TaskSpec(path=path, lines=lines)
     if "name" in raw:
         spec.name = _yaml_str(raw["name"], lambda m: fail("name", m))
         if not spec.name.replace("_", "").replace("-", "").isalnum():
@@ -111,7 +155,46 @@ def read_task_spec(folder: Path) -> TaskSpec:
             raise fail("metrics", "expected a non-empty list of metric names or mappings")
         spec.metrics = value
         _validate_metric_entries(value, spec.kind, lambda m: fail("metrics", m))
+    _read_prompt_keys(raw, spec, fail)
     return spec
+
+
+def _read_prompt_keys(raw: dict, spec: TaskSpec, fail: Any) -> None:
+    """The LLM baseline's keys: ``instruction``, ``answers``, ``template``, ``scale``."""
+    for key in ("instruction", "template"):
+        if key in raw:
+            setattr(spec, key, _yaml_str(raw[key], lambda m, k=key: fail(k, m)))
+    if "answers" in raw:
+        value = raw["answers"]
+        if spec.kind is TaskKind.REGRESSION:
+            raise fail("answers", "a regression task is answered with numbers: it takes no 'answers'")
+        if isinstance(value, dict) and value:
+            answers = {}
+            for label, answer in value.items():
+                if isinstance(answer, bool) or not isinstance(answer, (str, int)) or not str(answer).strip():
+                    raise fail("answers", f"the answer of {label!r} must be a non-empty string, got {answer!r}")
+                answers[str(label).strip()] = str(answer).strip()
+            if spec.labels is not None and any(k not in spec.labels for k in answers):
+                unknown = next(k for k in answers if k not in spec.labels)
+                raise fail("answers", f"{unknown!r} is not one of the labels ({', '.join(spec.labels)})")
+            spec.answers = answers
+        elif isinstance(value, list):
+            spec.answers = _yaml_names(value, lambda m: fail("answers", m))
+            if spec.labels is not None and len(spec.answers) != len(spec.labels):
+                raise fail("answers", f"{len(spec.answers)} answers for {len(spec.labels)} labels "
+                           f"({', '.join(spec.labels)})")
+        else:
+            raise fail("answers", f"expected a list of answers in label order or a mapping label: answer, "
+                       f"got {value!r}")
+    if "scale" in raw:
+        value = raw["scale"]
+        if spec.kind is not TaskKind.REGRESSION:
+            raise fail("scale", f"only a regression task has a scale (kind is {spec.kind.value})")
+        numbers = value if isinstance(value, list) and len(value) == 2 else None
+        if numbers is None or any(isinstance(v, bool) or not isinstance(v, (int, float)) for v in numbers) \
+                or not float(numbers[0]) < float(numbers[1]):
+            raise fail("scale", f"expected [low, high] with low < high, got {value!r}")
+        spec.scale = (float(numbers[0]), float(numbers[1]))
 
 
 def _yaml_str(value: Any, fail: Any, empty: bool = False) -> str:

@@ -107,9 +107,10 @@ class StoreData:
 
 
 def _tasks_of(run_dir: Path) -> list[Task]:
-    meta = run_dir / "run.json"
-    if meta.is_file():
-        return [Task.from_dict(t) for t in json.loads(meta.read_text(encoding="utf-8"))["tasks"]]
+    for name in ("run.json", "baseline.json"):  # a trained run, or a zero-shot baseline's run
+        meta = run_dir / name
+        if meta.is_file():
+            return [Task.from_dict(t) for t in json.loads(meta.read_text(encoding="utf-8"))["tasks"]]
     tasks = []  # an STL run: one sub-run per task
     for sub in sorted(p for p in run_dir.iterdir() if (p / "run.json").is_file()):
         tasks.extend(Task.from_dict(t) for t in json.loads((sub / "run.json").read_text(encoding="utf-8"))["tasks"])
@@ -132,7 +133,13 @@ def setting_of(meta: dict[str, Any]) -> Setting:
 
 
 def load_store(store_root: str | Path) -> StoreData:
-    """Read a store's plan and finished runs; select a grid point per setting, label (and task set)."""
+    """Read a store's plan and finished runs; select a grid point per setting, label (and task set).
+
+    A run planned with no backbone (``"backbone": null``: a zero-shot LLM baseline, see
+    :mod:`infomtl.experiments.baseline_store`) needs no encoder and no training data, so it
+    is a row of every setting of its benchmark (each backbone and training ratio), or of
+    its own setting ``(benchmark, "zero-shot", 1.0)`` when the store has no other run there.
+    """
     store = Store(Path(store_root))
     plan = store.read_plan()
     if not plan:
@@ -140,6 +147,7 @@ def load_store(store_root: str | Path) -> StoreData:
     Points = dict[str, list[tuple[dict, Run | None]]]
     grouped: dict[Setting, dict[str, Points]] = {}
     subsets: dict[Setting, dict[str, dict[tuple[str, ...], Points]]] = {}
+    backbone_free: list[tuple[dict, Run | None]] = []
     for rid, meta in plan.items():
         run = None
         meta = dict(meta)
@@ -150,12 +158,20 @@ def load_store(store_root: str | Path) -> StoreData:
             if meta.get("method_args") is None:
                 meta["method_args"] = _config_method_args(folder)
         task_set = meta.get("task_set")
+        if meta.get("backbone") is None and not task_set:
+            backbone_free.append((meta, run))
+            continue
         if task_set:
             by_set = subsets.setdefault(setting_of(meta), {}).setdefault(meta["label"], {})
             points = by_set.setdefault(tuple(task_set), {})
         else:
             points = grouped.setdefault(setting_of(meta), {}).setdefault(meta["label"], {})
         points.setdefault(point_name(meta["point"]), []).append((meta, run))
+    for meta, run in backbone_free:
+        settings = [s for s in grouped if s[0] == meta["benchmark"]] or [(meta["benchmark"], "zero-shot", 1.0)]
+        for setting in settings:
+            points = grouped.setdefault(setting, {}).setdefault(meta["label"], {})
+            points.setdefault(point_name(meta["point"]), []).append((meta, run))
     return StoreData(
         store.root,
         plan,

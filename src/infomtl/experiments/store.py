@@ -103,7 +103,7 @@ def run_id(config: TrainConfig) -> str:
                    for k, v in spec[part].items() if base[part].get(k) != v}
         if changed:
             data["method_args"] = changed
-    return _digest(data)
+    return digest(data)
 
 
 def legacy_run_id(config: TrainConfig) -> str:
@@ -116,10 +116,11 @@ def legacy_run_id(config: TrainConfig) -> str:
     data = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     if not is_single_task(config.method):
         data["method_spec"] = resolve_method(config.method, config.weighting, config.method_args).to_dict()
-    return _digest(data)
+    return digest(data)
 
 
-def _digest(data: dict[str, Any]) -> str:
+def digest(data: dict[str, Any]) -> str:
+    """The first 12 hex digits of the SHA-256 of ``data``'s canonical JSON (a run id)."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -202,10 +203,14 @@ class Store:
 
     def add_to_plan(self, runs: Iterable[PlannedRun]) -> None:
         """Merge ``runs`` into ``plan.json`` (temp file + rename); never drops a planned run."""
+        self.add_plan_entries({run.run_id: run.meta() for run in runs})
+
+    def add_plan_entries(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Merge ``{id: meta}`` into ``plan.json`` (temp file + rename), keeping what is planned already."""
         with self.locked():
             plan = self.read_plan()
-            for run in runs:
-                plan.setdefault(run.run_id, run.meta())
+            for rid, meta in entries.items():
+                plan.setdefault(rid, meta)
             _write_atomic(self.plan_path, json.dumps(plan, indent=1) + "\n")  # keeps the sweep's order
 
     def append_index(self, entry: dict[str, Any]) -> bool:
