@@ -7,8 +7,9 @@ One JSONL file per task (``CACHE/{task}.jsonl``), one line per answer::
 A line is appended with one write, then flushed and fsynced, so a killed run keeps
 every answer it had received; the next run (``--resume``, or any run sharing the
 cache folder) reads them back and asks only for the rest. A torn last line (a kill in
-the middle of a write) is skipped, and the next append starts on a new line; any
-other line that is not a cache entry is an error naming the file and line.
+the middle of a write, so never a whole answer) is skipped when the file is read and
+cut off before the next append; any other line that is not a cache entry is an error
+naming the file and line.
 """
 
 from __future__ import annotations
@@ -76,12 +77,8 @@ class AnswerCache:
         if handle is None:
             self.folder.mkdir(parents=True, exist_ok=True)
             path = self.path(task)
+            _drop_torn_line(path)
             handle = open(path, "ab")  # noqa: SIM115 - kept open for the run, closed by close()
-            if handle.tell() > 0:
-                with open(path, "rb") as fh:
-                    fh.seek(-1, os.SEEK_END)
-                    if fh.read(1) != b"\n":  # a torn last line: start a line of our own
-                        handle.write(b"\n")
             self._files[task] = handle
         line = json.dumps({"key": key, "reply": reply}, ensure_ascii=False) + "\n"
         handle.write(line.encode("utf-8"))
@@ -98,3 +95,29 @@ class AnswerCache:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _drop_torn_line(path: Path) -> None:
+    """Cut a last line that has no newline (a write cut short by a kill) off the file."""
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with open(path, "r+b") as fh:
+        fh.seek(-1, os.SEEK_END)
+        if fh.read(1) == b"\n":
+            return
+        size = fh.seek(0, os.SEEK_END)
+        block = 4096
+        end = size
+        while end > 0:  # find the last newline, reading backwards
+            start = max(0, end - block)
+            fh.seek(start)
+            chunk = fh.read(end - start)
+            cut = chunk.rfind(b"\n")
+            if cut >= 0:
+                fh.truncate(start + cut + 1)
+                break
+            end = start
+        else:
+            fh.truncate(0)
+        fh.flush()
+        os.fsync(fh.fileno())

@@ -21,6 +21,9 @@ from infomtl.errors import ConfigError
 BACKENDS = ("openai", "hf")
 SPLIT_CHOICES = ("train", "val", "test")
 
+#: Options a resumed run may change (where the endpoint is, how it is asked): they change no answer.
+RESUME_OPTIONS = ("base_url", "api_key_env", "concurrency", "timeout", "max_retries", "batch_size", "cpu", "progress")
+
 #: Options that do not change a single answer (left out of a results store's run id).
 NOT_HASHED = ("output_dir", "cache_dir", "concurrency", "timeout", "max_retries", "batch_size", "progress",
               "resume", "cpu", "api_key_env")
@@ -67,8 +70,10 @@ class LLMConfig:
                                    "RUN_DIR/answers); share it between runs to never ask twice", "runtime",
                                    metavar="DIR")
     progress: bool = option(True, "show a progress bar", "runtime")
-    resume: str | None = option(None, "continue an interrupted run folder: its config.yaml gives every option, "
-                                "its cache every answer already received", "runtime", metavar="RUN_DIR")
+    resume: str | None = option(None, "continue an interrupted run folder: its config.yaml gives the options "
+                                "(flags may change only --base-url, --api-key-env, --concurrency, --timeout, "
+                                "--max-retries, --batch-size, --cpu, --progress), its cache every answer already "
+                                "received", "runtime", metavar="RUN_DIR")
 
     def validate(self) -> LLMConfig:
         """Check every value; raise :class:`ConfigError` naming the option."""

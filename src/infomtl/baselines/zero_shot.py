@@ -34,7 +34,7 @@ from infomtl.artifacts.run_folder import check_output_dir, new_run_dir, resume_c
 from infomtl.baselines.answers import AnswerReader, fallback
 from infomtl.baselines.cache import AnswerCache
 from infomtl.baselines.chat_api import ChatEndpoint
-from infomtl.baselines.config import LLMConfig
+from infomtl.baselines.config import RESUME_OPTIONS, LLMConfig
 from infomtl.baselines.local_lm import LocalCausalLM
 from infomtl.baselines.questions import Messages, TaskQuestions
 from infomtl.data.folder import load_task_prompts
@@ -84,10 +84,23 @@ def _describe(task: Task, value: Any) -> Any:
     return [float(v) for v in value]
 
 
+def resumed_config(config: LLMConfig) -> LLMConfig:
+    """The config of the interrupted run folder ``config.resume``, set up to resume it in place,
+    with the :data:`~infomtl.baselines.config.RESUME_OPTIONS` that ``config`` sets to other
+    than their defaults (a moved endpoint, another concurrency...) over the folder's."""
+    saved = resume_config(config.resume, LLMConfig)
+    defaults = LLMConfig()
+    for name in RESUME_OPTIONS:
+        if getattr(config, name) != getattr(defaults, name):
+            setattr(saved, name, getattr(config, name))
+    return saved.validate()
+
+
 def run_llm_baseline(config: LLMConfig) -> LLMResult:
-    """Ask, read and score every configured task (see the module docstring)."""
-    if config.resume is not None:
-        config = resume_config(config.resume, LLMConfig)
+    """Ask, read and score every configured task (see the module docstring); with
+    ``config.resume``, continue that run folder (:func:`resumed_config`)."""
+    if config.resume is not None and config.output_dir != config.resume:
+        config = resumed_config(config)
     config.validate()
     resuming = config.resume is not None
     if not resuming:

@@ -7,7 +7,7 @@ import dataclasses
 import sys
 from typing import Any
 
-from infomtl.baselines.config import LLMConfig
+from infomtl.baselines.config import RESUME_OPTIONS, LLMConfig
 from infomtl.cli.common import add_config_options, config_values, print_results
 from infomtl.tables import markdown_table
 
@@ -15,7 +15,8 @@ from infomtl.tables import markdown_table
 def llm_config_from_args(args: argparse.Namespace) -> LLMConfig:
     """Merge ``--config`` YAML and the flags given (flags win) into a validated config."""
     values, source = config_values(args, LLMConfig)
-    return LLMConfig.from_dict(values, source).validate()
+    config = LLMConfig.from_dict(values, source)
+    return config if config.resume is not None else config.validate()  # resumed: the run's own options
 
 
 def print_invalid(results: dict[str, Any], splits: list[str]) -> None:
@@ -32,10 +33,11 @@ def cmd_baseline_llm(args: argparse.Namespace) -> int:
 
     config = llm_config_from_args(args)
     if config.resume is not None:
-        options = {f.name for f in dataclasses.fields(LLMConfig)} - {"resume"}
+        options = {f.name for f in dataclasses.fields(LLMConfig)} - {"resume", *RESUME_OPTIONS}
         ignored = sorted(k for k in vars(args) if k in options)  # the flags given (others are not set)
         if ignored:
-            print(f"note: --resume takes the run's options from {config.resume}/config.yaml; ignoring "
+            print(f"note: --resume takes the run's options from {config.resume}/config.yaml (flags may change "
+                  "only where and how the model is asked); ignoring "
                   + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
     if args.store is not None:
         from infomtl.experiments.baseline_store import run_llm_into_store
