@@ -68,6 +68,7 @@ def chat_server(stub: ChatStub) -> Iterator[ChatStub]:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out at once (no 40 ms delayed-ACK stalls)
 
         def log_message(self, *args: Any) -> None:  # quiet
             pass
@@ -99,8 +100,11 @@ def chat_server(stub: ChatStub) -> Iterator[ChatStub]:
             except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
                 pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
+    class Server(ThreadingHTTPServer):
+        daemon_threads = True
+        request_queue_size = 128  # many clients connecting at once (the default backlog is 5)
+
+    server = Server(("127.0.0.1", 0), Handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     stub.url = f"http://127.0.0.1:{server.server_address[1]}/v1"

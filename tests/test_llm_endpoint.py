@@ -8,11 +8,11 @@ import threading
 import time
 
 import pytest
-from llm_fakes import ChatStub, Reply, chat_server, completion
 
 from infomtl.baselines.cache import AnswerCache, answer_key
 from infomtl.baselines.chat_api import ChatEndpoint, retry_after
 from infomtl.errors import DataError, InfomtlError
+from llm_fakes import ChatStub, Reply, chat_server, completion
 
 pytest.importorskip("httpx")
 

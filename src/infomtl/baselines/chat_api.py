@@ -118,25 +118,28 @@ class ChatEndpoint:
 
     async def _ask_all(self, httpx: Any, questions: list[tuple[str, Messages]],
                        on_reply: Callable[[str, str], None]) -> int:
+        """``concurrency`` workers, each with its own connection, take the questions in turn."""
         key = os.environ.get(self.api_key_env, "").strip()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=self.concurrency)
-        gate = asyncio.Semaphore(self.concurrency)
+        queue: asyncio.Queue[tuple[str, Messages]] = asyncio.Queue()
+        for question in questions:
+            queue.put_nowait(question)
         retries = [0]
-        async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout), limits=limits) as client:
 
-            async def one(question_key: str, messages: Messages) -> None:
-                async with gate:
-                    reply = await self._post(httpx, client, messages, retries)
-                on_reply(question_key, reply)
+        async def worker() -> None:
+            limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+            async with httpx.AsyncClient(headers=headers, timeout=httpx.Timeout(self.timeout), limits=limits) as client:
+                while not queue.empty():
+                    question_key, messages = queue.get_nowait()
+                    on_reply(question_key, await self._post(httpx, client, messages, retries))
 
-            tasks = [asyncio.ensure_future(one(k, m)) for k, m in questions]
-            try:
-                await asyncio.gather(*tasks)
-            finally:
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+        workers = [asyncio.ensure_future(worker()) for _ in range(min(self.concurrency, len(questions)))]
+        try:
+            await asyncio.gather(*workers)
+        finally:
+            for task in workers:
+                task.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
         return retries[0]
 
     async def _post(self, httpx: Any, client: Any, messages: Messages, retries: list[int]) -> str:
