@@ -267,3 +267,11 @@ def test_a_local_causal_lm_answers_with_batched_greedy_generation(tmp_path) -> N
     assert replies and set(replies) == {"positive positive positive"}
     assert main([*args, "--cache-dir", str(tmp_path / "run" / "answers"), "--output-dir", str(tmp_path / "b")]) == 0
     assert json.loads((tmp_path / "b" / "results.json").read_text())["requests"]["asked"] == 0
+
+
+def test_the_methods_listing_and_train_point_at_the_baseline_command(capsys) -> None:
+    assert main(["methods"]) == 0
+    out = capsys.readouterr().out
+    assert "llm-zero-shot" in out and "infomtl baseline llm" in out
+    assert main(["train", "--method", "llm-zero-shot", "--benchmark", "synthetic", "--backbone", "tiny"]) == 2
+    assert "run `infomtl baseline llm`" in capsys.readouterr().err

@@ -38,6 +38,16 @@ def describe_methods() -> str:
             f"      reference: {base.reference}",
         ]
     lines.append("")
+    lines.append("Zero-shot baseline (infomtl baseline llm: no training, not a --method):")
+    lines += [
+        "  llm-zero-shot: every val/test row asked to a language model with its task's description, instruction",
+        "      and allowed answers; the first allowed answer in the reply is the label, else the training split's",
+        "      majority (counted as invalid); official metrics, Avg and the invalid-answer rate per task",
+        "      models: --backend openai (an OpenAI-compatible chat endpoint: --base-url, --model, key from",
+        "      $OPENAI_API_KEY) or --backend hf (a local Hugging Face causal LM: --model ID_OR_FOLDER)",
+        "      reference: the zero-shot GPT-3.5 row of InfoMTL's Table 3 (Hu et al., AAAI 2025)",
+    ]
+    lines.append("")
     lines.append("Set hyperparameters with --method-args key=value,... (or method_args: in YAML).")
     return "\n".join(lines)
 

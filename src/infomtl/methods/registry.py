@@ -127,7 +127,9 @@ def resolve_method(
                 f"{', '.join(sorted(WEIGHTINGS))}{hint}"
             )
     else:
-        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(method_names())}")
+        hint = ("; the zero-shot LLM baseline is not trained: run `infomtl baseline llm`"
+                if "llm" in name or "zero" in name else "")
+        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(method_names())}{hint}")
     ocls, wcls = OBJECTIVES[objective], WEIGHTINGS[wname]
     args = dict(args or {})
     ohp = _build_hyper(ocls, args)
