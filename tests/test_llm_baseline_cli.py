@@ -275,3 +275,22 @@ def test_the_methods_listing_and_train_point_at_the_baseline_command(capsys) -> 
     assert "llm-zero-shot" in out and "infomtl baseline llm" in out
     assert main(["train", "--method", "llm-zero-shot", "--benchmark", "synthetic", "--backbone", "tiny"]) == 2
     assert "run `infomtl baseline llm`" in capsys.readouterr().err
+
+
+def test_affecteval_asks_regression_as_numbers_and_shows_ei_regs_emotion(data_root, tmp_path) -> None:
+    replies = {"emobank": "V=3.5, A=2, D=9", "ei_reg": "0.75", "goemotions": "Joy", "emotioneval": "sadness"}
+    with chat_server(ChatStub(answer=lambda q: replies[task_of(q, "affecteval")])) as stub:
+        assert main(["baseline", "llm", "--benchmark", "affecteval", "--data-dir", str(data_root), "--model", "m",
+                     "--base-url", stub.url, "--max-eval-examples", "3", "--splits", "test",
+                     "--output-dir", str(tmp_path / "run"), "--no-progress"]) == 0
+        questions = stub.questions()
+    ei = next(q for q in questions if task_of(q, "affecteval") == "ei_reg")
+    assert "Answer with a number from 0 to 1.\n\nEmotion: anger\nTweet: " in ei
+    emobank = next(q for q in questions if task_of(q, "affecteval") == "emobank")
+    assert "Answer with 3 numbers from 1 to 5, for V, A, D in that order, separated by commas." in emobank
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["test"]["invalid"] == {"goemotions": 0, "emotioneval": 0, "emobank": 0, "ei_reg": 0}
+    preds = tmp_path / "run" / "predictions" / "test"
+    assert (preds / "emobank.txt").read_text() == "3.5\t2\t5\n" * 3  # 9 clipped to the scale's 5
+    assert (preds / "ei_reg.txt").read_text() == "0.75\n" * 3
+    assert (preds / "goemotions.txt").read_text() == "17\n" * 3  # joy
