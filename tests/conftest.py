@@ -1,8 +1,9 @@
 """Shared fixtures: where the benchmark data lives, and small real slices of it.
 
 The suite leaves the user's home folder alone: before anything runs, ``HOME``,
-``XDG_CACHE_HOME`` and ``MPLCONFIGDIR`` point into a temporary folder (subprocesses inherit
-them), and the session fails if anything under the real ``~/.cache/infomtl`` changed.
+``XDG_CACHE_HOME``, ``MPLCONFIGDIR`` and ``HF_HOME`` point into a temporary folder
+(subprocesses inherit them; ``HF_DATASETS_OFFLINE=1`` keeps datasets off the network), and
+the session fails if anything under the real ``~/.cache/infomtl`` changed.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HOME"] = str(home)
     os.environ["XDG_CACHE_HOME"] = str(home / ".cache")
     os.environ["MPLCONFIGDIR"] = str(home / ".config" / "matplotlib")
+    # Hugging Face datasets: a cache of the suite's own, and never the network
+    os.environ["HF_HOME"] = str(home / ".cache" / "huggingface")
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:

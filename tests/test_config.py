@@ -93,7 +93,11 @@ def test_unknown_key_error_names_the_source_and_the_key() -> None:
         ("lr", None, "lr must be float"),
         ("progress", "maybe", "progress must be bool"),
         ("tasks", 5, "tasks must be a comma-separated list"),
-        ("method_args", "alpha", "method_args must be key=value pairs"),
+        ("method_args", "alpha", "method_args: item 'alpha' has no '='"),
+        ("method_args", "=3", "method_args: item '=3' has no key before '='"),
+        ("method_args", "alpha=0.1,beta=", "method_args: item 'beta=' has no value after '='"),
+        ("method_args", "alpha=1,alpha=2", "method_args: item 'alpha=2' repeats the key"),
+        ("method_args", 3, "method_args must be key=value pairs"),
     ],
 )
 def test_bad_values_are_one_line_config_errors_naming_the_option(key, value, pattern) -> None:

@@ -17,23 +17,27 @@ from typing import Any
 
 import yaml
 
-from infomtl.errors import ConfigError
-from infomtl.tasks import EI_REG_PAIRS
+from infomtl.errors import ConfigError, did_you_mean
+from infomtl.tasks import EI_REG_PAIRS, TaskKind
 
 OPTIMIZERS = ("adamax", "adamw")
 SELECT_BY = ("avg", "loss")
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("constant", "linear")
 REGIME_CHOICES = ("auto", "mixed", "uniform", "per-task", "temperature")
+#: Keys of one ``--hf-task`` (a task read from a Hugging Face dataset; see infomtl.data.hf_source).
+HF_TASK_KEYS = ("dataset", "config", "revision", "name", "kind", "text", "pair", "label", "train", "val", "test")
 
 
 def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None,
-       metavar: str | None = None, **kw: Any):
+       metavar: str | None = None, flag: str | None = None, **kw: Any):
     meta: dict[str, Any] = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
     if metavar:
         meta["metavar"] = metavar
+    if flag:  # a repeatable flag of its own name (one list item per use)
+        meta["flag"] = flag
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -45,17 +49,34 @@ class TrainConfig:
 
     # data
     benchmark: str = _f(
-        "tweeteval", "benchmark to train on (tweeteval, affecteval, synthetic); ignored with --task-dirs", "data")
-    tasks: list[str] = _f([], "comma-separated subset of the benchmark's tasks (default: all)", "data")
+        "tweeteval", "built-in benchmark whose tasks plain names in --tasks refer to (tweeteval, affecteval, "
+        "synthetic); trained whole when no --tasks, --task-dirs or --hf-task is given", "data")
+    tasks: list[str] = _f(
+        [], "comma-separated tasks, in order: NAME (a task of --benchmark, --task-dirs or --hf-task), "
+        "BENCHMARK:NAME (affecteval:emobank) or a task folder's path (./tasks/emoji); tasks of --task-dirs "
+        "and --hf-task are added unless it names one of them (default: those tasks, else all of "
+        "--benchmark)", "data")
     task_dirs: list[str] = _f(
-        [], "comma-separated folders of your own tasks (train/val/test JSONL or TSV, optional task.yaml)", "data")
+        [], "comma-separated folders of your own tasks (train/val/test as JSONL or TSV, or TweetEval's "
+        "{split}_text.txt layout, or a task.yaml with source: hf)", "data")
+    hf_tasks: list[dict[str, Any]] = _f(
+        [], "a task from a Hugging Face dataset, as key=value pairs: dataset (Hub id or local path; "
+        "required), config, revision, name, kind, text, pair, label (columns; regression outputs joined "
+        "by +), train, val, test (split names); repeat the flag for several", "data", metavar="SPEC",
+        flag="hf-task")
+    tweeteval_source: str = _f(
+        "files", "where TweetEval's tasks are read from: files (the official layout under the data root), "
+        "hf (the Hugging Face dataset cardiffnlp/tweet_eval) or hf:ID_OR_PATH (another copy of it, e.g. "
+        "a folder of save_to_disk datasets, one per config)", "data")
     data_dir: str | None = _f(
-        None, "root folder holding one folder per benchmark (else $INFOMTL_DATA, else the cache)", "data")
+        None, "root folder holding one folder per benchmark, used alone when given (default: $INFOMTL_DATA, "
+        "else the cache)", "data")
     train_ratio: float = _f(
         1.0, "seeded stratified fraction of each training set to keep (data-constrained runs)", "data")
     max_train_examples: int | None = _f(None, "keep at most N training rows per task (stratified; smoke runs)", "data")
     max_eval_examples: int | None = _f(
-        None, "score only the first N val/test rows per task (smoke runs; not official)", "data")
+        None, "score N val/test rows per task, stratified by label and group, the same rows for every "
+        "seed (smoke runs; not official)", "data")
     goemotions_multilabel: bool = _f(
         False, "GoEmotions as the official multi-label task instead of the authors' single-label subset "
         "(affecteval)", "data")
@@ -151,6 +172,11 @@ class TrainConfig:
             raise ConfigError(f"--grad-accumulation must be >= 1, got {self.grad_accumulation}")
         if self.scalar_lr is not None and not self.scalar_lr > 0:
             raise ConfigError(f"--scalar-lr must be > 0, got {self.scalar_lr}")
+        for spec in self.hf_tasks:
+            check_hf_task(spec)
+        source = self.tweeteval_source
+        if source not in ("files", "hf") and not (source.startswith("hf:") and source[3:].strip()):
+            raise ConfigError(f"--tweeteval-source must be files, hf or hf:ID_OR_PATH, got {source!r}")
         for name in ("max_train_examples", "max_eval_examples", "max_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -187,8 +213,54 @@ class TrainConfig:
         path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
 
 
+def check_hf_task(spec: Any) -> None:
+    """Check one ``--hf-task`` mapping: known keys, a ``dataset``, a valid ``kind``, string values
+    (``label`` may also be a list of columns, a multi-output regression)."""
+    where = f"--hf-task {spec!r}" if not isinstance(spec, dict) else "--hf-task " + ",".join(
+        f"{k}={v}" for k, v in spec.items())
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected key=value pairs such as dataset=ID,label=COLUMN")
+    for key, value in spec.items():
+        if key not in HF_TASK_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, HF_TASK_KEYS)} "
+                              f"(valid keys: {', '.join(HF_TASK_KEYS)})")
+        columns = value if key == "label" and isinstance(value, list) else [value]
+        if not columns or not all(isinstance(v, str) and v.strip() for v in columns):
+            raise ConfigError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    if "dataset" not in spec:
+        raise ConfigError(f"{where}: no dataset (a Hub id such as cardiffnlp/tweet_eval, or a local path)")
+    kinds = [k.value for k in TaskKind]
+    if "kind" in spec and spec["kind"] not in kinds:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(kinds)}, got {spec['kind']!r}")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error at its line
+    (the safe loader keeps the last value silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (:class:`UniqueKeyLoader`); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a mapping (one-line errors for bad files)."""
+    """Read a YAML config file into a mapping (one-line errors for bad files; a key given
+    twice is an error at its line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -197,7 +269,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -222,19 +294,34 @@ def _split_list(value: Any) -> list[str]:
     raise TypeError(value)
 
 
-def parse_key_values(value: Any) -> dict[str, Any]:
-    """``"a=1,b=x"`` or a mapping → ``{"a": "1", "b": "x"}`` (values coerced later)."""
+def parse_key_values(value: Any, name: str = "method_args") -> dict[str, Any]:
+    """``"a=1,b=x"`` or a mapping → ``{"a": "1", "b": "x"}`` (values coerced later).
+
+    Raises:
+        ConfigError: an item without ``=``, with an empty key or value, or a key given twice
+            (the message names the item).
+        TypeError: a value that is neither a string nor a mapping.
+    """
     if isinstance(value, dict):
         return dict(value)
     if isinstance(value, str):
-        out = {}
-        for part in (p for p in value.split(",") if p.strip()):
-            if "=" not in part:
-                raise TypeError(part)
-            key, val = part.split("=", 1)
-            out[key.strip()] = val.strip()
+        out: dict[str, Any] = {}
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            key, eq, val = (s.strip() for s in part.partition("="))
+            problem = ("has no '='" if not eq else "has no key before '='" if not key
+                       else "has no value after '='" if not val else "repeats the key" if key in out else "")
+            if problem:
+                raise ConfigError(f"{name}: item {part!r} {problem}; expected key=value pairs "
+                                  f"separated by commas, e.g. alpha=0.1,beta=0.01")
+            out[key] = val
         return out
     raise TypeError(value)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(value)
+    return {str(k): v for k, v in value.items()}
 
 
 def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
@@ -249,10 +336,13 @@ def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
             raise TypeError(value)
         if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
             kind, origin = args[0], typing.get_origin(args[0])
+        if origin is list and typing.get_origin(typing.get_args(kind)[0]) is dict:  # hf_tasks
+            items = value if isinstance(value, list) else [value]
+            return [parse_key_values(v, name) if isinstance(v, str) else _mapping(v) for v in items]
         if origin is list:
             return _split_list(value)
         if origin is dict:
-            return parse_key_values(value)
+            return parse_key_values(value, name)
         if kind is bool:
             if isinstance(value, bool):
                 return value
@@ -270,6 +360,8 @@ def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
                 raise ValueError(value)
             return number
         return str(value)
+    except ConfigError as exc:  # a bad key=value item, named
+        raise ConfigError(f"{source}: {exc}") from None
     except (TypeError, ValueError):
         expected = {list: "a comma-separated list", dict: "key=value pairs"}.get(
             origin, getattr(kind, "__name__", str(kind))

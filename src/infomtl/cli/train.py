@@ -24,11 +24,16 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
         shown = ",".join(default) if isinstance(default, list) else default
         if isinstance(default, dict):
             shown = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
-        help_text = f"{f.metadata['help']} (default: {shown if shown not in ('', None) else 'none'})"
+        help_text = f.metadata["help"]
+        if "(default:" not in help_text:  # a help that states its default says it once
+            help_text += f" (default: {shown if shown not in ('', None) else 'none'})"
         flag = "--" + f.name.replace("_", "-")
         kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
         if isinstance(default, bool):
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+        elif "flag" in f.metadata:  # repeatable: one list item per use
+            group.add_argument("--" + f.metadata["flag"], flag, action="append",
+                               metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
         else:
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infomtl.errors import ConfigError
+from infomtl.errors import ConfigError, did_you_mean
 from infomtl.tasks import Task, TaskKind
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -29,7 +29,7 @@ def choose_task_names(
         raise ConfigError(f"no {benchmark} task selected; valid tasks: {listing}")
     for name in names:
         if name not in valid:
-            raise ConfigError(f"unknown {benchmark} task {name!r}; valid tasks: {listing}")
+            raise ConfigError(f"unknown {benchmark} task {name!r}{did_you_mean(name, valid)}; valid tasks: {listing}")
     if len(set(names)) != len(names):
         raise ConfigError(f"{benchmark} task listed twice in {names}")
     return names
@@ -106,10 +106,12 @@ class TaskData:
 
 @dataclass
 class MultiTaskData:
-    """Several tasks' splits: ``data[task_name][split] -> TaskData``."""
+    """Several tasks' splits: ``data[task_name][split] -> TaskData``; ``sources`` says where
+    each task came from (``tweeteval``, ``folder:PATH``, ``hf:DATASET``), where known."""
 
     tasks: list[Task]
     splits: dict[str, dict[str, TaskData]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tasks]
@@ -129,3 +131,23 @@ class MultiTaskData:
     def split(self, split: str) -> list[TaskData]:
         """Every task's data for one split, in task order."""
         return [self.splits[t.name][split] for t in self.tasks]
+
+    def source_label(self, default: str = "") -> str:
+        """What the tasks come from, in a word: their benchmark, ``folders`` (task folders and
+        Hugging Face datasets), or several joined by ``+`` (``tweeteval+folders``); ``default``
+        where a task's source is not known."""
+        parts = []
+        for task in self.tasks:
+            source = self.sources.get(task.name, default)
+            parts.append("folders" if source.startswith(("folder:", "hf:")) else source)
+        return "+".join(dict.fromkeys(parts))
+
+    def pair_modes(self) -> dict[str, str]:
+        """How each task's text pair reaches the encoder, from its train split: ``none``;
+        ``first`` (put first, required: EI-reg's emotion); ``second`` (a task's own pair)."""
+        modes = {}
+        for task in self.tasks:
+            part = self.splits[task.name].get("train")
+            has = part is not None and part.pairs is not None
+            modes[task.name] = "none" if not has else "first" if part.pair_first else "second"  # type: ignore[union-attr]
+        return modes

@@ -67,7 +67,8 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
 
 
 #: The options a run's cached features depend on (besides the backbone's own files).
-FEATURE_OPTIONS = ("backbone", "pooling", "max_length", "benchmark", "tasks", "task_dirs", "data_dir",
+FEATURE_OPTIONS = ("backbone", "pooling", "max_length", "benchmark", "tasks", "task_dirs", "hf_tasks",
+                   "tweeteval_source", "data_dir",
                    "goemotions_multilabel", "ei_reg_pair", "feature_cache", "mixed_precision", "cpu")
 
 

@@ -157,7 +157,7 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
         "shared_mlp": ({"width": cfg.mlp_width, "dropout": cfg.mlp_dropout}
                        if run.model.shared_mlp is not None else None),
         "train_sizes": [int(n) for n in meta["train_sizes"]],
-        "pairs": pair_modes(cfg, run.tasks),
+        "pairs": pair_modes(cfg, run.tasks, run_dir),
         "checkpoint": {k: run.state[k] for k in ("epoch", "step", "select_by", "score") if k in run.state},
     }
     manifest["files"] = _checksums(dest)
@@ -189,6 +189,10 @@ def training_command(config: dict[str, Any]) -> str:
             parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
         elif value is None:
             continue
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):  # --hf-task, repeated
+            flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+            parts += [f"{flag} " + ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}"
+                                            for k, v in item.items()) for item in value]
         elif isinstance(value, list):
             parts.append(f"{flag} {','.join(map(str, value))}")
         elif isinstance(value, dict):

@@ -31,7 +31,8 @@ from typing import Any
 
 from infomtl.artifacts.run_folder import check_output_dir, new_run_dir, resume_config
 from infomtl.config import TrainConfig
-from infomtl.data.loading import prepare_data
+from infomtl.data.loading import prepare_data, task_refs
+from infomtl.data.refs import task_entries
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.fileio import read_json, write_json
 from infomtl.methods.single_task import check_single_task_config, combine_scores, task_config
@@ -60,8 +61,9 @@ def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()
         raise ConfigError(f"--method {base.name} on several processes needs --output-dir")
     if not resuming:
         check_output_dir(config.output_dir)
-    names = prepare_data(config).task_names  # validates every task's data up front
-    config.tasks = list(names)
+    data = prepare_data(config)  # validates every task's data up front
+    names = data.task_names
+    config.tasks = task_entries(config, task_refs(config, data))
     if resuming:
         run_dir = Path(str(config.resume))
     else:
@@ -103,7 +105,7 @@ def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()
         "task_method": base.task_method,
         "method_spec": spec,
         "backbone": config.backbone,
-        "benchmark": config.benchmark if not config.task_dirs else "folders",
+        "benchmark": data.source_label(config.benchmark),
         "seed": config.seed,
         "regime": regime,
         "freeze_backbone": config.freeze_backbone,

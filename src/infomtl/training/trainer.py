@@ -268,6 +268,8 @@ class Trainer:
                 cfg.save(run_dir / "config.yaml")
             write_json(run_dir / "run.json", {
                 "tasks": [t.to_dict() for t in self.tasks],
+                "sources": dict(self.data.sources),  # task -> tweeteval, folder:PATH, hf:DATASET[:CONFIG]
+                "pairs": self.data.pair_modes(),  # how each task's text pair reaches the encoder
                 "method": self.spec.to_dict(),
                 "method_name": self.spec.name,
                 "regime": self.regime,
@@ -366,7 +368,7 @@ class Trainer:
             "method": self.spec.name,
             "method_spec": self.spec.to_dict(),
             "backbone": cfg.backbone,
-            "benchmark": cfg.benchmark if not cfg.task_dirs else "folders",
+            "benchmark": self.data.source_label(cfg.benchmark),
             "seed": cfg.seed,
             "regime": self.regime,
             "best_epoch": best_epoch,
