@@ -90,7 +90,7 @@ def test_yaml_config_and_flags_merge_with_flags_winning(data_root: Path, tmp_pat
         (("train", "--method", "nope"), "unknown method 'nope'"),
         (("train", "--lr", "-1"), "--lr must be > 0"),
         (("train", "--lr", "fast"), "lr must be float"),
-        (("train", "--tasks", "emotion,sarcasm"), "unknown TweetEval task 'sarcasm'"),
+        (("train", "--tasks", "emotion,sarcasm"), "unknown task 'sarcasm'"),
         (("train", "--method", "infomtl", "--method-args", "gamma=1"), "unknown hyperparameter(s) gamma"),
         (("train", "--train-ratio", "1.5"), "--train-ratio must be in (0, 1]"),
         (("train", "--pooling", "max"), "invalid choice"),

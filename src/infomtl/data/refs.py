@@ -134,10 +134,16 @@ def _check_benchmark_task(bench: str, name: str, entry: str, own: list[str],
     names = BENCHMARK_TASK_NAMES.get(bench)
     if names is None or name in names:
         return
+    elsewhere = [f"{b}:{name}" for b in benchmarks if b != bench and name in BENCHMARK_TASK_NAMES.get(b, ())]
     valid = own + list(names) + [f"{b}:{n}" for b in benchmarks if b != bench
                                  for n in BENCHMARK_TASK_NAMES.get(b, ())]
+    if entry != name:  # BENCHMARK:NAME
+        close = did_you_mean(name, names)
+        hint = close.replace("'", f"'{bench}:", 1) if close else ""
+    else:
+        hint = f" (did you mean {elsewhere[0]!r}?)" if elsewhere else did_you_mean(entry, valid)
     where = "--task-dirs / --hf-task or " if own else ""
-    raise ConfigError(f"--tasks: unknown task {entry!r}{did_you_mean(entry, valid)}; valid tasks of "
+    raise ConfigError(f"--tasks: unknown task {entry!r}{hint}; valid tasks of "
                       f"{where}{bench}: {', '.join(own + list(names))} (another benchmark's: BENCHMARK:NAME)")
 
 
