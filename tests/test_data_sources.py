@@ -214,3 +214,9 @@ def test_regression_eval_strata_are_quartiles_within_groups() -> None:
     assert strata.tolist() == [3, 3, 2, 2, 1, 1, 0, 0, 7, 7, 6, 6, 5, 5, 4, 4]
     chosen = [int(t) for t in eval_subset(data, 8).texts]
     assert sorted(strata[chosen].tolist()) == list(range(8))  # one row of each group's quartile
+
+
+def test_tasks_labelling_one_text_set_keep_one_eval_subset() -> None:
+    data = prepare_data(TrainConfig(benchmark="synthetic", max_eval_examples=10))
+    texts = data["sentiment"]["val"].texts
+    assert len(texts) == 10 and all(data[t]["val"].texts == texts for t in data.task_names)

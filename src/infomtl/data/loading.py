@@ -21,7 +21,7 @@ from infomtl.data.affecteval import load_affecteval
 from infomtl.data.folder import load_task_folder
 from infomtl.data.paths import resolve_benchmark_dir
 from infomtl.data.refs import TaskRef, resolve_task_refs
-from infomtl.data.subsample import eval_subset, subsample
+from infomtl.data.subsample import eval_subsets, subsample
 from infomtl.data.synthetic import synthetic_benchmark
 from infomtl.data.tweeteval import load_tweeteval
 from infomtl.data.types import MultiTaskData, TaskData, choose_task_names
@@ -188,10 +188,12 @@ def limit_data(config: TrainConfig, full: MultiTaskData) -> MultiTaskData:
         if config.max_train_examples is not None and len(train) > config.max_train_examples:
             train = subsample(train, count=config.max_train_examples, seed=config.seed)
         splits["train"] = train
-        if config.max_eval_examples is not None:
-            for split in ("val", "test"):
-                if split in splits:
-                    splits[split] = eval_subset(splits[split], config.max_eval_examples)
+    if config.max_eval_examples is not None:  # tasks labelling one text set keep one subset
+        for split in ("val", "test"):
+            tasks = [t for t in data.tasks if split in data.splits[t.name]]
+            parts = eval_subsets([data.splits[t.name][split] for t in tasks], config.max_eval_examples)
+            for task, part in zip(tasks, parts, strict=True):
+                data.splits[task.name][split] = part
     return data
 
 

@@ -28,10 +28,16 @@ def subsample(
             ``(0, 1]`` or a count below 1.
     """
     total = _target_size(len(data), ratio, count)
-    if total >= len(data):
-        return data.subset(np.arange(len(data)))
+    return data.subset(stratified_indices(data.stratum() if strata is None else strata, total, seed))
+
+
+def stratified_indices(strata: np.ndarray, total: int, seed: int) -> np.ndarray:
+    """``total`` row indices, sorted, each stratum's share by :func:`allocate` drawn with ``seed``
+    (all rows when ``total`` is at least their number)."""
+    strata = np.asarray(strata)
+    if total >= len(strata):
+        return np.arange(len(strata))
     rng = np.random.default_rng(seed)
-    strata = np.asarray(data.stratum() if strata is None else strata)
     values, inverse, sizes = np.unique(strata, return_inverse=True, return_counts=True)
     quotas = allocate(sizes, total)
     chosen = [
@@ -39,8 +45,7 @@ def subsample(
         for k, q in enumerate(quotas)
         if q > 0
     ]
-    indices = np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
-    return data.subset(indices)
+    return np.sort(np.concatenate(chosen)) if chosen else np.zeros(0, dtype=np.int64)
 
 
 def allocate(sizes: np.ndarray, total: int) -> np.ndarray:
@@ -97,9 +102,22 @@ def eval_subset(data: TaskData, n: int) -> TaskData:
     Raises:
         ConfigError: ``n`` is not an integer >= 1.
     """
+    return eval_subsets([data], n)[0]
+
+
+def eval_subsets(parts: list[TaskData], n: int) -> list[TaskData]:
+    """:func:`eval_subset` of each split, except that splits holding the same texts (tasks that
+    label one text set) keep the same rows: those chosen for the first of them."""
     if isinstance(n, bool) or not isinstance(n, Integral) or n < 1:
         raise ConfigError(f"number of rows must be an integer >= 1, got {n!r}")
-    return subsample(data, count=int(n), seed=EVAL_SEED, strata=eval_strata(data))
+    chosen: dict[tuple[str, ...], np.ndarray] = {}
+    out = []
+    for part in parts:
+        key = tuple(part.texts)
+        if key not in chosen:
+            chosen[key] = stratified_indices(eval_strata(part), min(int(n), len(part)), EVAL_SEED)
+        out.append(part.subset(chosen[key]))
+    return out
 
 
 def head(data: TaskData, n: int) -> TaskData:
@@ -127,4 +145,4 @@ def _target_size(n: int, ratio: float | None, count: int | None) -> int:
     return min(int(count), n)
 
 
-__all__ = ["allocate", "eval_strata", "eval_subset", "head", "subsample"]
+__all__ = ["allocate", "eval_strata", "eval_subset", "eval_subsets", "head", "stratified_indices", "subsample"]
