@@ -80,3 +80,23 @@ def test_stl_on_mixed_sources_trains_each_task_from_its_own_source(sources, data
         meta = read_json(out / name / "run.json")
         assert [t["name"] for t in meta["tasks"]] == [name] and meta["sources"] == {name: source}
     assert read_json(out / "results.json")["benchmark"] == "affecteval+folders"
+
+
+def test_a_sweep_over_mixed_sources_reports_its_tasks(sources, tmp_path: Path, capsys) -> None:
+    import yaml
+
+    base = {"benchmark": "synthetic", "backbone": "tiny", "max_length": 32, "batch_size": 16, "epochs": 1,
+            "max_steps": 2, "max_train_examples": 32, "max_eval_examples": 12, "progress": False,
+            "tasks": ["topic", sources["pairs"]]}
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"base": base, "methods": [{"method": "ew"}], "seeds": [0],
+                                     "task_sets": ["all", ["topic"]]}), encoding="utf-8")
+    store = tmp_path / "store"
+    assert main(["sweep", str(sweep), "--store", str(store)]) == 0
+    runs = [json.loads(line) for line in (store / "index.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(runs) == 2
+    tasks = {tuple(t["name"] for t in read_json(store / "runs" / r["id"] / "run.json")["tasks"]) for r in runs}
+    assert tasks == {("topic", "pairs"), ("topic",)}
+    assert main(["report", str(store), "--no-plots"]) == 0
+    report = capsys.readouterr().out
+    assert "pairs" in report and "topic" in report

@@ -41,5 +41,5 @@ def did_you_mean(name: object, valid: object) -> str:
     """``" (did you mean 'x'?)"`` for the valid name closest to ``name``, or ``""`` when none is close."""
     import difflib
 
-    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)  # type: ignore[attr-defined]
+    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
     return f" (did you mean {close[0]!r}?)" if close else ""
