@@ -194,6 +194,7 @@ class HierarchicalMTL(Objective):
     aliases = ("hmtl",)
     reference = "de Freitas et al. 2022, Multi-task learning with a hierarchy of task noise"
     Hyper = HierarchicalMTLHyper
+    hp: HierarchicalMTLHyper
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -215,7 +216,8 @@ class HierarchicalMTL(Objective):
 
     def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
         z, n, q = out.extras["z"], out.extras["noise_logvar"], out.extras["prior_logvar"]
-        losses, parts, kpis = {}, {}, {}
+        losses, kpis = {}, {}
+        parts: dict[tuple[str, int | None], torch.Tensor] = {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             ce = task_loss(task, o.train_output, y)

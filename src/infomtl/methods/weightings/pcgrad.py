@@ -119,6 +119,7 @@ class PCGrad(GradientAggregator):
     name = "pcgrad"
     reference = "Yu et al., NeurIPS 2020 (Gradient Surgery for Multi-Task Learning)"
     Hyper = SeedHyper
+    hp: SeedHyper
     needs_all_tasks = True
 
     def __init__(self, hp: SeedHyper, tasks: list[Task], train_sizes: list[int]) -> None:
