@@ -103,7 +103,9 @@ def rng_states() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, st in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = st
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)  # the legacy generator (MT19937) gives a tuple
+    assert isinstance(state, tuple)
+    name, keys, pos, has_gauss, cached = state
     version, internal, gauss_next = random.getstate()
     meta = {
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],

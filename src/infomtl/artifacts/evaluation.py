@@ -98,7 +98,7 @@ def score_predictions(
     golds: list[np.ndarray],
     preds: list[np.ndarray],
     groups: Sequence[Sequence[str] | None] | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """``{"tasks": {task: {metric: score}}, "scores": {task: task score}, "avg": Avg}``.
 
     With ``groups`` (per task, a group name per row, or None), the result also holds
@@ -108,7 +108,7 @@ def score_predictions(
     is always over the whole split.
     """
     per_task = {t.name: score_task(t, g, p) for t, g, p in zip(tasks, golds, preds, strict=True)}
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "tasks": per_task,
         "scores": {t.name: task_score(t, per_task[t.name]) for t in tasks},
         "avg": average(tasks, per_task),

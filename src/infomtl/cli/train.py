@@ -20,7 +20,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         group_name = f.metadata["group"]
         group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         shown = ",".join(default) if isinstance(default, list) else default
         if isinstance(default, dict):
             shown = ",".join(f"{k}={v}" for k, v in default.items()) or "none"

@@ -13,12 +13,11 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -117,8 +116,13 @@ class RayOptions:
     gpus_per_run: float = 0.0
 
 
-def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions,
-              done: Callable[[str, str | None], None]) -> None:
+class _Done(Protocol):
+    """How a run's end is reported: its id, its error or ``None``, and :func:`run_one`'s outcome."""
+
+    def __call__(self, rid: str, error: str | None, outcome: str = "trained") -> None: ...
+
+
+def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions, done: _Done) -> None:
     """Train ``todo`` as Ray tasks (one :func:`run_one` each), reporting each as it ends.
 
     The store must be on a file system every Ray node sees; a task writes only its run
@@ -215,11 +219,11 @@ def run_sweep(
                 for run in todo
             }
             for future in as_completed(futures):
-                exc = future.exception()
-                if exc is None:
+                failure = future.exception()
+                if failure is None:
                     done(futures[future], None, future.result())
                 else:
-                    done(futures[future], f"{type(exc).__name__}: {exc}")
+                    done(futures[future], f"{type(failure).__name__}: {failure}")
     return summary
 
 

@@ -25,8 +25,9 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
@@ -43,6 +44,9 @@ from infomtl.tables import markdown_table
 from infomtl.tasks import Task
 from infomtl.version import __version__
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
 MANIFEST = "infomtl.json"
 FORMAT = "infomtl-export"
 FORMAT_VERSION = 1
@@ -56,7 +60,7 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _checksums(folder: Path, skip: set[Path] = frozenset()) -> dict[str, str]:
+def _checksums(folder: Path, skip: Collection[Path] = frozenset()) -> dict[str, str]:
     return {
         p.relative_to(folder).as_posix(): sha256_file(p)
         for p in sorted(folder.rglob("*"))
@@ -132,7 +136,7 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
     dest.mkdir(parents=True, exist_ok=True)
     encoder_dir = dest / "encoder"
     with quiet_transformers():
-        run.model.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+        cast("PreTrainedModel", run.model.encoder).save_pretrained(encoder_dir, safe_serialization=True)
         run.backbone.tokenizer.save_pretrained(encoder_dir)
     tensors = {k: v.detach().cpu().clone().contiguous()  # decoder.* (and shared_mlp.* in fast mode)
                for k, v in run.model.state_dict().items() if not k.startswith("encoder.")}

@@ -21,12 +21,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from infomtl.data.synthetic import vocabulary
 from infomtl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 POOLINGS = ("cls", "mean")
 ALIASES = ("tiny", "minilm")
@@ -62,8 +65,8 @@ class Backbone:
     """
 
     spec: str
-    encoder: nn.Module
-    tokenizer: object
+    encoder: PreTrainedModel
+    tokenizer: Any  # a transformers fast tokenizer
     hidden_size: int
     pooling: str = "cls"
     max_length: int = 256
@@ -157,7 +160,7 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _from_pretrained(source: str, spec: str) -> tuple[nn.Module, object]:
+def _from_pretrained(source: str, spec: str) -> tuple[PreTrainedModel, Any]:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     try:
@@ -189,7 +192,7 @@ def tiny_vocab() -> list[str]:
     return specials + chars + pieces + [w for w in words if w not in chars]
 
 
-def _tiny() -> tuple[nn.Module, object]:
+def _tiny() -> tuple[PreTrainedModel, Any]:
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast

@@ -260,8 +260,8 @@ class Trainer:
             if (run_dir / "last" / "state.json").is_file():
                 last_dir = run_dir / "last"
         else:
-            run_dir = new_run_dir(cfg.output_dir) if acc.is_main_process else None
-            run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
+            made = new_run_dir(cfg.output_dir) if acc.is_main_process else None
+            run_dir = Path(distributed.broadcast_object(None if made is None else str(made)))
         self.run_dir = run_dir
         if acc.is_main_process:
             if last_dir is None:
