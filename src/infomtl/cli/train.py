@@ -54,8 +54,8 @@ def config_from_args(args: argparse.Namespace):
     if getattr(args, "ablate", None):
         from infomtl.methods import ablation_args  # torch: only when asked for
 
-        names = [n for n in str(args.ablate).split(",") if n.strip()]
-        config.method_args = {**config.method_args, **ablation_args(config.method, names)}
+        components = [n for n in str(args.ablate).split(",") if n.strip()]
+        config.method_args = {**config.method_args, **ablation_args(config.method, components)}
     return config.validate()
 
 
