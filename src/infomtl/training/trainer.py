@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -71,16 +70,19 @@ from infomtl.data.batching import (
 )
 from infomtl.data.loading import limit_data, load_data
 from infomtl.errors import ConfigError
-from infomtl.fileio import recover_folder, write_json
+from infomtl.fileio import WriteError, append_line, recover_folder, write_json, write_text
 from infomtl.methods import OBJECTIVES, BackwardContext, Method, MethodSpec, resolve_method
 from infomtl.modeling.backbones import Backbone, load_backbone
 from infomtl.modeling.building import build_model, compile_encoder, shared_size, uses_features
 from infomtl.modeling.feature_cache import FeatureCache
 from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task
+from infomtl.training import signals
 from infomtl.training.epoch_stats import EpochStats
 from infomtl.training.optim import build_optimizer, build_scheduler, clipped_parameters
+from infomtl.training.run_state import RunState, interrupted, with_resume_hint
 from infomtl.training.sharded import forward_sharded
+from infomtl.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +248,22 @@ class Trainer:
             log.info(message, *args)
 
     def run(self) -> TrainResult:
+        """Train, validate, checkpoint and test (module docstring). A failed write raises
+        :class:`~infomtl.fileio.WriteError` with the command that resumes; SIGINT / SIGTERM
+        stop at the next step boundary with ``last/`` saved (:mod:`infomtl.training.signals`)."""
+        run_dir = None
+        try:
+            with signals.graceful_stop(enabled=self.accelerator.num_processes == 1):
+                run_dir, last_dir = self._open_run_dir()
+                return self._run(run_dir, last_dir)
+        except WriteError as exc:
+            if run_dir is None:
+                raise
+            raise with_resume_hint(exc, run_dir) from None
+
+    def _open_run_dir(self) -> tuple[Path, Path | None]:
+        """The run folder (new, or the one resumed) with its ``config.yaml`` and ``run.json``,
+        and its ``last/`` when there is a state to resume from."""
         cfg, acc = self.config, self.accelerator
         last_dir = None
         if cfg.resume is not None:
@@ -265,8 +283,9 @@ class Trainer:
         self.run_dir = run_dir
         if acc.is_main_process:
             if last_dir is None:
-                cfg.save(run_dir / "config.yaml")
+                write_text(run_dir / "config.yaml", cfg.to_yaml())
             write_json(run_dir / "run.json", {
+                "infomtl_version": __version__,
                 "tasks": [t.to_dict() for t in self.tasks],
                 "method": self.spec.to_dict(),
                 "method_name": self.spec.name,
@@ -275,6 +294,23 @@ class Trainer:
                 "backbone": cfg.backbone,
                 **({"backbone_fingerprint": self.feature_cache.fingerprint} if self.feature_cache else {}),
             })
+        return run_dir, last_dir
+
+    def _save_last(self, at: RunState, start: float, stats: EpochStats | None = None) -> None:
+        """``last/``: the training state after ``at`` (mid-epoch: with the epoch's running sums)."""
+        at.elapsed = time.perf_counter() - start
+        if not self.accelerator.is_main_process:
+            return
+        state, tensors = at.to_state(), None
+        if stats is not None:
+            tensors, state["epoch_stats"] = stats.state()
+        save_training_state(
+            self.run_dir / "last", self.accelerator.unwrap_model(self.model), self.method, self.optimizer,
+            self.scheduler, state, self.accelerator.scaler, tensors,
+        )
+
+    def _run(self, run_dir: Path, last_dir: Path | None) -> TrainResult:
+        cfg, acc = self.config, self.accelerator
         steps_per_epoch = self.batcher.steps_per_epoch()
         if cfg.max_steps is not None:
             steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
@@ -282,36 +318,41 @@ class Trainer:
         model, scheduler = self.model, self.scheduler
 
         log_path = run_dir / "log.jsonl"
-        best_score, best_epoch, bad_epochs, step = -math.inf, 0, 0, 0
-        first_epoch, elapsed, stopped = 1, 0.0, False
+        at, saved = RunState(), {}
         if last_dir is not None:
-            state = load_training_state(
+            saved = load_training_state(
                 last_dir, acc.unwrap_model(model), self.method, self.optimizer, scheduler, acc.scaler,
             )
-            first_epoch = int(state["epoch"]) + 1
-            step, bad_epochs, best_epoch = int(state["step"]), int(state["bad_epochs"]), int(state["best_epoch"])
-            best_score, elapsed, stopped = float(state["best_score"]), float(state["elapsed"]), bool(state["stopped"])
+            at = RunState.from_state(saved)
             if acc.is_main_process:
-                truncate_log(log_path, first_epoch - 1)
-            self._progress("resuming %s after epoch %d", run_dir, first_epoch - 1)
-        start = time.perf_counter() - elapsed
+                truncate_log(log_path, at.epoch)
+            self._progress("resuming %s after %s", run_dir, at.where())
+        start = time.perf_counter() - at.elapsed
         self._progress(
             "training %s on %s (%d rows, %d steps/epoch, regime %s) with %s on %s -> %s",
             self.spec.name, ", ".join(t.name for t in self.tasks), sum(self.train_sizes),
             steps_per_epoch, self.regime, cfg.backbone, acc.device, run_dir,
         )
-        epoch = first_epoch - 1
-        for epoch in range(first_epoch, 1 if stopped else cfg.epochs + 1):
+        fresh = 0  # steps since last/ was written
+        epoch = at.epoch
+        for epoch in range(at.epoch + 1, 1 if at.stopped else cfg.epochs + 1):
             model.train()
             self.method.train()
             stats = EpochStats([t.name for t in self.tasks], acc.device)
+            if at.epoch_step:  # resumed mid-epoch
+                stats.load(saved["extra_tensors"], saved["epoch_stats"])
             steps = self.batcher.epoch(epoch)[:steps_per_epoch]
-            bar = tqdm(steps, desc=f"epoch {epoch}", disable=not (cfg.progress and acc.is_main_process),
-                       leave=False, dynamic_ncols=True)
+            bar = tqdm(steps[at.epoch_step:], desc=f"epoch {epoch}", initial=at.epoch_step, total=len(steps),
+                       disable=not (cfg.progress and acc.is_main_process), leave=False, dynamic_ncols=True)
             epoch_start = time.perf_counter()
             for plan in bar:
-                total, terms, weights = self.train_step(plan, step)
-                step += 1
+                if signals.requested() is not None:  # a step boundary: save and stop
+                    bar.close()
+                    if fresh:
+                        self._save_last(at, start, stats)
+                    raise interrupted(run_dir, at, saved_now=fresh > 0)
+                total, terms, weights = self.train_step(plan, at.step)
+                at.step, at.epoch_step, fresh = at.step + 1, at.epoch_step + 1, fresh + 1
                 stats.add(total, terms, weights)
             bar.close()
             self.method.on_epoch_end(epoch, stats.mean_task_losses())
@@ -319,10 +360,10 @@ class Trainer:
             val_preds, val_loss = self._predict("val")
             val = score_predictions(self.tasks, self._golds("val"), val_preds)
             score = val["avg"] if cfg.select_by == "avg" else -val_loss
-            improved = score > best_score
+            improved = score > at.best_score
             record = {
                 "epoch": epoch,
-                "step": step,
+                "step": at.step,
                 "lr": scheduler.get_last_lr()[0],
                 "train": train_log,
                 "val": {"avg": val["avg"], "loss": val_loss, "tasks": val["tasks"]},
@@ -333,33 +374,28 @@ class Trainer:
             for hook in self.epoch_hooks:
                 record.update(hook(self))
             if acc.is_main_process:
-                with log_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                append_line(log_path, json.dumps(record))
             self._progress(
                 "epoch %d: train loss %.4f  val Avg %.2f  val loss %.4f%s",
                 epoch, train_log["loss"], val["avg"], val_loss, "  *" if improved else "",
             )
             if improved:
-                best_score, best_epoch, bad_epochs = score, epoch, 0
+                at.best_score, at.best_epoch, at.bad_epochs = score, epoch, 0
                 if acc.is_main_process:
                     save_checkpoint(
                         run_dir / "checkpoint", acc.unwrap_model(model), self.method, self.backbone,
-                        {"epoch": epoch, "step": step, "select_by": cfg.select_by, "score": score},
+                        {"epoch": epoch, "step": at.step, "select_by": cfg.select_by, "score": score},
                     )
             else:
-                bad_epochs += 1
-            stopped = bool(cfg.patience and bad_epochs >= cfg.patience)
-            if acc.is_main_process:
-                save_training_state(
-                    run_dir / "last", acc.unwrap_model(model), self.method, self.optimizer, scheduler,
-                    {"epoch": epoch, "step": step, "best_score": best_score, "best_epoch": best_epoch,
-                     "bad_epochs": bad_epochs, "stopped": stopped,
-                     "elapsed": time.perf_counter() - start},
-                    acc.scaler,
-                )
-            if stopped:
+                at.bad_epochs += 1
+            at.stopped = bool(cfg.patience and at.bad_epochs >= cfg.patience)
+            at.epoch, at.epoch_step, fresh = epoch, 0, 0
+            self._save_last(at, start)
+            if at.stopped:
                 self._progress("early stop: no improvement for %d epochs", cfg.patience)
                 break
+        if signals.requested() is not None:  # before the test: last/ holds the last epoch
+            raise interrupted(run_dir, at, saved_now=False)
         acc.wait_for_everyone()
         load_weights(run_dir / "checkpoint", acc.unwrap_model(model), self.method)
         results: dict[str, Any] = {
@@ -369,7 +405,7 @@ class Trainer:
             "benchmark": cfg.benchmark if not cfg.task_dirs else "folders",
             "seed": cfg.seed,
             "regime": self.regime,
-            "best_epoch": best_epoch,
+            "best_epoch": at.best_epoch,
             "epochs_run": epoch,
             "train_sizes": dict(zip([t.name for t in self.tasks], self.train_sizes, strict=True)),
         }
