@@ -251,15 +251,14 @@ class Trainer:
         """Train, validate, checkpoint and test (module docstring). A failed write raises
         :class:`~infomtl.fileio.WriteError` with the command that resumes; SIGINT / SIGTERM
         stop at the next step boundary with ``last/`` saved (:mod:`infomtl.training.signals`)."""
-        run_dir = None
+        self.run_dir: Path | None = None
         try:
             with signals.graceful_stop(enabled=self.accelerator.num_processes == 1):
-                run_dir, last_dir = self._open_run_dir()
-                return self._run(run_dir, last_dir)
+                return self._run(*self._open_run_dir())
         except WriteError as exc:
-            if run_dir is None:
+            if self.run_dir is None:
                 raise
-            raise with_resume_hint(exc, run_dir) from None
+            raise with_resume_hint(exc, self.run_dir) from None
 
     def _open_run_dir(self) -> tuple[Path, Path | None]:
         """The run folder (new, or the one resumed) with its ``config.yaml`` and ``run.json``,
