@@ -14,8 +14,8 @@ default's meaning changes. The store::
     STORE/locks/store.lock  held while the plan or the index is written
 
 A run is finished iff ``runs/<id>/results.json`` exists (written by rename, so
-it is never partial). Running a sweep again skips finished runs, deletes and
-restarts unfinished ones, and, for a changed sweep file, adds the new ids;
+it is never partial). Running a sweep again skips finished runs, resumes
+unfinished ones (from their ``last/``), and, for a changed sweep file, adds the new ids;
 nothing finished is ever overwritten. Runs whose folder carries the id of the
 first id scheme (every option hashed) are renamed to their current id when a sweep
 plans them (:meth:`Store.adopt_legacy`).
