@@ -79,7 +79,7 @@ def backbone_fingerprint(backbone: Backbone) -> str:
 
 def features_sha256(feats: torch.Tensor) -> str:
     """SHA-256 of a features tensor's bytes (stored in its cache file's metadata)."""
-    return hashlib.sha256(memoryview(feats.contiguous().numpy()).cast("B")).hexdigest()
+    return hashlib.sha256(feats.contiguous().numpy().data.cast("B")).hexdigest()  # no copy
 
 
 def split_key(fingerprint: str, data: TaskData) -> str:

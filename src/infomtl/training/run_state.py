@@ -37,7 +37,8 @@ class RunState:
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> RunState:
         """Read from a saved state (one saved before ``epoch_step`` existed has 0 there)."""
-        return cls(**{f.name: type(f.default)(state.get(f.name, f.default)) for f in fields(cls)})
+        defaults = asdict(cls())
+        return cls(**{name: type(value)(state.get(name, value)) for name, value in defaults.items()})
 
     def to_state(self) -> dict[str, Any]:
         return asdict(self)

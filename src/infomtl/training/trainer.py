@@ -209,6 +209,7 @@ class Trainer(Steps):
         at.elapsed = time.perf_counter() - start
         if not self.accelerator.is_main_process:
             return
+        assert self.run_dir is not None  # set when the run starts
         state, tensors = at.to_state(), None
         if stats is not None:
             tensors, state["epoch_stats"] = stats.state()
