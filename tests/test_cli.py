@@ -149,7 +149,28 @@ def test_train_help_documents_every_option_with_its_default() -> None:
         flag = "--" + f.name.replace("_", "-")
         assert flag in text, flag
     assert text.count("(default:") >= len(dataclasses.fields(TrainConfig))
-    assert "--no-simax" in text and "--no-timin" in text
+    assert "--ablate" in text and "--no-simax" not in text  # no method's name in the CLI
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--ablate", "simax"], {"simax": False}),
+    (["--no-simax", "--no-timin"], {"simax": False, "timin": False}),  # --no-NAME is --ablate NAME
+    (["--ablate", "timin", "--no-simax", "--method-args", "alpha=0.5"], {"alpha": "0.5", "timin": False,
+                                                                         "simax": False}),
+])
+def test_ablations_are_the_methods_own(argv, expected) -> None:
+    from infomtl.cli.train import config_from_args
+
+    config = config_from_args(build_parser().parse_args(["train", "--method", "infomtl", *argv]))
+    assert config.method_args == expected
+
+
+def test_an_ablation_the_method_lacks_is_a_one_line_error(capsys) -> None:
+    assert main(["train", "--method", "vipmtl", "--no-simax"]) == 2
+    err = capsys.readouterr().err
+    assert "method vipmtl has no such component (its ablations: variance_norm)" in err
+    assert main(["train", "--method", "ew", "--ablate", "timin"]) == 2
+    assert "its ablations: none" in capsys.readouterr().err
 
 
 def test_methods_lists_ew_and_infomtl_with_hyperparameters() -> None:

@@ -209,8 +209,12 @@ class TrainConfig:
             values[name] = coerce(name, value, hints[name], source)
         return cls(**values)
 
+    def to_yaml(self) -> str:
+        """The config as YAML (what a run folder's ``config.yaml`` holds)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
     def save(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        path.write_text(self.to_yaml(), encoding="utf-8")
 
 
 def check_hf_task(spec: Any) -> None:

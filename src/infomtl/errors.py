@@ -1,11 +1,15 @@
-"""User-facing errors.
+"""User-facing errors, and the stop on a signal.
 
 Anything a user can get wrong (a data file, a flag, a config value, a checkpoint)
 raises :class:`InfomtlError` with a one-line message. The CLI prints it as
-``error: <message>`` and exits with status 2, without a traceback.
+``error: <message>`` and exits with status 2, without a traceback. Training or a sweep
+stopped by SIGINT / SIGTERM raises :class:`Interrupted` once its state is saved; the CLI
+prints its line (with the command that resumes) and exits with 128 + the signal number.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 
 class InfomtlError(Exception):
@@ -37,7 +41,21 @@ class ConfigError(InfomtlError):
     """An invalid option, hyperparameter, method or backbone name."""
 
 
-def did_you_mean(name: object, valid: object) -> str:
+class Interrupted(KeyboardInterrupt):
+    """Work stopped by a signal after saving what it had: ``signal_name`` (``SIGTERM``...),
+    ``saved`` (what was kept, in words), ``resume`` (the command that continues) and
+    ``exit_status`` (128 + the signal number). A :class:`KeyboardInterrupt`, so code that
+    catches ``Exception`` lets it through."""
+
+    def __init__(self, signal_name: str, saved: str, resume: str, exit_status: int) -> None:
+        super().__init__(f"interrupted by {signal_name}: {saved}; resume with: {resume}")
+        self.signal_name, self.saved, self.resume, self.exit_status = signal_name, saved, resume, exit_status
+
+    def __reduce__(self):  # picklable across worker processes
+        return type(self), (self.signal_name, self.saved, self.resume, self.exit_status)
+
+
+def did_you_mean(name: object, valid: Iterable[object]) -> str:
     """``" (did you mean 'x'?)"`` for the valid name closest to ``name``, or ``""`` when none is close."""
     import difflib
 

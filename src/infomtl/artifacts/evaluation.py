@@ -20,7 +20,7 @@ from infomtl.data.batching import EncodedSplit, collate, encode
 from infomtl.data.loading import prepare_data
 from infomtl.distributed import all_gather_object
 from infomtl.errors import InfomtlError
-from infomtl.fileio import read_json
+from infomtl.fileio import read_json, write_text, writing
 from infomtl.methods import Method
 from infomtl.methods.single_task import combine_scores
 from infomtl.metrics import average, score_task, task_score
@@ -98,7 +98,7 @@ def score_predictions(
     golds: list[np.ndarray],
     preds: list[np.ndarray],
     groups: Sequence[Sequence[str] | None] | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """``{"tasks": {task: {metric: score}}, "scores": {task: task score}, "avg": Avg}``.
 
     With ``groups`` (per task, a group name per row, or None), the result also holds
@@ -108,7 +108,7 @@ def score_predictions(
     is always over the whole split.
     """
     per_task = {t.name: score_task(t, g, p) for t, g, p in zip(tasks, golds, preds, strict=True)}
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "tasks": per_task,
         "scores": {t.name: task_score(t, per_task[t.name]) for t in tasks},
         "avg": average(tasks, per_task),
@@ -148,7 +148,8 @@ def write_predictions(folder: Path, tasks: list[Task], preds: list[np.ndarray]) 
     Classification: the label id; multi-label: comma-separated label ids;
     regression: tab-separated values.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     for task, pred in zip(tasks, preds, strict=True):
         if task.kind is TaskKind.CLASSIFICATION:
             lines = [str(int(p)) for p in pred]
@@ -156,10 +157,7 @@ def write_predictions(folder: Path, tasks: list[Task], preds: list[np.ndarray]) 
             lines = [",".join(str(i) for i in np.flatnonzero(row)) for row in pred]
         else:
             lines = ["\t".join(f"{v:.6g}" for v in np.atleast_1d(row)) for row in pred]
-        path = folder / f"{task.name}.txt"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        tmp.replace(path)
+        write_text(folder / f"{task.name}.txt", "".join(line + "\n" for line in lines))
 
 
 def evaluate_run(

@@ -20,7 +20,7 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         group_name = f.metadata["group"]
         group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         shown = ",".join(default) if isinstance(default, list) else default
         if isinstance(default, dict):
             shown = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
@@ -38,13 +38,12 @@ def _add_train_options(parser: argparse.ArgumentParser) -> None:
             if "choices" in f.metadata:
                 kwargs["choices"] = f.metadata["choices"]
             group.add_argument(flag, metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
-    ablation = parser.add_argument_group("InfoMTL / VIP-MTL ablations")
-    ablation.add_argument("--no-simax", action="store_true", default=argparse.SUPPRESS,
-                          help="InfoMTL without shared information maximisation (alpha=0, one view)")
-    ablation.add_argument("--no-timin", action="store_true", default=argparse.SUPPRESS,
-                          help="InfoMTL without task-specific information minimisation (linear heads)")
-    ablation.add_argument("--no-variance-norm", action="store_true", default=argparse.SUPPRESS,
-                          help="VIP-MTL without variance normalisation (w/o VI: s_t frozen at 0, no gamma term)")
+    ablation = parser.add_argument_group("ablations")
+    ablation.add_argument(
+        "--ablate", metavar="COMPONENTS", default=argparse.SUPPRESS,
+        help="comma-separated components of the method to switch off, as the papers' ablations "
+        "(`infomtl methods` lists each method's, e.g. simax,timin for infomtl); "
+        "--no-COMPONENT is the same as --ablate COMPONENT")
 
 
 def config_from_args(args: argparse.Namespace):
@@ -57,9 +56,11 @@ def config_from_args(args: argparse.Namespace):
     names = {f.name for f in dataclasses.fields(TrainConfig)}
     values.update({k: v for k, v in vars(args).items() if k in names})
     config = TrainConfig.from_dict(values, source)
-    for key in ("simax", "timin", "variance_norm"):
-        if getattr(args, f"no_{key}", False):
-            config.method_args = {**config.method_args, key: False}
+    if getattr(args, "ablate", None):
+        from infomtl.methods import ablation_args  # torch: only when asked for
+
+        components = [n for n in str(args.ablate).split(",") if n.strip()]
+        config.method_args = {**config.method_args, **ablation_args(config.method, components)}
     return config.validate()
 
 

@@ -168,6 +168,7 @@ def _read_jsonl(path: Path, lines: list[str], kind: TaskKind) -> list[Row]:
         if not isinstance(obj, dict):
             raise DataError(path, f"expected a JSON object with 'text' and '{label_key}'", line=lineno)
         text = _json_text(path, lineno, obj, "text", required=True)
+        assert text is not None  # required: a missing text raised
         pair = _json_text(path, lineno, obj, "text_pair", required=False)
         key = label_key if label_key in obj or kind is not TaskKind.MULTILABEL else "label"
         if key not in obj:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from infomtl.config import TrainConfig
 from infomtl.data.loading import load_benchmark
@@ -25,7 +26,7 @@ def demo_configs(
     data_dir: str | None, backbone: str, epochs: int | None, seed: int, output_dir: Path, progress: bool
 ) -> dict[str, TrainConfig]:
     """The two runs of the demo (EW and InfoMTL, same everything else)."""
-    common = dict(backbone=backbone, seed=seed, progress=progress, patience=0, regime="mixed")
+    common: dict[str, Any] = dict(backbone=backbone, seed=seed, progress=progress, patience=0, regime="mixed")
     if data_dir is None:
         common.update(benchmark="synthetic", max_length=32, batch_size=16, epochs=epochs or 10,
                       lr=2e-3 if backbone == "tiny" else 5e-5, head_dropout=0.1, pooling="mean")

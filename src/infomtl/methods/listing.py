@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from infomtl.methods.base import Component
 from infomtl.methods.registry import DEFAULT_OBJECTIVE, OBJECTIVES, WEIGHTINGS
 from infomtl.methods.single_task import SINGLE_TASK_METHODS
 
@@ -21,11 +22,12 @@ def describe_methods() -> str:
         if cls.needs_all_tasks:
             note += "; needs every task each step (mixed or uniform regime)"
         lines += _entry(label, cls, note)
+        lines += [f"      --ablate {a.key}: {a.help} (w/o {a.name})" for a in cls.ablations]
     lines.append("")
     lines.append("Weightings (--method NAME, or --weighting NAME with an objective):")
-    for name, cls in sorted(WEIGHTINGS.items()):
-        regime = "needs every task each step" if cls.needs_all_tasks else "any regime"
-        lines += _entry(name, cls, f"default regime: {cls.default_regime}; {regime}")
+    for name, wcls in sorted(WEIGHTINGS.items()):
+        regime = "needs every task each step" if wcls.needs_all_tasks else "any regime"
+        lines += _entry(name, wcls, f"default regime: {wcls.default_regime}; {regime}")
     lines.append("")
     lines.append("Single-task baselines (--method NAME: one run per task, one combined results.json):")
     for name, base in SINGLE_TASK_METHODS.items():
@@ -41,7 +43,7 @@ def describe_methods() -> str:
     return "\n".join(lines)
 
 
-def _entry(label: str, cls: type, note: str) -> list[str]:
+def _entry(label: str, cls: type[Component], note: str) -> list[str]:
     doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
     aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
     fields = dataclasses.fields(cls.Hyper)

@@ -29,14 +29,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from infomtl.artifacts.run_folder import check_output_dir, new_run_dir, resume_config
+from infomtl.artifacts.run_folder import check_output_dir, new_run_dir, resume_command, resume_config
 from infomtl.config import TrainConfig
 from infomtl.data.loading import prepare_data, task_refs
 from infomtl.data.refs import task_entries
-from infomtl.errors import ConfigError, InfomtlError
-from infomtl.fileio import read_json, write_json
-from infomtl.methods.single_task import check_single_task_config, combine_scores, task_config
+from infomtl.errors import ConfigError, InfomtlError, Interrupted
+from infomtl.fileio import WriteError, read_json, write_json, write_text
+from infomtl.methods.single_task import SingleTaskMethod, check_single_task_config, combine_scores, task_config
 from infomtl.tasks import Task
+from infomtl.training.run_state import with_resume_hint
 from infomtl.training.trainer import EpochHook, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -63,13 +64,24 @@ def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()
         check_output_dir(config.output_dir)
     data = prepare_data(config)  # validates every task's data up front
     names = data.task_names
-    config.tasks = task_entries(config, task_refs(config, data))
-    if resuming:
-        run_dir = Path(str(config.resume))
-    else:
-        run_dir = new_run_dir(config.output_dir) if main else Path(str(config.output_dir))
-        if main:
-            config.save(run_dir / "config.yaml")
+    config.tasks = task_entries(config, task_refs(config, data))  # entries naming exactly these tasks
+    run_dir = Path(str(config.resume)) if resuming else (
+        new_run_dir(config.output_dir) if main else Path(str(config.output_dir)))
+    try:
+        if main and not resuming:
+            write_text(run_dir / "config.yaml", config.to_yaml())
+        return _train_tasks(config, base, names, run_dir, resuming, epoch_hooks, data.source_label(config.benchmark))
+    except Interrupted as exc:  # the command resumes the STL folder, not the task's run
+        raise Interrupted(exc.signal_name, exc.saved, resume_command(run_dir), exc.exit_status) from None
+    except WriteError as exc:
+        raise with_resume_hint(exc, run_dir) from None
+
+
+def _train_tasks(config: TrainConfig, base: SingleTaskMethod, names: Sequence[str], run_dir: Path, resuming: bool,
+                 epoch_hooks: Sequence[EpochHook], benchmark: str) -> TrainResult:
+    """Train (or, resuming, finish) each task's run in ``run_dir``, then combine their results
+    (``benchmark``: what the tasks come from, for results.json)."""
+    main = _world()[1]
     progress = log.info if main else log.debug  # one process speaks for all
     progress("%s: one %s run per task (%s) -> %s", base.name, base.task_method, ", ".join(names), run_dir)
     start = time.perf_counter()
@@ -105,7 +117,7 @@ def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()
         "task_method": base.task_method,
         "method_spec": spec,
         "backbone": config.backbone,
-        "benchmark": data.source_label(config.benchmark),
+        "benchmark": benchmark,
         "seed": config.seed,
         "regime": regime,
         "freeze_backbone": config.freeze_backbone,

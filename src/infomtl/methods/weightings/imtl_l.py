@@ -49,6 +49,7 @@ class IMTLL(DirectLoss):
     aliases = ("imtl_l", "imtll")
     reference = "Liu et al., ICLR 2021 (Towards Impartial Multi-task Learning), loss balance part"
     Hyper = IMTLLHyper
+    hp: IMTLLHyper
     needs_all_tasks = True
 
     def __init__(self, hp: IMTLLHyper, tasks: list[Task], train_sizes: list[int]) -> None:

@@ -32,6 +32,7 @@ class RandomLossWeighting(LoggedWeighter):
     name = "rlw"
     reference = "Lin et al., TMLR 2022 (Reasonable Effectiveness of Random Weighting)"
     Hyper = SeedHyper
+    hp: SeedHyper
     needs_all_tasks = True
 
     def __init__(self, hp: SeedHyper, tasks: list[Task], train_sizes: list[int]) -> None:

@@ -52,6 +52,8 @@ class UncertaintyWeighting(DirectLoss):
     aliases = ("uncertainty",)
     reference = "Kendall, Gal & Cipolla, CVPR 2018 (homoscedastic uncertainty weighting)"
     Hyper = UWHyper
+    hp: UWHyper
+    _regression: torch.Tensor  # buffer: the task is a regression
     needs_all_tasks = True
 
     def __init__(self, hp: UWHyper, tasks: list[Task], train_sizes: list[int]) -> None:
