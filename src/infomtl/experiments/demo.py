@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 
 
 def demo_configs(
-    data_dir: str | None, backbone: str, epochs: int | None, seed: int, output_dir: Path, progress: bool
+    data_dir: str | None, backbone: str, epochs: int | None, seed: int, output_dir: Path, progress: bool | None
 ) -> dict[str, TrainConfig]:
     """The two runs of the demo (EW and InfoMTL, same everything else)."""
     common: dict[str, Any] = dict(backbone=backbone, seed=seed, progress=progress, patience=0, regime="mixed")
@@ -46,9 +46,10 @@ def run_demo(
     epochs: int | None = None,
     seed: int = 0,
     output_dir: str | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
 ) -> str:
-    """Train both runs and return the comparison table (test split) as text."""
+    """Train both runs and return the comparison table (test split) as text (progress
+    bars: on when stderr is a terminal, unless ``progress`` says otherwise)."""
     root = Path(output_dir) if output_dir else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     results = {}
     for name, config in demo_configs(data_dir, backbone, epochs, seed, root, progress).items():

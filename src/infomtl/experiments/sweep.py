@@ -40,6 +40,7 @@ from infomtl.methods.registry import OBJECTIVES, resolve_method
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.building import uses_features
 from infomtl.modeling.feature_cache import AUTOCAST, FeatureCache
+from infomtl.threads import available_cpus
 from infomtl.training import signals, train
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,9 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
     is then resumed (``--resume``: it continues after its last saved step) when it holds
     this run's config, else deleted; a finished run is left as it is.
     """
-    if threads:
-        torch.set_num_threads(threads)
     config = TrainConfig.from_dict(config_dict, "run")
+    if threads:
+        config.threads = threads
     rid = run_id(config)
     store = Store(Path(store_root))
     with store.claim(rid) as mine:
@@ -275,7 +276,7 @@ def _run_in_workers(todo: list[PlannedRun], store: Store, workers: int,
     """Train ``todo`` in ``workers`` local processes. The workers ignore SIGINT / SIGTERM and
     stop, at a step boundary, when this process sets their stop event on such a signal or
     when one of them failed to write."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, available_cpus() // workers)
     context = get_context("spawn")
     stop = context.Event()
     failure: WriteError | None = None
