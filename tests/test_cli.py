@@ -186,7 +186,7 @@ def test_every_train_option_states_one_default() -> None:
     by_dest = {a.dest: a for a in _train_parser()._actions}
     for f in dataclasses.fields(TrainConfig):
         help_text = by_dest[f.name].help
-        assert help_text.count("default") == 1 and help_text.endswith(")"), help_text
+        assert help_text.count("(default:") == 1 and help_text.endswith(")"), help_text
     assert by_dest["tasks"].help.endswith("(default: all)")
     assert by_dest["cpu"].help.endswith("(default: off)")
     assert by_dest["progress"].help.endswith("(default: on when stderr is a terminal)")
@@ -261,3 +261,12 @@ def test_import_infomtl_is_light() -> None:
     code = "import sys, infomtl; print(any(m in sys.modules for m in ('torch', 'transformers', 'accelerate')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_demo_runs_tiny_on_one_thread_with_bars_on_a_terminal(tmp_path: Path) -> None:
+    from infomtl.experiments.demo import demo_configs
+
+    tiny = demo_configs(None, "tiny", None, 0, tmp_path, None)
+    assert {c.threads for c in tiny.values()} == {1} and {c.progress for c in tiny.values()} == {None}
+    minilm = demo_configs(None, "minilm", None, 0, tmp_path, False)
+    assert {c.threads for c in minilm.values()} == {None} and {c.progress for c in minilm.values()} == {False}

@@ -77,3 +77,28 @@ def test_a_run_uses_its_threads_and_says_so(tmp_path, caplog, one_thread) -> Non
     assert torch.get_num_threads() == 1  # restored
     start = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("training "))
     assert "on cpu (CPU threads: 2) ->" in start
+
+
+@pytest.mark.parametrize(("load", "count", "note"), [
+    (0.9, 2, None),  # only this process
+    (1.4, 2, None),  # others keep less than half a CPU busy
+    (2.0, 2, "--threads 1"),  # one busy process besides this one
+    (7.4, 2, "--threads 1"),
+    (7.4, 1, None),  # one thread never oversubscribes
+])
+def test_a_busy_machine_gets_a_note_naming_the_threads_that_fit(monkeypatch, load, count, note) -> None:
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 2)
+    got = threads.busy_note(count)
+    if note is None:
+        assert got is None
+    else:
+        assert got == (f"note: other processes keep about {load - 1:.1f} of this machine's 2 CPUs busy "
+                       f"(load average {load:.1f}); {count} threads may run many times slower than {note}")
+
+
+def test_on_a_large_machine_the_note_names_the_free_cpus(monkeypatch) -> None:
+    monkeypatch.setattr(threads.os, "getloadavg", lambda: (7.4, 7.0, 7.0))
+    monkeypatch.setattr(threads.os, "cpu_count", lambda: 64)
+    assert threads.busy_note(58) is None
+    assert threads.busy_note(64).endswith("64 threads may run many times slower than --threads 58")  # 6.4 busy

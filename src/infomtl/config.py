@@ -93,7 +93,7 @@ class TrainConfig:
     method: str = _f("ew", "training method (see `infomtl methods`); stl / stl-cnn train one model per task", "method")
     weighting: str | None = _f(
         None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method",
-        shown="the objective's default, see `infomtl methods`")
+        shown="the objective's own, see `infomtl methods`")
     method_args: dict[str, Any] = _f(
         {}, "method hyperparameters as key=value pairs, e.g. alpha=0.1,beta=0.01", "method")
     # batching
@@ -132,12 +132,13 @@ class TrainConfig:
         shown="on when stderr is a terminal")
     threads: int | None = _f(
         None, "CPU threads of torch's operators", "runtime", metavar="N",
-        shown="the CPUs this process may use (its affinity mask and CPU quota), at most $OMP_NUM_THREADS")
+        shown="the CPUs of this process's affinity mask, at most its CPU quota and $OMP_NUM_THREADS")
     track_information: bool = _f(
         False, "log information-plane estimates per epoch (val set, two dropout views)", "runtime")
     resume: str | None = _f(
         None, "continue an interrupted run folder from its last complete epoch; every other "
-        "option is taken from RUN_DIR/config.yaml (other flags are ignored)", "runtime", metavar="RUN_DIR")
+        "option is taken from RUN_DIR/config.yaml (flags other than --threads and --progress are ignored)", "runtime",
+        metavar="RUN_DIR")
 
     def validate(self) -> TrainConfig:
         """Check every value; raise :class:`ConfigError` naming the option."""

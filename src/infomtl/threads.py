@@ -60,6 +60,29 @@ def default_threads() -> int:
     return min(cpus, omp) if omp >= 1 else cpus
 
 
+def busy_note(threads: int) -> str | None:
+    """A note when other processes keep so many of the machine's CPUs busy that ``threads``
+    threads oversubscribe them, naming a count that would not; None when they do not (or
+    where the load is unknown).
+
+    The busy CPUs are the 1-minute load average less one (this process), over the whole
+    machine (``os.cpu_count()``). The default stays the same on a busy machine, so that
+    a rerun computes the same numbers (the thread count changes float rounding); the
+    note says what to pass instead.
+    """
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # Windows; no /proc/loadavg
+        return None
+    cpus = os.cpu_count() or 1
+    others = max(0.0, load - 1.0)
+    free = max(1, cpus - math.floor(others + 0.5))
+    if threads <= free:
+        return None
+    return (f"note: other processes keep about {others:.1f} of this machine's {cpus} CPUs busy (load average "
+            f"{load:.1f}); {threads} threads may run many times slower than --threads {free}")
+
+
 @contextmanager
 def torch_threads(threads: int | None = None) -> Iterator[int]:
     """Within the block, torch's operators use ``threads`` threads (None:

@@ -121,7 +121,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     progress = False if args.quiet and args.progress is None else args.progress
     print(run_demo(data_dir=args.data_dir, backbone=args.backbone, epochs=args.epochs,
-                   seed=args.seed, output_dir=args.output_dir, progress=progress))
+                   seed=args.seed, output_dir=args.output_dir, progress=progress, threads=args.threads))
     return 0
 
 
@@ -168,6 +168,8 @@ def add_train_commands(sub: Any) -> None:
     demo.add_argument("--epochs", type=int, default=None, help="epochs per method (default: 10 synthetic, 2 TweetEval)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--output-dir", default=None, help="folder for the two runs (default: under runs/)")
+    demo.add_argument("--threads", type=int, default=None, metavar="N",
+                      help="CPU threads of each run (default: 1 with the tiny backbone, else as in train)")
     demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                       help="progress bars on stderr (default: on when stderr is a terminal)")
     demo.set_defaults(func=cmd_demo)

@@ -74,8 +74,10 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
             if folder.exists():
                 shutil.rmtree(folder)
             config.output_dir = str(folder)
-        with quieted("infomtl.training"):  # the sweep reports each run in one line
-            train(config)
+        with quieted("infomtl.training", logging.ERROR):  # the sweep reports each run in one line
+            results = train(config).results
+        for message in results.get("collapse", []):  # the final model's, not every epoch's
+            log.warning("warning: run %s: %s", rid, message)
     return "trained"
 
 

@@ -61,6 +61,7 @@ from infomtl.modeling.backbones import Backbone, load_backbone
 from infomtl.modeling.building import build_model, shared_size, uses_features
 from infomtl.modeling.feature_cache import FeatureCache
 from infomtl.tasks import Task
+from infomtl.threads import busy_note
 from infomtl.training import signals
 from infomtl.training.collapse import collapse_messages
 from infomtl.training.epoch_stats import EpochStats
@@ -246,6 +247,8 @@ class Trainer(Steps):
             self.spec.name, ", ".join(t.name for t in self.tasks), sum(self.train_sizes), steps_per_epoch,
             self.regime, cfg.backbone, acc.device, torch.get_num_threads(), run_dir,
         )
+        if acc.is_main_process and (note := busy_note(torch.get_num_threads())) is not None:
+            log.warning("%s", note)
         fresh = 0  # steps since last/ was written
         epoch = at.epoch
         for epoch in range(at.epoch + 1, 1 if at.stopped else cfg.epochs + 1):
