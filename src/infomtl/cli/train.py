@@ -82,7 +82,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from infomtl.training import train
 
     config = config_from_args(args)
-    if getattr(args, "quiet", False) and "progress" not in vars(args):  # --quiet: no bars either, unless --progress
+    if getattr(args, "quiet", False) and config.progress is None:  # --quiet: no bars either, unless asked
         config.progress = False
     if config.resume is not None:
         kept = ("command", "func", "resume", "quiet", "threads", "progress")  # not options of the run
