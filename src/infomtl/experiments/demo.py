@@ -35,7 +35,8 @@ def demo_configs(
     """
     if threads is None and backbone == "tiny":
         threads = 1
-    common: dict[str, Any] = dict(backbone=backbone, seed=seed, progress=progress, patience=0, regime="mixed", threads=threads)
+    common: dict[str, Any] = dict(backbone=backbone, seed=seed, progress=progress, patience=0, regime="mixed",
+                                  threads=threads)
     if data_dir is None:
         common.update(benchmark="synthetic", max_length=32, batch_size=16, epochs=epochs or 10,
                       lr=2e-3 if backbone == "tiny" else 5e-5, head_dropout=0.1, pooling="mean")

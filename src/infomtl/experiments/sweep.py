@@ -35,7 +35,7 @@ from infomtl.errors import ConfigError, InfomtlError, Interrupted
 from infomtl.experiments.plan import load_sweep
 from infomtl.experiments.store import PlannedRun, Store, run_id
 from infomtl.fileio import WriteError, writing
-from infomtl.logs import quieted
+from infomtl.logs import quieted, show_progress
 from infomtl.methods.registry import OBJECTIVES, resolve_method
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.building import uses_features
@@ -108,7 +108,7 @@ def prepare_features(configs: list[TrainConfig]) -> int:
         data = load_data(config)
         backbone = load_backbone(config.backbone, config.pooling, config.max_length)
         device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
-        cache = FeatureCache(backbone, config.feature_cache, device, progress=config.progress,
+        cache = FeatureCache(backbone, config.feature_cache, device, progress=show_progress(config.progress),
                              dtype=AUTOCAST[config.mixed_precision])
         parts = [part for task in data.tasks for part in data.splits[task.name].values()]
         missing = [part for part in parts if not cache.cached(part)]
