@@ -136,7 +136,7 @@ def test_the_cli_refuses_bad_hf_tasks_with_exit_2(tmp_path: Path, capsys) -> Non
     assert main([*base, "--hf-task", f"dataset={path},label=stars"]) == 2
     assert "ds[train]: no label column 'stars'" in capsys.readouterr().err
     assert main([*base, "--hf-task", f"dataset={path},lable=label"]) == 2
-    assert "unknown key 'lable' (did you mean 'label'?)" in capsys.readouterr().err
+    assert "unknown key 'lable' (did you mean `label`?)" in capsys.readouterr().err
     assert main([*base, "--hf-task", "name=x"]) == 2
     assert "no dataset" in capsys.readouterr().err
 

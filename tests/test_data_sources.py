@@ -71,10 +71,10 @@ def test_mixed_tasks_load_with_their_sources(tmp_path: Path, data_root: Path) ->
 
 
 @pytest.mark.parametrize(("config", "needle"), [
-    ({"tasks": ["topik"]}, "unknown task 'topik' (did you mean 'topic'?)"),
-    ({"tasks": ["emobank"]}, "(did you mean 'affecteval:emobank'?)"),
-    ({"tasks": ["tweeteval:ironny"]}, "(did you mean 'tweeteval:irony'?)"),
-    ({"tasks": ["tweteval:irony"]}, "unknown benchmark 'tweteval' (did you mean 'tweeteval'?)"),
+    ({"tasks": ["topik"]}, "unknown task 'topik' (did you mean `topic`?)"),
+    ({"tasks": ["emobank"]}, "(did you mean `affecteval:emobank`?)"),
+    ({"tasks": ["tweeteval:ironny"]}, "(did you mean `tweeteval:irony`?)"),
+    ({"tasks": ["tweteval:irony"]}, "unknown benchmark 'tweteval' (did you mean `tweeteval`?)"),
     ({"tasks": ["topic", "synthetic:topic"]}, "task 'topic' (synthetic) is listed twice"),
 ])
 def test_bad_task_entries_name_the_closest_valid_one(config, needle) -> None:
@@ -84,7 +84,7 @@ def test_bad_task_entries_name_the_closest_valid_one(config, needle) -> None:
 
 
 def test_a_folder_task_name_typo_suggests_the_folder(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"did you mean 'emoji'\?"):
+    with pytest.raises(ConfigError, match=r"did you mean `emoji`\?"):
         names(tasks=["emoij"], task_dirs=[str(folder(tmp_path, "emoji"))])
 
 
@@ -104,7 +104,7 @@ def test_sweep_task_sets_mix_sources_and_keep_to_the_set(tmp_path: Path) -> None
     got = {r.task_set: [t.name for t in load_data(r.config).tasks] for r in runs}
     assert got == {("topic", "urgency"): ["topic", "urgency"], ("topic", "emoji"): ["topic", "emoji"],
                    ("urgency", "emoji"): ["urgency", "emoji"]}
-    with pytest.raises(ConfigError, match=r"methods\[1\].*did you mean 'topic'"):
+    with pytest.raises(ConfigError, match=r"methods\[1\].*did you mean `topic`"):
         expand_sweep({"base": {**base, "tasks": ["topik"]}, "methods": [{"method": "ew"}], "seeds": [0]})
 
 

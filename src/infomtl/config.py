@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from infomtl.errors import ConfigError, did_you_mean
+from infomtl.errors import ConfigError, did_you_mean, unknown_names
 from infomtl.tasks import EI_REG_PAIRS, TaskKind
 
 OPTIMIZERS = ("adamax", "adamw")
@@ -30,7 +30,12 @@ HF_TASK_KEYS = ("dataset", "config", "revision", "name", "kind", "text", "pair",
 
 
 def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None,
-       metavar: str | None = None, flag: str | None = None, **kw: Any):
+       metavar: str | None = None, flag: str | None = None, shown: str | None = None,
+       **kw: Any):
+    """A field with its ``--help`` text, help group, valid values (``choices``) and, where
+    the value itself does not say it (``None``, an empty list), what the default means
+    (``shown``: the text after ``default:`` in ``--help``); ``flag``: a repeatable flag of
+    its own name (one list item per use)."""
     meta: dict[str, Any] = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
@@ -38,6 +43,8 @@ def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = No
         meta["metavar"] = metavar
     if flag:  # a repeatable flag of its own name (one list item per use)
         meta["flag"] = flag
+    if shown:
+        meta["shown"] = shown
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -54,8 +61,8 @@ class TrainConfig:
     tasks: list[str] = _f(
         [], "comma-separated tasks, in order: NAME (a task of --benchmark, --task-dirs or --hf-task), "
         "BENCHMARK:NAME (affecteval:emobank) or a task folder's path (./tasks/emoji); tasks of --task-dirs "
-        "and --hf-task are added unless it names one of them (default: those tasks, else all of "
-        "--benchmark)", "data")
+        "and --hf-task are added unless it names one of them", "data",
+        shown="those tasks, else all of --benchmark")
     task_dirs: list[str] = _f(
         [], "comma-separated folders of your own tasks (train/val/test as JSONL or TSV, or TweetEval's "
         "{split}_text.txt layout, or a task.yaml with source: hf)", "data")
@@ -69,14 +76,15 @@ class TrainConfig:
         "hf (the Hugging Face dataset cardiffnlp/tweet_eval) or hf:ID_OR_PATH (another copy of it, e.g. "
         "a folder of save_to_disk datasets, one per config)", "data")
     data_dir: str | None = _f(
-        None, "root folder holding one folder per benchmark, used alone when given (default: $INFOMTL_DATA, "
-        "else the cache)", "data")
+        None, "root folder holding one folder per benchmark, used alone when given", "data",
+        shown="$INFOMTL_DATA, else the cache folder")
     train_ratio: float = _f(
         1.0, "seeded stratified fraction of each training set to keep (data-constrained runs)", "data")
-    max_train_examples: int | None = _f(None, "keep at most N training rows per task (stratified; smoke runs)", "data")
+    max_train_examples: int | None = _f(
+        None, "keep at most N training rows per task (stratified; smoke runs)", "data", shown="all rows")
     max_eval_examples: int | None = _f(
         None, "score N val/test rows per task, stratified by label and group, the same rows for every "
-        "seed (smoke runs; not official)", "data")
+        "seed (smoke runs; not official)", "data", shown="all rows")
     goemotions_multilabel: bool = _f(
         False, "GoEmotions as the official multi-label task instead of the authors' single-label subset "
         "(affecteval)", "data")
@@ -84,7 +92,7 @@ class TrainConfig:
         "first", "how EI-reg's emotion reaches the encoder: as the first text of a pair, or not at all "
         "(affecteval)", "data", EI_REG_PAIRS)
     multilabel_threshold: float | None = _f(
-        None, "decision threshold of multi-label tasks, in (0, 1) (default: each task's own, 0.5)", "data")
+        None, "decision threshold of multi-label tasks, in (0, 1)", "data", shown="each task's own, 0.5")
     # model
     backbone: str = _f(
         "roberta-base", "encoder: Hugging Face id or local path, or 'minilm' / 'tiny' (offline)", "model")
@@ -102,12 +110,13 @@ class TrainConfig:
     mlp_dropout: float = _f(
         0.1, "dropout of the shared MLP above a frozen backbone (InfoMTL's two views differ by it)", "model")
     feature_cache: str | None = _f(
-        None, "folder of the frozen-backbone feature cache (none: "
-        "$XDG_CACHE_HOME/infomtl/features, else ~/.cache/infomtl/features)", "model", metavar="DIR")
+        None, "folder of the frozen-backbone feature cache", "model", metavar="DIR",
+        shown="$XDG_CACHE_HOME/infomtl/features, else ~/.cache/infomtl/features")
     # method
     method: str = _f("ew", "training method (see `infomtl methods`); stl / stl-cnn train one model per task", "method")
     weighting: str | None = _f(
-        None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method")
+        None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method",
+        shown="the objective's own, see `infomtl methods`")
     method_args: dict[str, Any] = _f(
         {}, "method hyperparameters as key=value pairs, e.g. alpha=0.1,beta=0.01", "method")
     # batching
@@ -121,31 +130,38 @@ class TrainConfig:
     weight_decay: float = _f(0.0, "weight decay of model parameters (learned task scalars get none)", "optimisation")
     scalar_lr: float | None = _f(
         None, "learning rate of the learned task scalars (UW and IMTL-L s_t, VIP-MTL's learned log "
-        "variance), which sit outside the clipped gradient norm (default: --lr)", "optimisation")
+        "variance), which sit outside the clipped gradient norm", "optimisation", shown="--lr")
     warmup_ratio: float = _f(0.0, "fraction of training steps of linear warm-up", "optimisation")
     lr_schedule: str = _f("constant", "learning-rate schedule after warm-up", "optimisation", SCHEDULES)
     grad_clip: float = _f(1.0, "max gradient norm (0 = no clipping)", "optimisation")
     epochs: int = _f(20, "maximum number of epochs", "optimisation")
     patience: int = _f(3, "stop after this many epochs without validation improvement (0 = never)", "optimisation")
     max_steps: int | None = _f(
-        None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation")
+        None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation",
+        shown="no limit")
     select_by: str = _f("avg", "model selection on the validation split", "optimisation", SELECT_BY)
     grad_accumulation: int = _f(
         1, "encode each step's batch in N micro-batches (activation checkpointing: the memory of B/N "
         "rows, one more encoder forward); the update is that of the whole batch for every method", "optimisation")
     # runtime
     seed: int = _f(0, "random seed (data order, subsampling, initialisation, dropout)", "runtime")
-    output_dir: str | None = _f(None, "run folder (default: a new folder under runs/)", "runtime")
+    output_dir: str | None = _f(None, "run folder", "runtime", shown="a new folder under runs/")
     mixed_precision: str = _f("no", "autocast dtype (bf16 where the hardware has it)", "runtime", PRECISIONS)
     cpu: bool = _f(False, "run on the CPU even if a GPU is present", "runtime")
     compile: bool = _f(
         False, "torch.compile the encoder (same results up to float rounding; the first steps are slow)", "runtime")
-    progress: bool = _f(True, "show progress bars", "runtime")
+    progress: bool | None = _f(
+        None, "progress bars on stderr for training, validation, test and feature extraction", "runtime",
+        shown="on when stderr is a terminal")
+    threads: int | None = _f(
+        None, "CPU threads of torch's operators", "runtime", metavar="N",
+        shown="the CPUs of this process's affinity mask, at most its CPU quota and $OMP_NUM_THREADS")
     track_information: bool = _f(
         False, "log information-plane estimates per epoch (val set, two dropout views)", "runtime")
     resume: str | None = _f(
         None, "continue an interrupted run folder from its last complete epoch; every other "
-        "option is taken from RUN_DIR/config.yaml (other flags are ignored)", "runtime", metavar="RUN_DIR")
+        "option is taken from RUN_DIR/config.yaml (flags other than --threads and --progress are ignored)", "runtime",
+        metavar="RUN_DIR")
 
     def validate(self) -> TrainConfig:
         """Check every value; raise :class:`ConfigError` naming the option."""
@@ -168,6 +184,8 @@ class TrainConfig:
         threshold = self.multilabel_threshold
         if threshold is not None and not 0 < threshold < 1:
             raise ConfigError(f"--multilabel-threshold must be in (0, 1), got {threshold}")
+        if self.threads is not None and not self.threads >= 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if not self.grad_accumulation >= 1:
             raise ConfigError(f"--grad-accumulation must be >= 1, got {self.grad_accumulation}")
         if self.scalar_lr is not None and not self.scalar_lr > 0:
@@ -198,14 +216,18 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
-        """Build from a mapping with option names as keys (dashes or underscores)."""
+        """Build from a mapping with option names as keys (dashes or underscores).
+
+        Every unknown key is reported at once, each with the closest option name.
+        """
         known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = [str(k) for k in data if str(k).replace("-", "_") not in known]
+        if unknown:
+            raise ConfigError(f"{source}: {unknown_names('option', unknown, known)} (see `infomtl train --help`)")
         hints = typing.get_type_hints(cls)
         values = {}
         for key, value in data.items():
             name = str(key).replace("-", "_")
-            if name not in known:
-                raise ConfigError(f"{source}: unknown option {key!r}")
             values[name] = coerce(name, value, hints[name], source)
         return cls(**values)
 

@@ -5,10 +5,12 @@ raises :class:`InfomtlError` with a one-line message. The CLI prints it as
 ``error: <message>`` and exits with status 2, without a traceback. Training or a sweep
 stopped by SIGINT / SIGTERM raises :class:`Interrupted` once its state is saved; the CLI
 prints its line (with the command that resumes) and exits with 128 + the signal number.
+A misspelt name is reported with the closest valid one (:func:`unknown_names`).
 """
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable
 
 
@@ -56,8 +58,18 @@ class Interrupted(KeyboardInterrupt):
 
 
 def did_you_mean(name: object, valid: Iterable[object]) -> str:
-    """``" (did you mean 'x'?)"`` for the valid name closest to ``name``, or ``""`` when none is close."""
-    import difflib
+    """`` (did you mean `epochs`?)`` for the valid name closest to ``name`` (difflib's
+    ratio of at least 0.6), or ``""`` when none is that close."""
+    match = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
+    return f" (did you mean `{match[0]}`?)" if match else ""
 
-    close = difflib.get_close_matches(str(name), [str(v) for v in valid], n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+
+def unknown_names(what: str, names: Iterable[str], valid: Iterable[str]) -> str:
+    """Every unknown name at once, each with the closest valid one:
+    ``unknown options: epoch (did you mean `epochs`?), lrr (did you mean `lr`?)``.
+
+    ``what`` is the singular noun (``option``, ``TweetEval task``); one name keeps it singular.
+    """
+    names, valid = list(names), list(valid)
+    noun = what if len(names) == 1 else f"{what}s"
+    return f"unknown {noun}: " + ", ".join(f"{n}{did_you_mean(n, valid)}" for n in names)

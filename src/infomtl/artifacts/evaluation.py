@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from infomtl.artifacts.run_folder import RunFolder, load_run
 from infomtl.data.batching import EncodedSplit, collate, encode
@@ -41,8 +42,12 @@ def predict_splits(
     autocast_dtype: torch.dtype | None = None,
     rank: int = 0,
     world_size: int = 1,
+    progress: str | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """Predictions of every task on its split (input order) and the mean validation loss.
+
+    ``progress``: the description of a progress bar over this process's batches (on
+    stderr), or None for no bar.
 
     Rows are sorted by length and batched per task (little padding); the loss is
     the objective's per-task loss on the head means, averaged over rows, summed
@@ -56,20 +61,18 @@ def predict_splits(
     was_training = model.training
     model.eval()
     done: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-    orders = []
-    for t, (task, split) in enumerate(zip(tasks, splits, strict=True)):
-        order = np.argsort(split.lengths, kind="stable")
-        orders.append(order)
-        for k, start in enumerate(range(0, len(order), batch_size)):
-            if k % world_size != rank:
-                continue
-            idx = order[start : start + batch_size]
-            step = [idx if s == t else np.zeros(0, dtype=np.int64) for s in range(len(tasks))]
-            batch = collate(splits, step, pad_id).to(device)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = model(batch, views=1)
-            terms = method.objective.loss_terms(out, batch)
-            done[(t, k)] = (predict(task, out.heads[t].mean).cpu(), terms.task_losses[t].float() * len(idx))
+    orders = [np.argsort(split.lengths, kind="stable") for split in splits]
+    mine = [(t, k, start) for t, order in enumerate(orders)
+            for k, start in enumerate(range(0, len(order), batch_size)) if k % world_size == rank]
+    for t, k, start in tqdm(mine, desc=progress, disable=progress is None, leave=False, dynamic_ncols=True,
+                            unit="batch"):
+        idx = orders[t][start : start + batch_size]
+        step = [idx if s == t else np.zeros(0, dtype=np.int64) for s in range(len(tasks))]
+        batch = collate(splits, step, pad_id).to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            out = model(batch, views=1)
+        terms = method.objective.loss_terms(out, batch)
+        done[(t, k)] = (predict(tasks[t], out.heads[t].mean).cpu(), terms.task_losses[t].float() * len(idx))
     if world_size > 1:
         done = {
             key: (pred, loss.to(device))

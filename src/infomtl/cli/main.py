@@ -6,7 +6,7 @@ User errors, and writes that fail (disk full, read-only folder), print one line
 SIGINT / SIGTERM print the line that says what was saved and the command that resumes, and
 exit with 128 + the signal number.
 The library's progress lines (its loggers, INFO) go to stdout, its warnings to stderr;
-``--quiet`` keeps the warnings only.
+``--quiet`` keeps the warnings only (and turns the progress bars off).
 Building the parser imports no torch: each command imports what it runs.
 """
 
@@ -37,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"infomtl {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress lines (warnings and errors only)")
+                        help="no progress lines or bars (warnings and errors only)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import shlex
 import sys
+import typing
 from pathlib import Path
 from typing import Any
 
@@ -15,35 +17,50 @@ from infomtl.data.paths import default_cache_root
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`TrainConfig` field, in its help group; each help text ends with
+    the field's one default, and an option with a fixed set of values lists them."""
     parser.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
     groups: dict[str, argparse._ArgumentGroup] = {}
+    hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         group_name = f.metadata["group"]
         group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
-        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        shown = ",".join(default) if isinstance(default, list) else default
-        if isinstance(default, dict):
-            shown = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
-        help_text = f.metadata["help"]
-        if "(default:" not in help_text:  # a help that states its default says it once
-            help_text += f" (default: {shown if shown not in ('', None) else 'none'})"
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        if isinstance(default, bool):
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if bool in (hints[f.name], *typing.get_args(hints[f.name])):
+            kwargs["help"] = f"{f.metadata['help']} (default: {_shown(f, default, on_off=True)})"
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        elif "flag" in f.metadata:  # repeatable: one list item per use
+            continue
+        kwargs["help"] = f"{f.metadata['help']} (default: {_shown(f, default)})"
+        if "flag" in f.metadata:  # repeatable: one list item per use
             group.add_argument("--" + f.metadata["flag"], flag, action="append",
                                metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
+            continue
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]  # argparse shows them: {cls,mean}
         else:
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-            group.add_argument(flag, metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
+            kwargs["metavar"] = f.metadata.get("metavar", f.name.upper())
+        group.add_argument(flag, **kwargs)
     ablation = parser.add_argument_group("ablations")
     ablation.add_argument(
         "--ablate", metavar="COMPONENTS", default=argparse.SUPPRESS,
         help="comma-separated components of the method to switch off, as the papers' ablations "
         "(`infomtl methods` lists each method's, e.g. simax,timin for infomtl); "
         "--no-COMPONENT is the same as --ablate COMPONENT")
+
+
+def _shown(f: dataclasses.Field, default: Any, on_off: bool = False) -> str:
+    """What ``--help`` says after ``default:`` (the field's ``shown`` text, else its value)."""
+    if "shown" in f.metadata:
+        return f.metadata["shown"]
+    if on_off:
+        return "on" if default else "off"
+    if isinstance(default, dict):
+        return ",".join(f"{k}={v}" for k, v in default.items()) or "none"
+    if isinstance(default, list):
+        return ",".join(default) or "none"
+    return "none" if default in ("", None) else str(default)
 
 
 def config_from_args(args: argparse.Namespace):
@@ -69,17 +86,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     from infomtl.training import train
 
     config = config_from_args(args)
+    if getattr(args, "quiet", False) and config.progress is None:  # --quiet: no bars either, unless asked
+        config.progress = False
     if config.resume is not None:
-        ignored = sorted(k for k, v in vars(args).items()  # run options only, not --quiet
-                         if k not in ("command", "func", "resume", "quiet") and v is not None)
+        kept = ("command", "func", "resume", "quiet", "threads", "progress")  # not options of the run
+        ignored = sorted(k for k, v in vars(args).items() if k not in kept and v is not None)
         if ignored:
             print(f"note: --resume takes the run's options from {config.resume}/config.yaml; ignoring "
                   + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
     result = train(config)
     if is_main_process():  # under torchrun / accelerate launch every process gets here
-        print_results(result.results)
-        print(f"run folder: {result.run_dir}")
+        print_summary(result.results, result.run_dir)
     return 0
+
+
+def print_summary(results: dict[str, Any], run_dir: Path) -> None:
+    """The closing summary of ``infomtl train``: per-task val and test scores with their
+    Avg, every task the final model predicts (nearly) one answer for, the run folder and
+    the command that predicts with it."""
+    print_results(results)
+    for message in results.get("collapse", []):
+        print(f"warning: {message}")
+    print(f"run folder: {run_dir}")
+    print(f"predict with it: infomtl predict {shlex.quote(str(run_dir))} --input texts.txt"
+          "  (one text per line; .jsonl and .tsv are read too)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -93,8 +123,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from infomtl.experiments.demo import run_demo
 
+    progress = False if args.quiet and args.progress is None else args.progress
     print(run_demo(data_dir=args.data_dir, backbone=args.backbone, epochs=args.epochs,
-                   seed=args.seed, output_dir=args.output_dir, progress=args.progress))
+                   seed=args.seed, output_dir=args.output_dir, progress=progress, threads=args.threads))
     return 0
 
 
@@ -141,8 +172,10 @@ def add_train_commands(sub: Any) -> None:
     demo.add_argument("--epochs", type=int, default=None, help="epochs per method (default: 10 synthetic, 2 TweetEval)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--output-dir", default=None, help="folder for the two runs (default: under runs/)")
-    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
-                      help="show progress bars (default: off)")
+    demo.add_argument("--threads", type=int, default=None, metavar="N",
+                      help="CPU threads of each run (default: 1 with the tiny backbone, else as in train)")
+    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress bars on stderr (default: on when stderr is a terminal)")
     demo.set_defaults(func=cmd_demo)
 
 

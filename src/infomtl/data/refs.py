@@ -138,10 +138,9 @@ def _check_benchmark_task(bench: str, name: str, entry: str, own: list[str],
     valid = own + list(names) + [f"{b}:{n}" for b in benchmarks if b != bench
                                  for n in BENCHMARK_TASK_NAMES.get(b, ())]
     if entry != name:  # BENCHMARK:NAME
-        close = did_you_mean(name, names)
-        hint = close.replace("'", f"'{bench}:", 1) if close else ""
+        hint = did_you_mean(entry, [f"{bench}:{n}" for n in names])
     else:
-        hint = f" (did you mean {elsewhere[0]!r}?)" if elsewhere else did_you_mean(entry, valid)
+        hint = f" (did you mean `{elsewhere[0]}`?)" if elsewhere else did_you_mean(entry, valid)
     where = "--task-dirs / --hf-task or " if own else ""
     raise ConfigError(f"--tasks: unknown task {entry!r}{hint}; valid tasks of "
                       f"{where}{bench}: {', '.join(own + list(names))} (another benchmark's: BENCHMARK:NAME)")

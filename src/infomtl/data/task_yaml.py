@@ -23,7 +23,7 @@ from typing import Any
 
 from infomtl.config import safe_load_yaml
 from infomtl.data.textio import read_text
-from infomtl.errors import DataError, did_you_mean
+from infomtl.errors import DataError, did_you_mean, unknown_names
 from infomtl.tasks import Metric, TaskKind
 
 TASK_FILES: tuple[str, ...] = ("task.yaml", "task.yml")
@@ -91,10 +91,10 @@ def read_task_spec(folder: Path) -> TaskSpec:
     def fail(key: str, message: str) -> DataError:
         return DataError(path, f"{key}: {message}", line=lines.get(key))
 
-    for key in raw:
-        if key not in YAML_KEYS:
-            raise DataError(path, f"unknown key {key!r}{did_you_mean(key, YAML_KEYS)} "
-                            f"(valid keys: {', '.join(YAML_KEYS)})", line=lines.get(str(key)))
+    unknown = [str(key) for key in raw if key not in YAML_KEYS]
+    if unknown:
+        raise DataError(path, f"{unknown_names('key', unknown, YAML_KEYS)} (valid keys: {', '.join(YAML_KEYS)})",
+                        line=lines.get(unknown[0]))
     spec = TaskSpec(path=path)
     if "name" in raw:
         spec.name = _yaml_str(raw["name"], lambda m: fail("name", m))

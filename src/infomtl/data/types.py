@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infomtl.errors import ConfigError, did_you_mean
+from infomtl.errors import ConfigError, unknown_names
 from infomtl.tasks import Task, TaskKind
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -19,7 +19,8 @@ def choose_task_names(
     """Validated task names, in the order given (``None``: all of ``valid``).
 
     Raises:
-        ConfigError: no name, an unknown name, or a name given twice.
+        ConfigError: no name, unknown names (all named, each with the closest valid one),
+            or a name given twice.
     """
     if tasks is None:
         return list(valid)
@@ -27,9 +28,9 @@ def choose_task_names(
     listing = ", ".join(valid)
     if not names:
         raise ConfigError(f"no {benchmark} task selected; valid tasks: {listing}")
-    for name in names:
-        if name not in valid:
-            raise ConfigError(f"unknown {benchmark} task {name!r}{did_you_mean(name, valid)}; valid tasks: {listing}")
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        raise ConfigError(f"{unknown_names(f'{benchmark} task', unknown, valid)}; valid tasks: {listing}")
     if len(set(names)) != len(names):
         raise ConfigError(f"{benchmark} task listed twice in {names}")
     return names

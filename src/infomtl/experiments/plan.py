@@ -32,9 +32,9 @@ list, replacing the sweep's: main rows over 5 seeds, ablations over 3) and any
 TrainConfig option (``weighting``, ``method_args``, ``lr`` ...); it overrides ``base``.
 
 Every run is resolved to a :class:`TrainConfig` and validated (method and
-hyperparameters included) before anything trains. Its id is the first 12 hex
-digits of the SHA-256 of the resolved config's canonical JSON, leaving out
-``output_dir`` and ``progress``: the same run always gets the same id
+hyperparameters included) before anything trains. Its id hashes the options that
+differ from their defaults, leaving out those that do not change what a run computes
+(``output_dir``, ``progress``, ``threads`` ...): the same run always gets the same id
 (:func:`~infomtl.experiments.store.run_id`).
 """
 
@@ -48,7 +48,7 @@ from infomtl.config import TrainConfig, load_yaml
 from infomtl.data.loading import BENCHMARKS
 from infomtl.data.refs import BENCHMARK_TASK_NAMES, is_path_entry, resolve_task_refs
 from infomtl.data.types import choose_task_names
-from infomtl.errors import ConfigError, InfomtlError
+from infomtl.errors import ConfigError, InfomtlError, unknown_names
 from infomtl.experiments.store import PlannedRun, run_id
 from infomtl.training import resolve_spec
 
@@ -72,7 +72,8 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
     """
     unknown = [k for k in data if k not in SWEEP_KEYS]
     if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r} (expected {', '.join(SWEEP_KEYS)})")
+        raise ConfigError(f"{source}: {unknown_names('key', map(str, unknown), SWEEP_KEYS)} "
+                          f"(expected {', '.join(SWEEP_KEYS)})")
     base = data.get("base") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{source}: base must be a mapping of TrainConfig options")

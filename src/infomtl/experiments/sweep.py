@@ -35,11 +35,12 @@ from infomtl.errors import ConfigError, InfomtlError, Interrupted
 from infomtl.experiments.plan import load_sweep
 from infomtl.experiments.store import PlannedRun, Store, run_id
 from infomtl.fileio import WriteError, writing
-from infomtl.logs import quieted
+from infomtl.logs import quieted, show_progress
 from infomtl.methods.registry import OBJECTIVES, resolve_method
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.building import uses_features
 from infomtl.modeling.feature_cache import AUTOCAST, FeatureCache
+from infomtl.threads import available_cpus
 from infomtl.training import signals, train
 
 log = logging.getLogger(__name__)
@@ -56,9 +57,9 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
     is then resumed (``--resume``: it continues after its last saved step) when it holds
     this run's config, else deleted; a finished run is left as it is.
     """
-    if threads:
-        torch.set_num_threads(threads)
     config = TrainConfig.from_dict(config_dict, "run")
+    if threads:
+        config.threads = threads
     rid = run_id(config)
     store = Store(Path(store_root))
     with store.claim(rid) as mine:
@@ -73,8 +74,10 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
             if folder.exists():
                 shutil.rmtree(folder)
             config.output_dir = str(folder)
-        with quieted("infomtl.training"):  # the sweep reports each run in one line
-            train(config)
+        with quieted("infomtl.training", logging.ERROR):  # the sweep reports each run in one line
+            results = train(config).results
+        for message in results.get("collapse", []):  # the final model's, not every epoch's
+            log.warning("warning: run %s: %s", rid, message)
     return "trained"
 
 
@@ -106,7 +109,7 @@ def prepare_features(configs: list[TrainConfig]) -> int:
         data = load_data(config)
         backbone = load_backbone(config.backbone, config.pooling, config.max_length)
         device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
-        cache = FeatureCache(backbone, config.feature_cache, device, progress=config.progress,
+        cache = FeatureCache(backbone, config.feature_cache, device, progress=show_progress(config.progress),
                              dtype=AUTOCAST[config.mixed_precision])
         parts = [part for task in data.tasks for part in data.splits[task.name].values()]
         missing = [part for part in parts if not cache.cached(part)]
@@ -276,7 +279,7 @@ def _run_in_workers(todo: list[PlannedRun], store: Store, workers: int,
     """Train ``todo`` in ``workers`` local processes. The workers ignore SIGINT / SIGTERM and
     stop, at a step boundary, when this process sets their stop event on such a signal or
     when one of them failed to write."""
-    threads = max(1, (os.cpu_count() or 1) // workers)
+    threads = max(1, available_cpus() // workers)
     context = get_context("spawn")
     stop = context.Event()
     failure: WriteError | None = None

@@ -172,7 +172,7 @@ def training_command(config: dict[str, Any]) -> str:
     defaults = TrainConfig()
     parts = ["infomtl train"]
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("output_dir", "progress") or f.name not in config:
+        if f.name in ("output_dir", "progress", "threads") or f.name not in config:
             continue
         value = config[f.name]
         if value == getattr(defaults, f.name):

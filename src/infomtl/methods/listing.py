@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 
 from infomtl.methods.base import Component
 from infomtl.methods.registry import DEFAULT_OBJECTIVE, OBJECTIVES, WEIGHTINGS
@@ -43,8 +45,17 @@ def describe_methods() -> str:
     return "\n".join(lines)
 
 
+def summary(cls: type) -> str:
+    """The first paragraph of a class's docstring on one line, in plain text (Sphinx
+    markup such as ````w_t```` and ``:class:`~a.B``` reduced to its text)."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    first = " ".join(doc.split("\n\n")[0].split())
+    first = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", first)  # :class:`~infomtl.X` -> X
+    return first.replace("``", "")
+
+
 def _entry(label: str, cls: type[Component], note: str) -> list[str]:
-    doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+    doc = summary(cls)
     aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
     fields = dataclasses.fields(cls.Hyper)
     hp = ", ".join(f"{f.name}={f.default!r}" for f in fields) or "none"

@@ -18,7 +18,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from infomtl.errors import ConfigError
+from infomtl.errors import ConfigError, did_you_mean, unknown_names
 from infomtl.methods.base import Component, Hyper, Objective, Weighting, WeightingHyper
 
 OBJECTIVES: dict[str, type[Objective]] = {}
@@ -130,20 +130,21 @@ def resolve_method(
         if wname not in WEIGHTINGS:
             hint = f" ({wname} is an objective: use --method {wname})" if wname in OBJECTIVES else ""
             raise ConfigError(
-                f"unknown weighting {weighting!r}; expected one of "
+                f"unknown weighting {weighting!r}{did_you_mean(str(weighting), WEIGHTINGS)}; expected one of "
                 f"{', '.join(sorted(WEIGHTINGS))}{hint}"
             )
     else:
-        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(method_names())}")
+        raise ConfigError(f"unknown method {method!r}{did_you_mean(method, method_names())}; "
+                          f"expected one of {', '.join(method_names())}")
     ocls, wcls = OBJECTIVES[objective], WEIGHTINGS[wname]
     args = dict(args or {})
     ohp = _build_hyper(ocls.Hyper, ocls.name, args)
     whp = _build_hyper(wcls.Hyper, wcls.name, args)
     if args:
         valid = sorted({f.name for c in (ocls, wcls) for f in dataclasses.fields(c.Hyper)})
+        unknown = unknown_names("hyperparameter", sorted(args), valid)
         raise ConfigError(
-            f"unknown hyperparameter(s) {', '.join(sorted(args))} for method "
-            f"{MethodSpec(objective, wname, ohp, whp).name}; valid: {', '.join(valid) or 'none'}"
+            f"method {MethodSpec(objective, wname, ohp, whp).name}: {unknown}; valid: {', '.join(valid) or 'none'}"
         )
     return MethodSpec(objective, wname, ohp, whp)
 

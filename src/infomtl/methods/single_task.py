@@ -20,7 +20,7 @@ from typing import Any
 from infomtl.config import TrainConfig
 from infomtl.data.loading import task_refs
 from infomtl.data.refs import config_for_task
-from infomtl.errors import ConfigError
+from infomtl.errors import ConfigError, unknown_names
 from infomtl.methods.registry import OBJECTIVES, canonical, resolve_method
 from infomtl.metrics import average, task_score
 from infomtl.tasks import Task
@@ -83,7 +83,7 @@ def check_single_task_config(config: TrainConfig) -> SingleTaskMethod:
         unknown = sorted(set(config.method_args) - valid)
         if unknown:
             raise ConfigError(
-                f"--method {base.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                f"--method {base.name}: {unknown_names('hyperparameter', unknown, valid)}; "
                 f"valid: {', '.join(sorted(valid)) or 'none'}"
             )
     try:

@@ -110,7 +110,7 @@ def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cp
     order = np.argsort(-lengths, kind="stable")
     out = torch.empty((len(split), backbone.hidden_size), dtype=torch.float32)
     start = 0
-    with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True) as bar:
+    with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True, unit="row") as bar:
         while start < len(order):
             take = max(1, EXTRACT_TOKENS // max(1, int(lengths[order[start]])))
             idx = order[start : start + take]

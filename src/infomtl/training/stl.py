@@ -4,7 +4,8 @@ The baselines (``--method stl``, ``stl-cnn``) are defined in
 :mod:`infomtl.methods.single_task`. The driver writes an ordinary run folder per task under the STL folder and then
 one combined ``results.json`` with the layout of a multi-task run (per split:
 ``tasks`` → metric scores, ``scores`` → task score, ``avg`` over tasks, ``loss``
-summed over tasks) plus ``"method": "stl"`` and ``"runs": {task: subfolder}``::
+summed over tasks; ``collapse``: every task's collapse messages) plus ``"method": "stl"``
+and ``"runs": {task: subfolder}``::
 
     run_dir/
       config.yaml      the STL config (tasks resolved)
@@ -129,6 +130,7 @@ def _train_tasks(config: TrainConfig, base: SingleTaskMethod, names: Sequence[st
     for split in ("val", "test"):
         if all(split in r for r in per_task.values()):
             results[split] = combine_scores(tasks, {n: r[split] for n, r in per_task.items()})
+    results["collapse"] = [m for r in per_task.values() for m in r.get("collapse", [])]
     results["train_time_s"] = round(time.perf_counter() - start, 2)
     if main:
         write_json(run_dir / "results.json", results)

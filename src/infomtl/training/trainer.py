@@ -55,12 +55,15 @@ from infomtl.data.batching import (
 from infomtl.data.loading import limit_data, load_data
 from infomtl.errors import ConfigError
 from infomtl.fileio import WriteError, append_line, recover_folder, write_json, write_text
+from infomtl.logs import show_progress
 from infomtl.methods import OBJECTIVES, Method, MethodSpec, resolve_method
 from infomtl.modeling.backbones import Backbone, load_backbone
 from infomtl.modeling.building import build_model, shared_size, uses_features
 from infomtl.modeling.feature_cache import FeatureCache
 from infomtl.tasks import Task
+from infomtl.threads import busy_note
 from infomtl.training import signals
+from infomtl.training.collapse import collapse_messages
 from infomtl.training.epoch_stats import EpochStats
 from infomtl.training.run_state import RunState, interrupted, with_resume_hint
 from infomtl.training.steps import Steps
@@ -116,6 +119,8 @@ class Trainer(Steps):
         # only the main process creates the run folder
         if config.resume is None and self.accelerator.is_main_process:
             check_output_dir(config.output_dir)
+        # bars from the main process only (stderr); off when stderr is not a terminal unless asked
+        self.show_progress = show_progress(config.progress) and self.accelerator.is_main_process
         set_seed(config.seed)
         full = load_data(config)
         self.data = limit_data(config, full)
@@ -126,7 +131,7 @@ class Trainer(Steps):
         self.feature_cache = cache = None
         if uses_features(config, token_states):
             self.feature_cache = cache = FeatureCache(
-                self.backbone, config.feature_cache, self.accelerator.device, progress=config.progress,
+                self.backbone, config.feature_cache, self.accelerator.device, progress=self.show_progress,
                 dtype=self.autocast_dtype)
         self.encoded: dict[str, list[EncodedSplit]] = {}
         for split in ("train", "val", "test"):
@@ -240,10 +245,12 @@ class Trainer(Steps):
             self._progress("resuming %s after %s", run_dir, at.where())
         start = time.perf_counter() - at.elapsed
         self._progress(
-            "training %s on %s (%d rows, %d steps/epoch, regime %s) with %s on %s -> %s",
-            self.spec.name, ", ".join(t.name for t in self.tasks), sum(self.train_sizes),
-            steps_per_epoch, self.regime, cfg.backbone, acc.device, run_dir,
+            "training %s on %s (%d rows, %d steps/epoch, regime %s) with %s on %s (CPU threads: %d) -> %s",
+            self.spec.name, ", ".join(t.name for t in self.tasks), sum(self.train_sizes), steps_per_epoch,
+            self.regime, cfg.backbone, acc.device, torch.get_num_threads(), run_dir,
         )
+        if acc.is_main_process and (note := busy_note(torch.get_num_threads())) is not None:
+            log.warning("%s", note)
         fresh = 0  # steps since last/ was written
         epoch = at.epoch
         for epoch in range(at.epoch + 1, 1 if at.stopped else cfg.epochs + 1):
@@ -254,7 +261,7 @@ class Trainer(Steps):
                 stats.load(saved["extra_tensors"], saved["epoch_stats"])
             steps = self.batcher.epoch(epoch)[:steps_per_epoch]
             bar = tqdm(steps[at.epoch_step:], desc=f"epoch {epoch}", initial=at.epoch_step, total=len(steps),
-                       disable=not (cfg.progress and acc.is_main_process), leave=False, dynamic_ncols=True)
+                       disable=not self.show_progress, leave=False, dynamic_ncols=True, unit="step")
             epoch_start = time.perf_counter()
             for plan in bar:
                 if signals.requested() is not None:  # a step boundary: save and stop
@@ -268,8 +275,11 @@ class Trainer(Steps):
             bar.close()
             self.method.on_epoch_end(epoch, stats.mean_task_losses())
             train_log = stats.summary()
-            val_preds, val_loss = self._predict("val")
+            val_preds, val_loss = self._predict("val", f"epoch {epoch} val")
             val = score_predictions(self.tasks, self._golds("val"), val_preds)
+            collapsed = collapse_messages(self.tasks, self._golds("val"), val_preds, cfg)
+            for message in collapsed if acc.is_main_process else ():
+                log.warning("warning: epoch %d: %s", epoch, message)
             score = val["avg"] if cfg.select_by == "avg" else -val_loss
             improved = score > at.best_score
             record = {
@@ -281,6 +291,7 @@ class Trainer(Steps):
                 "method": self.method.log_values(),
                 "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
                 "best": improved,
+                **({"collapse": collapsed} if collapsed else {}),
             }
             for hook in self.epoch_hooks:
                 record.update(hook(self))
@@ -323,9 +334,11 @@ class Trainer(Steps):
         for split in ("val", "test"):
             if split not in self.encoded:
                 continue
-            preds, loss = self._predict(split)
+            preds, loss = self._predict(split, f"best epoch {split}")
             scored = score_predictions(self.tasks, self._golds(split), preds, self._groups(split))
             results[split] = {**scored, "loss": loss}
+            if split == "val":  # the final model's, for the closing summary
+                results["collapse"] = collapse_messages(self.tasks, self._golds(split), preds, cfg)
             if acc.is_main_process:
                 write_predictions(run_dir / "predictions" / split, self.tasks, preds)
         results["train_time_s"] = round(time.perf_counter() - start, 2)
@@ -334,11 +347,12 @@ class Trainer(Steps):
             write_json(run_dir / "results.json", results)
         return TrainResult(run_dir, results)
 
-    def _predict(self, split: str) -> tuple[list[np.ndarray], float]:
+    def _predict(self, split: str, bar: str | None = None) -> tuple[list[np.ndarray], float]:
         return predict_splits(
             self.accelerator.unwrap_model(self.model), self.method, self.tasks, self.encoded[split],
             self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.autocast_dtype,
             self.accelerator.process_index, self.accelerator.num_processes,
+            progress=bar if self.show_progress else None,
         )
 
     def _golds(self, split: str) -> list[np.ndarray]:

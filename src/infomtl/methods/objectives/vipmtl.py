@@ -100,8 +100,10 @@ class VIPMTLHyper(Hyper):
 
 @register_objective
 class VIPMTL(Objective):
-    """InfoMTL's Gaussian heads + variance normalisation z' = z / √Σ'_t, + γ_t·log Σ'_t
-    (see the module docstring for the full rule)."""
+    """InfoMTL's Gaussian heads with variance normalisation z' = z / √Σ'_t and a γ_t·log Σ'_t term.
+
+    The full rule is in the module docstring.
+    """
 
     name = "vipmtl"
     aliases = ("vip-mtl",)

@@ -37,8 +37,9 @@ class IMTLLHyper(WeightingHyper):
 
 @register_weighting
 class IMTLL(DirectLoss):
-    """IMTL-L (loss part of IMTL): ``L = Σ_t (e^{s_t} ℓ_t − s_t)``, ``s_t`` learnable,
-    init 0, no weight decay; at the optimum ``e^{s_t} ℓ_t = 1`` (scale-balanced losses).
+    """IMTL-L (loss part of IMTL): ``L = Σ_t (e^{s_t} ℓ_t − s_t)``, so ``e^{s_t} ℓ_t = 1`` at the optimum.
+
+    ``s_t`` is learnable, init 0, no weight decay: the losses are balanced in scale.
 
     The bound ``s ≤ s_max`` (10) is a projection applied in place after each
     optimizer step (:meth:`on_step_end`), so the gradient is the rule's exactly.

@@ -103,7 +103,9 @@ def draw_orders(num_tasks: int, generator: torch.Generator, device: torch.device
 
 @register_weighting
 class PCGrad(GradientAggregator):
-    """PCGrad: ``θ_shared`` gets ``Σ_i g̃_i`` with ``g̃_i`` = ``g_i`` projected off every
+    """PCGrad: each task's gradient of the shared parameters is projected off the ones it conflicts with.
+
+    ``θ_shared`` gets ``Σ_i g̃_i`` with ``g̃_i`` = ``g_i`` projected off every
     conflicting ``g_j`` (``g̃_i·g_j < 0``) in random order; heads get their own task's
     gradient; the auxiliary term its plain gradient (full rule in the module doc).
 
