@@ -284,7 +284,7 @@ def test_unknown_task_yaml_key_names_file_line_and_key(tmp_path: Path) -> None:
     folder = cls_folder(tmp_path)
     write(folder / "task.yaml", "kind: classification\nlabel: [neg, pos]\n")
     message = error_of(folder)
-    assert "task.yaml:2:" in message and "unknown key 'label'" in message
+    assert "task.yaml:2:" in message and "unknown key: label (did you mean `labels`?)" in message
 
 
 @pytest.mark.parametrize(

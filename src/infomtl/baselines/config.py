@@ -42,8 +42,9 @@ class LLMConfig:
     data_dir: str | None = option(None, "root folder holding one folder per benchmark (else $INFOMTL_DATA, else "
                                   "the cache)", "data")
     splits: list[str] = option(["val", "test"], "splits to score (val and test for a results store)", "data")
-    max_eval_examples: int | None = option(None, "ask only the first N rows of each split per task (smoke runs; "
-                                           "not official)", "data")
+    max_eval_examples: int | None = option(
+        None, "ask N rows of each split per task, stratified by label and group as a trained run's "
+        "(smoke runs; not official)", "data", shown="all rows")
     goemotions_multilabel: bool = option(False, "GoEmotions as the official multi-label task (affecteval)", "data")
     # model
     backend: str = option("openai", "openai: an OpenAI-compatible chat-completions endpoint; hf: a local "

@@ -67,7 +67,7 @@ class LocalCausalLM:
                 raise ConfigError(f"--backend hf: the tokenizer of {self.model!r} has neither a pad nor an "
                                   "end-of-sequence token to pad batches with")
             tokenizer.pad_token = tokenizer.eos_token
-        model.to(device).eval()
+        model.eval().to(device)
         self._loaded = (tokenizer, model, device)
         return self._loaded
 

@@ -88,6 +88,7 @@ def resumed_config(config: LLMConfig) -> LLMConfig:
     """The config of the interrupted run folder ``config.resume``, set up to resume it in place,
     with the :data:`~infomtl.baselines.config.RESUME_OPTIONS` that ``config`` sets to other
     than their defaults (a moved endpoint, another concurrency...) over the folder's."""
+    assert config.resume is not None  # only called to resume
     saved = resume_config(config.resume, LLMConfig)
     defaults = LLMConfig()
     for name in RESUME_OPTIONS:
@@ -171,9 +172,9 @@ def run_llm_baseline(config: LLMConfig) -> LLMResult:
             invalid[task.name] = bad
         parts = [data.splits[t.name][split] for t in data.tasks]
         scored = score_predictions(data.tasks, [p.labels for p in parts], preds, [p.groups for p in parts])
-        rows = {t.name: len(p) for t, p in zip(data.tasks, parts, strict=True)}
-        results[split] = {**scored, "invalid": invalid, "rows": rows,
-                          "invalid_rate": {n: invalid[n] / rows[n] if rows[n] else 0.0 for n in rows}}
+        counts = {t.name: len(p) for t, p in zip(data.tasks, parts, strict=True)}
+        results[split] = {**scored, "invalid": invalid, "rows": counts,
+                          "invalid_rate": {n: invalid[n] / counts[n] if counts[n] else 0.0 for n in counts}}
         write_predictions(run_dir / "predictions" / split, data.tasks, preds)
     results["requests"] = {"questions": total, "cached": cached, "asked": len(todo), "retries": retries}
     results["time_s"] = round(time.perf_counter() - start, 2)

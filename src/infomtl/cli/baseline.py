@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from infomtl.baselines.config import RESUME_OPTIONS, LLMConfig
@@ -19,7 +20,7 @@ def llm_config_from_args(args: argparse.Namespace) -> LLMConfig:
     return config if config.resume is not None else config.validate()  # resumed: the run's own options
 
 
-def print_invalid(results: dict[str, Any], splits: list[str]) -> None:
+def print_invalid(results: dict[str, Any], splits: Sequence[str]) -> None:
     """Per split, each task's invalid answers (no allowed answer in the reply: the fallback was used)."""
     names = [n for split in splits[:1] for n in results[split]["invalid"]]
     rows = [[n, *[f"{results[s]['invalid'][n]}/{results[s]['rows'][n]} ({100 * results[s]['invalid_rate'][n]:.1f}%)"

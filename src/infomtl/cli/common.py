@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import typing
 from collections.abc import Sequence
 from typing import Any
 
@@ -36,26 +37,45 @@ class Parser(argparse.ArgumentParser):
 
 def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
     """``--config YAML`` and one flag per field of the config dataclass ``cls`` (fields made
-    with :func:`infomtl.config.option`), in ``--help`` groups; a flag not given is left out of
-    the parsed arguments, so the YAML's value or the default holds."""
+    with :func:`infomtl.config.option`), in ``--help`` groups; each help text ends with the
+    field's one default, and an option with a fixed set of values lists them. A flag not
+    given is left out of the parsed arguments, so the YAML's value or the default holds."""
     parser.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
     groups: dict[str, argparse._ArgumentGroup] = {}
+    hints = typing.get_type_hints(cls)
     for f in dataclasses.fields(cls):
         group_name = f.metadata["group"]
         group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = ",".join(default) if isinstance(default, list) else default
-        if isinstance(default, dict):
-            shown = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
-        help_text = f"{f.metadata['help']} (default: {shown if shown not in ('', None) else 'none'})"
         flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        if isinstance(default, bool):
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if bool in (hints[f.name], *typing.get_args(hints[f.name])):
+            kwargs["help"] = f"{f.metadata['help']} (default: {_shown(f, default, on_off=True)})"
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        kwargs["help"] = f"{f.metadata['help']} (default: {_shown(f, default)})"
+        if "flag" in f.metadata:  # repeatable: one list item per use
+            group.add_argument("--" + f.metadata["flag"], flag, action="append",
+                               metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
+            continue
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]  # argparse shows them: {cls,mean}
         else:
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-            group.add_argument(flag, metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
+            kwargs["metavar"] = f.metadata.get("metavar", f.name.upper())
+        group.add_argument(flag, **kwargs)
+
+
+def _shown(f: dataclasses.Field, default: Any, on_off: bool = False) -> str:
+    """What ``--help`` says after ``default:`` (the field's ``shown`` text, else its value)."""
+    if "shown" in f.metadata:
+        return f.metadata["shown"]
+    if on_off:
+        return "on" if default else "off"
+    if isinstance(default, dict):
+        return ",".join(f"{k}={v}" for k, v in default.items()) or "none"
+    if isinstance(default, list):
+        return ",".join(default) or "none"
+    return "none" if default in ("", None) else str(default)
 
 
 def config_values(args: argparse.Namespace, cls: type) -> tuple[dict[str, Any], str]:

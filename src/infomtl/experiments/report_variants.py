@@ -138,6 +138,7 @@ def pair_tables(data: StoreData, baseline: str | None) -> list[Table]:
         base = baseline if baseline in labels else None
         order = ([base] if base else []) + [lbl for lbl in labels if lbl != base]
         others = order[1:] if base else []
+        base_cells = labels[base] if base else {}
         if sets:
             headers = ["tasks", "task", *order, *[f"Δ {lbl}" for lbl in others]]
             rows = []
@@ -145,7 +146,7 @@ def pair_tables(data: StoreData, baseline: str | None) -> list[Table]:
                 for task in [*ts, "Avg"]:
                     rows.append(["+".join(ts), task,
                                  *[_subset_value(labels[lbl].get(ts), task) for lbl in order],
-                                 *[_subset_delta(labels[lbl].get(ts), labels[base].get(ts), task) for lbl in others]])
+                                 *[_subset_delta(labels[lbl].get(ts), base_cells.get(ts), task) for lbl in others]])
             notes = [
                 "each task's test score (mean over its official metrics) when trained only with the other "
                 "task(s) of its set; Avg: the set's test Avg; mean ± std over seeds (ddof=1).",

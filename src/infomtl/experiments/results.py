@@ -111,7 +111,7 @@ def _tasks_of(run_dir: Path) -> list[Task]:
         meta = run_dir / name
         if meta.is_file():
             return [Task.from_dict(t) for t in json.loads(meta.read_text(encoding="utf-8"))["tasks"]]
-    tasks = []  # an STL run: one sub-run per task
+    tasks: list[Task] = []  # an STL run: one sub-run per task
     for sub in sorted(p for p in run_dir.iterdir() if (p / "run.json").is_file()):
         tasks.extend(Task.from_dict(t) for t in json.loads((sub / "run.json").read_text(encoding="utf-8"))["tasks"])
     return tasks
@@ -199,9 +199,9 @@ def select(label: str, points: dict[str, list[tuple[dict, Run | None]]]) -> Cell
         method, args = str(first.get("method", "")), dict(first.get("method_args") or {})
         cells.append(Cell(label, name, len(points), expected, runs, complete, val, method,
                           first.get("weighting"), args, ablated(method, args)))
-    complete = [c for c in cells if c.complete]
-    if complete:
-        return max(complete, key=lambda c: c.val_avg)  # max keeps the first of equals
+    finished = [c for c in cells if c.complete]
+    if finished:
+        return max(finished, key=lambda c: c.val_avg)  # max keeps the first of equals
     return max(cells, key=lambda c: len(c.runs))  # shown as missing, with how many seeds finished
 
 

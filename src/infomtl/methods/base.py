@@ -87,15 +87,21 @@ class Hyper:
         """Raise ``ValueError`` for an invalid value."""
 
 
+#: the hyperparameter base under another name, for annotations inside classes whose
+#: ``Hyper`` class attribute shadows it
+BaseHyper = Hyper
+
+
 class Component(nn.Module):
     """What objectives and weightings share: a name, hyperparameters, a reference."""
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     reference: ClassVar[str] = ""
-    Hyper: ClassVar[type[Hyper]] = Hyper
+    Hyper: ClassVar[type[BaseHyper]] = BaseHyper
+    hp: BaseHyper
 
-    def __init__(self, hp: Hyper) -> None:
+    def __init__(self, hp: BaseHyper) -> None:
         super().__init__()
         self.hp = hp
 
@@ -143,7 +149,7 @@ class Objective(Component):
     ablations_reduce_to_ew: ClassVar[bool] = False
 
     def __init__(
-        self, hp: Hyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int
+        self, hp: BaseHyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int
     ) -> None:
         super().__init__(hp)
         self.tasks = tasks
@@ -175,7 +181,8 @@ class WeightingHyper(Hyper):
 class Weighting(Component):
     """Combines the per-task losses (or gradients) of a step into one update."""
 
-    Hyper: ClassVar[type[Hyper]] = WeightingHyper
+    Hyper: ClassVar[type[WeightingHyper]] = WeightingHyper
+    hp: WeightingHyper
     #: the method needs every task's loss in every step (no ``per-task`` regime)
     needs_all_tasks: ClassVar[bool] = False
     #: regime the trainer picks when the user does not choose one

@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from infomtl.data.batching import Batch
 from infomtl.methods.base import Ablation, Hyper, LossTerms, Objective
@@ -69,6 +70,7 @@ class InfoMTL(Objective):
     )
     without_all = "w/o SIMax & TIMin (= EW)"
     ablations_reduce_to_ew = True
+    hp: InfoMTLHyper
 
     @property
     def views(self) -> int:  # type: ignore[override]
@@ -76,6 +78,7 @@ class InfoMTL(Objective):
 
     def build_decoder(self) -> TaskHeads:
         d, p, hidden = self.hidden_size, self.head_dropout, self.head_hidden
+        heads: list[nn.Module]
         if self.hp.timin:
             heads = [GaussianHead(d, t.num_outputs, p, hidden) for t in self.tasks]
         else:
@@ -83,7 +86,8 @@ class InfoMTL(Objective):
         return TaskHeads(heads)
 
     def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
-        losses, parts, kpis = {}, {}, {}
+        losses, kpis = {}, {}
+        parts: dict[tuple[str, int | None], torch.Tensor] = {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             ce = task_loss(task, o.train_output, y)
