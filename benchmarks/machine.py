@@ -2,7 +2,7 @@
 
 * :func:`physical_cores`: distinct (socket, core) pairs of ``/proc/cpuinfo`` among the
   CPUs this process may run on (hyper-threads count once), capped by a cgroup CPU
-  quota; ``os.cpu_count()`` where ``/proc`` is not there.
+  quota (:func:`infomtl.threads.cpu_quota`); ``os.cpu_count()`` where ``/proc`` is not there.
 * :func:`measure_peak`: the dense matmul peak in the training dtype, with the thread
   count already set: ``C = A @ B`` for square ``n × n`` matrices costs ``2n³`` FLOPs;
   after ``warmup`` untimed products the best of ``reps`` timed ones is the peak
@@ -30,6 +30,8 @@ from pathlib import Path
 
 import torch
 
+from infomtl.threads import cpu_quota
+
 
 def physical_cores() -> int:
     """Physical cores this process may use (see the module doc)."""
@@ -49,18 +51,8 @@ def physical_cores() -> int:
             continue
         cores.add((fields.get("physical id", "0"), fields.get("core id", fields["processor"])))
     count = len(cores) or (len(allowed) if allowed else os.cpu_count() or 1)
-    quota = _cgroup_cpus()
+    quota = cpu_quota()
     return max(1, min(count, quota)) if quota else count
-
-
-def _cgroup_cpus() -> int | None:
-    try:
-        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    if quota == "max":
-        return None
-    return math.ceil(int(quota) / int(period))
 
 
 def cpu_model() -> str:

@@ -1,14 +1,17 @@
 """Shared fixtures: where the benchmark data lives, and small real slices of it.
 
 The suite leaves the user's home folder alone: before anything runs, ``HOME``,
-``XDG_CACHE_HOME`` and ``MPLCONFIGDIR`` point into a temporary folder (subprocesses inherit
-them), and the session fails if anything under the real ``~/.cache/infomtl`` changed.
+``XDG_CACHE_HOME``, ``MPLCONFIGDIR`` and ``HF_HOME`` point into a temporary folder
+(subprocesses inherit them; ``HF_DATASETS_OFFLINE=1`` keeps datasets off the network), and
+the session fails if anything under the real ``~/.cache/infomtl`` changed.
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -30,6 +33,9 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ["HOME"] = str(home)
     os.environ["XDG_CACHE_HOME"] = str(home / ".cache")
     os.environ["MPLCONFIGDIR"] = str(home / ".config" / "matplotlib")
+    # Hugging Face datasets: a cache of the suite's own, and never the network
+    os.environ["HF_HOME"] = str(home / ".cache" / "huggingface")
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -58,29 +64,38 @@ def data_root() -> Path:
     return root
 
 
+@contextmanager
+def _one_thread() -> Iterator[None]:
+    """torch on one thread, and ``OMP_NUM_THREADS=1`` so that a run's default ``--threads``
+    (infomtl.threads.default_threads) is 1 too; both restored afterwards."""
+    import torch
+
+    before, omp = torch.get_num_threads(), os.environ.get("OMP_NUM_THREADS")
+    torch.set_num_threads(1)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+        if omp is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = omp
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """One intra-op thread for tiny-model training: faster on a shared 2-core machine."""
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+    with _one_thread():
+        yield
 
 
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory):
     """A 2-epoch EW run on the synthetic benchmark with the ``tiny`` backbone (trained once)."""
-    import torch
-
     from fakes import small_config
     from infomtl.training import train
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with _one_thread():
         out = tmp_path_factory.mktemp("tiny-run") / "run"
         return train(small_config(out, epochs=2, lr=1e-3)).run_dir
-    finally:
-        torch.set_num_threads(before)

@@ -86,12 +86,31 @@ def exported(tiny_run, tmp_path_factory) -> Path:
 
 
 def task_folder(**files: str | bytes) -> Callable[[Env], list[str]]:
-    """Train on one task folder ``{tmp}/task`` holding ``files`` (``train_jsonl=`` is train.jsonl)."""
+    """Train on one task folder ``{tmp}/task`` holding ``files`` (``train_jsonl=`` is train.jsonl,
+    ``train_text_txt=`` train_text.txt)."""
     def build(env: Env) -> list[str]:
         for name, content in files.items():
-            env.write(f"task/{name.replace('_', '.')}", content)
+            stem, _, ext = name.rpartition("_")  # the last "_" is the dot: train_text_txt is train_text.txt
+            env.write(f"task/{stem}.{ext}", content)
         return [*TRAIN, "--task-dirs", str(env.tmp / "task"), "--output-dir", env.out]
     return build
+
+
+def hf_dataset(env: Env, labels: tuple[str, str] = ("pos", "neg")) -> Path:
+    """A DatasetDict saved at ``{tmp}/hf`` (text, label as strings; validation's second label is ``labels[1]``)."""
+    import datasets
+
+    part = {"text": ["good", "bad"], "label": ["pos", "neg"]}
+    datasets.DatasetDict({"train": datasets.Dataset.from_dict(part), "validation": datasets.Dataset.from_dict(
+        {"text": ["good", "bad"], "label": list(labels)})}).save_to_disk(str(env.tmp / "hf"))
+    return env.tmp / "hf"
+
+
+def hf_folder(env: Env) -> Path:
+    """A task folder whose task.yaml names the dataset of :func:`hf_dataset` (with a label 'meh')."""
+    dataset = hf_dataset(env, ("pos", "meh"))
+    env.write("hftask/task.yaml", f"source: hf\ndataset: {dataset}\nlabels: [pos, neg]\n")
+    return env.tmp / "hftask"
 
 
 def config(text: str | bytes) -> Callable[[Env], list[str]]:
@@ -212,7 +231,7 @@ CASES = [
          ("{tmp}/task/task.yaml:2:", "invalid YAML")),
     Case("data-task-yaml-unknown-key", task_folder(task_yaml="kind: classification\ncolour: red\n",
                                                    train_jsonl=GOOD_JSONL, val_jsonl=GOOD_JSONL),
-         ("{tmp}/task/task.yaml:2:", "unknown key 'colour'")),
+         ("{tmp}/task/task.yaml:2:", "unknown key: colour")),
     Case("data-task-yaml-bad-kind", task_folder(task_yaml="kind: ranking\n", train_jsonl=GOOD_JSONL,
                                                 val_jsonl=GOOD_JSONL),
          ("{tmp}/task/task.yaml:1:", "'ranking' is not a task kind")),
@@ -225,9 +244,25 @@ CASES = [
     Case("data-task-folder-missing", lambda env: [*TRAIN, "--task-dirs", str(env.tmp / "nothing"),
                                                   "--output-dir", env.out],
          ("{tmp}/nothing:", "task folder not found")),
+    Case("data-task-yaml-duplicate-key", task_folder(task_yaml="kind: classification\nkind: regression\n",
+                                                     train_jsonl=GOOD_JSONL, val_jsonl=GOOD_JSONL),
+         ("{tmp}/task/task.yaml:2:", "duplicate key 'kind' (first given on line 1)")),
+    Case("data-tweeteval-layout-misaligned", task_folder(mapping_txt="0\tneg\n1\tpos\n", train_text_txt="a\nb\n",
+                                                         train_labels_txt="0\n", val_text_txt="a\n",
+                                                         val_labels_txt="1\n"),
+         ("{tmp}/task/train_labels.txt:", "1 lines but", "line-aligned")),
+    Case("data-tweeteval-layout-label-outside-mapping", task_folder(
+        mapping_txt="0\tneg\n1\tpos\n", train_text_txt="a\nb\n", train_labels_txt="0\n7\n",
+        val_text_txt="a\n", val_labels_txt="1\n"),
+         ("{tmp}/task/train_labels.txt:2:", "label 7 is not in mapping.txt")),
+    Case("data-hf-bad-label-column", lambda env: [*TRAIN, "--hf-task", f"dataset={hf_dataset(env)},label=stars",
+                                                  "--output-dir", env.out],
+         ("{tmp}/hf[train]: no label column 'stars' (columns: text, label)",)),
+    Case("data-hf-unknown-label", lambda env: [*TRAIN, "--task-dirs", str(hf_folder(env)), "--output-dir", env.out],
+         ("{tmp}/hf[validation] row 1: unknown label 'meh'", "labels of task.yaml")),
     # config YAML: {tmp}/c.yaml
     Case("config-unknown-key", config("epochs: 1\nlearning_rate: 0.1\n"),
-         ("{tmp}/c.yaml:", "unknown option 'learning_rate'")),
+         ("{tmp}/c.yaml:", "unknown option: learning_rate")),
     Case("config-wrong-type", config("benchmark: synthetic\nbatch_size: many\n"),
          ("{tmp}/c.yaml:", "batch_size must be int", "'many'")),
     Case("config-bad-value", config("benchmark: synthetic\nhead_dropout: 1.5\n"),
@@ -235,6 +270,8 @@ CASES = [
     Case("config-invalid-yaml", config("benchmark: synthetic\nlr: [1,\n"), ("{tmp}/c.yaml:3:",)),
     Case("config-not-a-mapping", config("- 1\n"), ("{tmp}/c.yaml:", "expected a mapping")),
     Case("config-not-utf8", config(b"method: \xff\n"), ("{tmp}/c.yaml:", "cannot read config")),
+    Case("config-duplicate-key", config("benchmark: synthetic\nlr: 0.1\nepochs: 1\nlr: 0.2\n"),
+         ("{tmp}/c.yaml:4:", "duplicate key 'lr' (first given on line 2)")),
     Case("config-missing", lambda env: [*TRAIN, "--config", str(env.tmp / "none.yaml")],
          ("{tmp}/none.yaml:", "config file not found")),
     # command-line flags
@@ -243,17 +280,30 @@ CASES = [
     Case("flag-negative-lr", flags("--lr=-1"), ("--lr must be > 0", "-1")),
     Case("flag-lr-not-a-number", flags("--lr", "fast"), ("lr must be float", "'fast'")),
     Case("flag-batch-size-zero", flags("--batch-size", "0"), ("--batch-size must be > 0",)),
-    Case("flag-unknown-task", flags("--tasks", "topic,weather"), ("unknown synthetic task 'weather'",)),
+    Case("flag-unknown-task", flags("--tasks", "topic,weather"), ("unknown task 'weather'", "synthetic: sentiment")),
+    Case("flag-task-typo", flags("--tasks", "topik"), ("unknown task 'topik' (did you mean `topic`?)",)),
+    Case("flag-task-unknown-benchmark", flags("--tasks", "tweetevall:irony"),
+         ("unknown benchmark 'tweetevall' (did you mean `tweeteval`?)",)),
+    Case("flag-task-name-from-two-sources", lambda env: [
+        *SYNTHETIC, "--tasks", "synthetic:topic", "--task-dirs",
+        str(Path(env.write("topic/train.tsv", GOOD_TSV)).parent), "--output-dir", env.out],
+         ("'topic' is given by both synthetic and folder:{tmp}/topic",)),
+    Case("flag-hf-task-unknown-key", flags("--hf-task", "dataset=x,lable=text"),
+         ("--hf-task dataset=x,lable=text: unknown key 'lable' (did you mean `label`?)",)),
     Case("flag-repeated-task", flags("--tasks", "topic,topic"), ("listed twice",)),
     Case("flag-bad-choice", flags("--regime", "zigzag"), ("--regime", "invalid choice: 'zigzag'")),
     Case("flag-unrecognized", flags("--colour", "red"), ("unrecognized arguments: --colour",)),
-    Case("flag-method-args-format", flags("--method-args", "alpha"), ("method_args must be key=value", "'alpha'")),
-    Case("flag-unknown-hyperparameter", flags("--method", "infomtl", "--method-args", "gamma_x=1"),
-         ("unknown hyperparameter(s) gamma_x", "alpha")),
+    Case("flag-method-args-format", flags("--method-args", "alpha"), ("method_args: item 'alpha' has no '='",)),
+    Case("flag-method-args-no-key", flags("--method-args", "=3"), ("method_args: item '=3' has no key before '='",)),
+    Case("flag-unknown-hyperparameter", flags("--method", "infomtl", "--method-args", "gamma_x=1,alpah=1"),
+         ("unknown hyperparameters: alpah (did you mean `alpha`?), gamma_x;", "valid: alpha")),
     Case("flag-unknown-benchmark", lambda env: [*TRAIN, "--benchmark", "glue", "--output-dir", env.out],
          ("unknown benchmark 'glue'",)),
     Case("flag-missing-data", lambda env: [*TRAIN, "--data-dir", str(env.tmp / "nodata"), "--output-dir", env.out],
          ("{tmp}/nodata/tweeteval", "--data-dir")),
+    Case("flag-data-dir-without-the-benchmark",
+         lambda env: [*TRAIN, "--data-dir", str(env.tmp), "--output-dir", env.out],
+         ("--data-dir {tmp} holds no tweeteval/ folder",)),
     Case("flag-output-dir-holds-files",
          lambda env: [*SYNTHETIC, "--output-dir", str(Path(env.write("o/x", "")).parent)],
          ("--output-dir {tmp}/o", "already holds files")),

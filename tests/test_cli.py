@@ -90,8 +90,9 @@ def test_yaml_config_and_flags_merge_with_flags_winning(data_root: Path, tmp_pat
         (("train", "--method", "nope"), "unknown method 'nope'"),
         (("train", "--lr", "-1"), "--lr must be > 0"),
         (("train", "--lr", "fast"), "lr must be float"),
-        (("train", "--tasks", "emotion,sarcasm"), "unknown TweetEval task 'sarcasm'"),
-        (("train", "--method", "infomtl", "--method-args", "gamma=1"), "unknown hyperparameter(s) gamma"),
+        (("train", "--tasks", "emotion,sarcasm"), "unknown task 'sarcasm'"),
+        (("train", "--method", "infomtl", "--method-args", "gamma=1"),
+         "method infomtl: unknown hyperparameter: gamma; valid: alpha"),
         (("train", "--train-ratio", "1.5"), "--train-ratio must be in (0, 1]"),
         (("train", "--pooling", "max"), "invalid choice"),
         (("train", "--config", "missing.yaml"), "missing.yaml: config file not found"),
@@ -138,24 +139,115 @@ def test_output_dir_that_holds_files_is_refused(tmp_path: Path, data_root: Path)
     assert (tmp_path / "run" / "keep.txt").read_text() == "mine"
 
 
+def _train_parser():
+    return build_parser()._subparsers._group_actions[0].choices["train"]
+
+
 def test_train_help_documents_every_option_with_its_default() -> None:
     import dataclasses
 
     from infomtl.config import TrainConfig
 
-    sub = build_parser()._subparsers._group_actions[0].choices["train"]
-    text = sub.format_help()
+    text = _train_parser().format_help()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
         assert flag in text, flag
     assert text.count("(default:") >= len(dataclasses.fields(TrainConfig))
-    assert "--no-simax" in text and "--no-timin" in text
+    assert "--ablate" in text and "--no-simax" not in text  # no method's name in the CLI
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--ablate", "simax"], {"simax": False}),
+    (["--no-simax", "--no-timin"], {"simax": False, "timin": False}),  # --no-NAME is --ablate NAME
+    (["--ablate", "timin", "--no-simax", "--method-args", "alpha=0.5"], {"alpha": "0.5", "timin": False,
+                                                                         "simax": False}),
+])
+def test_ablations_are_the_methods_own(argv, expected) -> None:
+    from infomtl.cli.train import config_from_args
+
+    config = config_from_args(build_parser().parse_args(["train", "--method", "infomtl", *argv]))
+    assert config.method_args == expected
+
+
+def test_an_ablation_the_method_lacks_is_a_one_line_error(capsys) -> None:
+    assert main(["train", "--method", "vipmtl", "--no-simax"]) == 2
+    err = capsys.readouterr().err
+    assert "method vipmtl has no such component (its ablations: variance_norm)" in err
+    assert main(["train", "--method", "ew", "--ablate", "timin"]) == 2
+    assert "its ablations: none" in capsys.readouterr().err
+
+
+def test_every_train_option_states_one_default() -> None:
+    import dataclasses
+
+    from infomtl.config import TrainConfig
+
+    by_dest = {a.dest: a for a in _train_parser()._actions}
+    for f in dataclasses.fields(TrainConfig):
+        help_text = by_dest[f.name].help
+        assert help_text.count("(default:") == 1 and help_text.endswith(")"), help_text
+    assert by_dest["tasks"].help.endswith("(default: those tasks, else all of --benchmark)")
+    assert by_dest["cpu"].help.endswith("(default: off)")
+    assert by_dest["progress"].help.endswith("(default: on when stderr is a terminal)")
+    assert by_dest["lr"].help.endswith("(default: 5e-05)")
+
+
+def test_train_help_lists_the_values_of_every_option_with_a_fixed_set() -> None:
+    import dataclasses
+
+    from infomtl.config import TrainConfig
+
+    text = " ".join(_train_parser().format_help().split())
+    fixed = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if "choices" in f.metadata}
+    named = {"pooling", "optimizer", "lr_schedule", "select_by", "mixed_precision", "regime", "ei_reg_pair"}
+    assert named <= set(fixed)
+    for name, choices in fixed.items():
+        assert f"--{name.replace('_', '-')} {{{','.join(choices)}}}" in text, name
+    assert "--regime {auto,mixed,uniform,per-task,temperature}" in text
+    assert "built-in benchmark whose tasks plain names in --tasks refer to (tweeteval, affecteval," in text
+
+
+def test_train_help_imports_no_torch() -> None:
+    code = ("import sys; from infomtl.cli import build_parser; build_parser().format_help(); "
+            "print(any(m in sys.modules for m in ('torch', 'transformers', 'accelerate')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_methods_lists_ew_and_infomtl_with_hyperparameters() -> None:
     proc = run_cli("methods")
     assert proc.returncode == 0
     assert "infomtl" in proc.stdout and "alpha=0.1" in proc.stdout and "ew" in proc.stdout
+
+
+def test_methods_describes_each_method_with_its_whole_first_paragraph_in_plain_text() -> None:
+    import inspect
+
+    from infomtl.methods.listing import describe_methods
+    from infomtl.methods.registry import OBJECTIVES, WEIGHTINGS
+
+    text = describe_methods()
+    assert "``" not in text and ":class:" not in text
+    for name, cls in {**OBJECTIVES, **WEIGHTINGS}.items():
+        line = next(row for row in text.splitlines() if row.startswith(f"  {name}"))
+        paragraph = inspect.cleandoc(cls.__doc__).split("\n\n")[0]
+        description = " ".join(paragraph.replace("``", "").split())
+        assert line.endswith(f": {description}"), name
+        assert description.endswith("."), f"{name}: {description!r} is not a whole sentence"
+    assert "  ew (aliases: equal): EW: w_t = 1, so L = Σ_t ℓ_t (the papers' reference point for Δp)." in text
+
+
+def test_summary_reduces_sphinx_roles_to_their_text() -> None:
+    from infomtl.methods.listing import summary
+
+    class Example:
+        """Weights from :class:`~infomtl.methods.base.LossWeighter` and :func:`task_kpi`,
+        ``w_t`` per task.
+
+        Details that are not shown.
+        """
+
+    assert summary(Example) == "Weights from LossWeighter and task_kpi, w_t per task."
 
 
 def test_demo_runs_offline_and_prints_a_comparison(tmp_path: Path) -> None:
@@ -168,3 +260,12 @@ def test_import_infomtl_is_light() -> None:
     code = "import sys, infomtl; print(any(m in sys.modules for m in ('torch', 'transformers', 'accelerate')))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_demo_runs_tiny_on_one_thread_with_bars_on_a_terminal(tmp_path: Path) -> None:
+    from infomtl.experiments.demo import demo_configs
+
+    tiny = demo_configs(None, "tiny", None, 0, tmp_path, None)
+    assert {c.threads for c in tiny.values()} == {1} and {c.progress for c in tiny.values()} == {None}
+    minilm = demo_configs(None, "minilm", None, 0, tmp_path, False)
+    assert {c.threads for c in minilm.values()} == {None} and {c.progress for c in minilm.values()} == {False}

@@ -16,7 +16,7 @@ import torch
 from fakes import small_config
 from infomtl.modeling.building import compile_encoder
 from infomtl.training import Trainer
-from infomtl.training import trainer as trainer_module
+from infomtl.training import steps as steps_module
 
 
 def _gradients(tmp_path, name: str, backend: str | None, accumulation: int = 1) -> dict:
@@ -46,7 +46,7 @@ def test_compiled_encoder_gives_the_gradients_of_the_uncompiled_one(tmp_path, on
 
 def test_compile_option_compiles_the_encoder_at_setup(tmp_path, monkeypatch) -> None:
     calls = []
-    monkeypatch.setattr(trainer_module, "compile_encoder", lambda model, backend="inductor": calls.append(model))
+    monkeypatch.setattr(steps_module, "compile_encoder", lambda model, backend="inductor": calls.append(model))
     trainer = Trainer(small_config(tmp_path / "run", compile=True))
     trainer.setup(10)
     assert calls == [trainer.model]

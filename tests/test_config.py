@@ -78,10 +78,18 @@ def test_dashed_keys_name_the_same_options() -> None:
 
 
 def test_unknown_key_error_names_the_source_and_the_key() -> None:
-    with pytest.raises(ConfigError, match=r"^runs/x\.yaml: unknown option 'bogus'"):
+    with pytest.raises(ConfigError, match=r"^runs/x\.yaml: unknown option: bogus \(see `infomtl train --help`\)$"):
         TrainConfig.from_dict({"bogus": 1}, source="runs/x.yaml")
     with pytest.raises(ConfigError, match=r"^config: unknown option"):
         TrainConfig.from_dict({"learning_rate": 1})
+
+
+def test_every_unknown_key_is_reported_at_once_with_the_closest_option() -> None:
+    with pytest.raises(ConfigError) as err:
+        TrainConfig.from_dict({"epoch": 2, "lr": 0.1, "lrr": 1, "bogus": 3, "max-lenght": 64}, source="c.yaml")
+    assert str(err.value) == (
+        "c.yaml: unknown options: epoch (did you mean `epochs`?), lrr (did you mean `lr`?), bogus, "
+        "max-lenght (did you mean `max_length`?) (see `infomtl train --help`)")
 
 
 @pytest.mark.parametrize(
@@ -93,7 +101,11 @@ def test_unknown_key_error_names_the_source_and_the_key() -> None:
         ("lr", None, "lr must be float"),
         ("progress", "maybe", "progress must be bool"),
         ("tasks", 5, "tasks must be a comma-separated list"),
-        ("method_args", "alpha", "method_args must be key=value pairs"),
+        ("method_args", "alpha", "method_args: item 'alpha' has no '='"),
+        ("method_args", "=3", "method_args: item '=3' has no key before '='"),
+        ("method_args", "alpha=0.1,beta=", "method_args: item 'beta=' has no value after '='"),
+        ("method_args", "alpha=1,alpha=2", "method_args: item 'alpha=2' repeats the key"),
+        ("method_args", 3, "method_args must be key=value pairs"),
     ],
 )
 def test_bad_values_are_one_line_config_errors_naming_the_option(key, value, pattern) -> None:

@@ -163,7 +163,7 @@ def test_a_data_root_is_accepted_in_place_of_the_affecteval_folder(data_root: Pa
 
 
 def test_unknown_task_or_pair_option_is_a_config_error(affecteval_dir) -> None:
-    with pytest.raises(ConfigError, match="'emotion'.*goemotions, emotioneval, emobank, ei_reg"):
+    with pytest.raises(ConfigError, match="task: emotion .*; valid tasks: goemotions, emotioneval, emobank, ei_reg"):
         load_affecteval(affecteval_dir, ["emotion"])
     with pytest.raises(ConfigError, match="twice"):
         load_affecteval(affecteval_dir, ["emobank", "emobank"])

@@ -284,7 +284,7 @@ def test_unknown_task_yaml_key_names_file_line_and_key(tmp_path: Path) -> None:
     folder = cls_folder(tmp_path)
     write(folder / "task.yaml", "kind: classification\nlabel: [neg, pos]\n")
     message = error_of(folder)
-    assert "task.yaml:2:" in message and "unknown key 'label'" in message
+    assert "task.yaml:2:" in message and "unknown key: label (did you mean `labels`?)" in message
 
 
 @pytest.mark.parametrize(
@@ -353,3 +353,40 @@ def test_read_json_of_a_deeply_nested_file_is_a_one_line_error(tmp_path) -> None
     path.write_text("[" * 100000, encoding="utf-8")
     with pytest.raises(InfomtlError, match="state.json: not valid JSON \\(nested too deeply\\)"):
         read_json(path)
+
+
+# --------------------------------------------------------------------------- the LLM baseline's keys
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "expected"),
+    [
+        ("labels: [pos, neg]\nanswers: [good]\n", "task.yaml:2: answers: 1 answers for 2 labels"),
+        ("labels: [pos, neg]\nanswers: {pos: good, meh: so-so}\n", "task.yaml:2: answers: 'meh' is not one of"),
+        ("answers: {pos: good, maybe: so-so}\n", "task.yaml:1: answers: 'maybe' is not a label of the task"),
+        ("answers: [Good, good]\n", "task.yaml:1: answers: answers ['Good', 'good'] are the same answer"),
+        ("answers: yes\n", "task.yaml:1: answers: expected a list of answers in label order or a mapping"),
+        ("template: 'Review {review}'\n", "task.yaml:1: template: template 'Review {review}' must show {text}"),
+        ("instruction: ''\n", "task.yaml:1: instruction: expected a non-empty string"),
+        ("scale: [0, 1]\n", "task.yaml:1: scale: only a regression task has a scale"),
+        ("kind: regression\nanswers: [a, b]\n", "task.yaml:2: answers: a regression task is answered with numbers"),
+        ("kind: regression\nscale: [5, 1]\n", "task.yaml:2: scale: expected [low, high] with low < high"),
+    ],
+)
+def test_the_llm_baselines_task_yaml_keys_are_checked_with_the_rest(tmp_path: Path, yaml_text: str,
+                                                                    expected: str) -> None:
+    folder = cls_folder(tmp_path)
+    write(folder / "task.yaml", yaml_text)
+    assert expected in error_of(folder)
+
+
+def test_the_llm_baselines_prompt_comes_from_task_yaml_over_the_defaults(tmp_path: Path) -> None:
+    from infomtl.data.folder import load_task_prompts
+
+    folder = cls_folder(tmp_path)
+    write(folder / "task.yaml", "name: films\ndescription: Film reviews.\nanswers: {pos: positive}\n")
+    data = load_task_folders([folder])
+    (prompt,) = load_task_prompts([folder], data.tasks).values()
+    assert prompt.description == "Film reviews." and prompt.instruction == "Which label fits the text best?"
+    assert data.tasks[0].labels == ("neg", "pos") and prompt.answers == ("neg", "positive")
+    assert prompt.template == "Text: {text}" and list(load_task_prompts([folder], data.tasks)) == ["films"]

@@ -43,12 +43,22 @@ def test_resolution_order_is_argument_environment_cache(roots: dict[str, Path]) 
     assert resolve_benchmark_dir("tweeteval", roots["arg"]) == roots["arg"] / "tweeteval"
     assert resolve_benchmark_dir("tweeteval") == roots["env"] / "tweeteval"
     (roots["env"] / "tweeteval").rmdir()
-    assert resolve_benchmark_dir("tweeteval", str(roots["arg"] / "missing")) == cache / "tweeteval"
+    assert resolve_benchmark_dir("tweeteval") == cache / "tweeteval"
 
 
-def test_a_root_without_the_benchmark_falls_through(roots: dict[str, Path]) -> None:
+@pytest.mark.parametrize("named", ["empty", "missing"])
+def test_a_named_data_dir_is_the_only_place_looked(roots: dict[str, Path], named: str) -> None:
+    """--data-dir without the benchmark is an error naming it, even when $INFOMTL_DATA or the
+    cache holds the benchmark (no silent fallback to other data)."""
     (roots["env"] / "tweeteval").mkdir()
-    assert resolve_benchmark_dir("tweeteval", roots["arg"]) == roots["env"] / "tweeteval"
+    (roots["xdg"] / "infomtl" / "data" / "tweeteval").mkdir(parents=True)
+    folder = roots["arg"] if named == "empty" else roots["arg"] / "missing"
+    with pytest.raises(InfomtlError) as info:
+        resolve_benchmark_dir("tweeteval", folder)
+    message = str(info.value)
+    state = "holds no tweeteval/ folder" if named == "empty" else "does not exist"
+    assert message.startswith(f"--data-dir {folder} {state} (looked for {folder / 'tweeteval'})")
+    assert str(roots["env"]) not in message and "\n" not in message
 
 
 def test_the_benchmark_folder_itself_is_accepted(roots: dict[str, Path]) -> None:
@@ -59,10 +69,10 @@ def test_the_benchmark_folder_itself_is_accepted(roots: dict[str, Path]) -> None
 
 def test_not_found_lists_the_paths_tried_and_how_to_provide_data(roots: dict[str, Path]) -> None:
     with pytest.raises(InfomtlError) as info:
-        resolve_benchmark_dir("tweeteval", roots["arg"])
+        resolve_benchmark_dir("tweeteval")
     message = str(info.value)
     assert "\n" not in message
-    for root in (roots["arg"], roots["env"], roots["xdg"] / "infomtl" / "data"):
+    for root in (roots["env"], roots["xdg"] / "infomtl" / "data"):
         assert str(root / "tweeteval") in message
     assert "--data-dir" in message and "INFOMTL_DATA" in message
     assert "infomtl download tweeteval" in message

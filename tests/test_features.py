@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from fakes import on_progress
 from infomtl.config import TrainConfig
@@ -78,6 +80,32 @@ def test_a_torn_cache_file_is_recomputed(tiny, train_split, tmp_path) -> None:
     path = cache.path(part)
     path.write_bytes(path.read_bytes()[:50])
     assert torch.equal(cache.features(part), good)
+
+
+def test_a_corrupted_cache_file_is_detected_by_its_checksum_and_rebuilt(tiny, train_split, tmp_path, caplog) -> None:
+    part = subsample(train_split, count=10, seed=6)
+    cache = features.FeatureCache(tiny, tmp_path, progress=False)
+    good = cache.features(part)
+    path = cache.path(part)
+    data = bytearray(path.read_bytes())
+    data[-7] ^= 0x40  # one bit of one feature: the file still parses, with the right shape
+    path.write_bytes(bytes(data))
+    with safe_open(str(path), "pt") as fh:
+        assert fh.get_tensor("features").shape == good.shape and not torch.equal(fh.get_tensor("features"), good)
+    assert not cache.cached(part)
+    caplog.clear()
+    assert torch.equal(cache.features(part), good)  # recomputed, never the changed values
+    assert "corrupt (its checksum does not match); recomputing it" in caplog.text
+    assert cache.cached(part) and torch.equal(load_file(str(path))["features"], good)  # and rewritten
+
+
+def test_a_cache_file_without_a_checksum_is_recomputed(tiny, train_split, tmp_path, caplog) -> None:
+    part = subsample(train_split, count=10, seed=7)
+    cache = features.FeatureCache(tiny, tmp_path, progress=False)
+    good = cache.features(part)
+    save_file({"features": torch.zeros_like(good)}, str(cache.path(part)))  # as written before checksums
+    assert torch.equal(cache.features(part), good)
+    assert "without a checksum" in caplog.text
 
 
 def test_a_subsample_takes_its_rows_features_by_content(tiny, train_split, tmp_path) -> None:

@@ -19,10 +19,10 @@ from infomtl.metrics import (
     macro_recall,
     pearson,
     score_task,
-    significance,
     spearman,
     task_score,
 )
+from infomtl.significance import significance
 from infomtl.tasks import TWEETEVAL_TASKS, Metric, Task, TaskKind
 
 EMOTION = TWEETEVAL_TASKS["emotion"]

@@ -19,7 +19,7 @@ import pytest
 from infomtl.config import TrainConfig
 from infomtl.experiments import store as store_module
 from infomtl.experiments.plan import load_sweep
-from infomtl.experiments.store import ID_SCHEMA, Store, _digest, legacy_run_id, run_id
+from infomtl.experiments.store import ID_SCHEMA, Store, digest, legacy_run_id, run_id
 from infomtl.experiments.sweep import run_sweep
 from test_experiments import _index_ids as _index_lines
 from test_experiments import _sweep
@@ -35,7 +35,7 @@ def test_the_id_of_a_fixed_config_is_held() -> None:
     config = TrainConfig(**FIXED)
     # what is hashed: the schema, the options that differ from their defaults, the canonical method
     expected = {"epochs": 3, "seed": 1, "id_schema": ID_SCHEMA, "method": "linear", "weighting": "ew"}
-    assert run_id(config) == _digest(expected) == FIXED_ID
+    assert run_id(config) == digest(expected) == FIXED_ID
 
 
 def test_adding_an_option_keeps_every_id(monkeypatch) -> None:

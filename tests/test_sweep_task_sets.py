@@ -48,7 +48,7 @@ def test_pairs_range_over_the_base_tasks_when_given() -> None:
 
 
 @pytest.mark.parametrize(("task_sets", "base", "needle"), [
-    ([["emotion", "nope"]], {}, "unknown tweeteval task 'nope'"),
+    ([["emotion", "nope"]], {}, "unknown tweeteval task: nope"),
     ([["emotion", "emotion"]], {}, "listed twice"),
     ([{"a": 1}], {}, "expected a list of task names"),
     ("pairs", {"task_dirs": ["x", "y"]}, "needs a built-in benchmark"),

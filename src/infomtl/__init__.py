@@ -6,9 +6,24 @@ the modules that need them are imported.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+from infomtl.config import TrainConfig
 from infomtl.version import __version__
 
-__all__ = ["__version__", "load"]
+if TYPE_CHECKING:
+    from infomtl.training.trainer import TrainResult
+
+__all__ = ["TrainConfig", "__version__", "load", "train"]
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train one run (:func:`infomtl.training.api.train`): ``infomtl.train(TrainConfig(...))``
+    returns the run folder and its results, as ``infomtl train`` does from the command line.
+    torch is imported on the first call only."""
+    from infomtl.training import train as _train
+
+    return _train(config)
 
 
 def load(path, device: str = "cpu"):

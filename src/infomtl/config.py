@@ -17,26 +17,41 @@ from typing import Any
 
 import yaml
 
-from infomtl.errors import ConfigError
-from infomtl.tasks import EI_REG_PAIRS
+from infomtl.errors import ConfigError, did_you_mean, unknown_names
+from infomtl.tasks import EI_REG_PAIRS, TaskKind
 
 OPTIMIZERS = ("adamax", "adamw")
 SELECT_BY = ("avg", "loss")
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("constant", "linear")
 REGIME_CHOICES = ("auto", "mixed", "uniform", "per-task", "temperature")
+#: Keys of one ``--hf-task`` (a task read from a Hugging Face dataset; see infomtl.data.hf_source).
+HF_TASK_KEYS = ("dataset", "config", "revision", "name", "kind", "text", "pair", "label", "train", "val", "test")
 
 
-def _f(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None,
-       metavar: str | None = None, **kw: Any):
+def option(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None,
+           metavar: str | None = None, flag: str | None = None, shown: str | None = None,
+           **kw: Any):
+    """A dataclass field that is also a CLI flag: its ``--help`` text, help group, valid
+    values (``choices``) and, where the value itself does not say it (``None``, an empty
+    list), what the default means
+    (``shown``: the text after ``default:`` in ``--help``); ``flag``: a repeatable flag of
+    its own name (one list item per use)."""
     meta: dict[str, Any] = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
     if metavar:
         meta["metavar"] = metavar
+    if flag:  # a repeatable flag of its own name (one list item per use)
+        meta["flag"] = flag
+    if shown:
+        meta["shown"] = shown
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
+
+
+_f = option
 
 
 @dataclass
@@ -44,87 +59,115 @@ class TrainConfig:
     """Everything a training run depends on."""
 
     # data
-    benchmark: str = _f(
-        "tweeteval", "benchmark to train on (tweeteval, affecteval, synthetic); ignored with --task-dirs", "data")
-    tasks: list[str] = _f([], "comma-separated subset of the benchmark's tasks (default: all)", "data")
-    task_dirs: list[str] = _f(
-        [], "comma-separated folders of your own tasks (train/val/test JSONL or TSV, optional task.yaml)", "data")
-    data_dir: str | None = _f(
-        None, "root folder holding one folder per benchmark (else $INFOMTL_DATA, else the cache)", "data")
-    train_ratio: float = _f(
+    benchmark: str = option(
+        "tweeteval", "built-in benchmark whose tasks plain names in --tasks refer to (tweeteval, affecteval, "
+        "synthetic); trained whole when no --tasks, --task-dirs or --hf-task is given", "data")
+    tasks: list[str] = option(
+        [], "comma-separated tasks, in order: NAME (a task of --benchmark, --task-dirs or --hf-task), "
+        "BENCHMARK:NAME (affecteval:emobank) or a task folder's path (./tasks/emoji); tasks of --task-dirs "
+        "and --hf-task are added unless it names one of them", "data",
+        shown="those tasks, else all of --benchmark")
+    task_dirs: list[str] = option(
+        [], "comma-separated folders of your own tasks (train/val/test as JSONL or TSV, or TweetEval's "
+        "{split}_text.txt layout, or a task.yaml with source: hf)", "data")
+    hf_tasks: list[dict[str, Any]] = option(
+        [], "a task from a Hugging Face dataset, as key=value pairs: dataset (Hub id or local path; "
+        "required), config, revision, name, kind, text, pair, label (columns; regression outputs joined "
+        "by +), train, val, test (split names); repeat the flag for several", "data", metavar="SPEC",
+        flag="hf-task")
+    tweeteval_source: str = option(
+        "files", "where TweetEval's tasks are read from: files (the official layout under the data root), "
+        "hf (the Hugging Face dataset cardiffnlp/tweet_eval) or hf:ID_OR_PATH (another copy of it, e.g. "
+        "a folder of save_to_disk datasets, one per config)", "data")
+    data_dir: str | None = option(
+        None, "root folder holding one folder per benchmark, used alone when given", "data",
+        shown="$INFOMTL_DATA, else the cache folder")
+    train_ratio: float = option(
         1.0, "seeded stratified fraction of each training set to keep (data-constrained runs)", "data")
-    max_train_examples: int | None = _f(None, "keep at most N training rows per task (stratified; smoke runs)", "data")
-    max_eval_examples: int | None = _f(
-        None, "score only the first N val/test rows per task (smoke runs; not official)", "data")
-    goemotions_multilabel: bool = _f(
+    max_train_examples: int | None = option(
+        None, "keep at most N training rows per task (stratified; smoke runs)", "data", shown="all rows")
+    max_eval_examples: int | None = option(
+        None, "score N val/test rows per task, stratified by label and group, the same rows for every "
+        "seed (smoke runs; not official)", "data", shown="all rows")
+    goemotions_multilabel: bool = option(
         False, "GoEmotions as the official multi-label task instead of the authors' single-label subset "
         "(affecteval)", "data")
-    ei_reg_pair: str = _f(
+    ei_reg_pair: str = option(
         "first", "how EI-reg's emotion reaches the encoder: as the first text of a pair, or not at all "
         "(affecteval)", "data", EI_REG_PAIRS)
-    multilabel_threshold: float | None = _f(
-        None, "decision threshold of multi-label tasks, in (0, 1) (default: each task's own, 0.5)", "data")
+    multilabel_threshold: float | None = option(
+        None, "decision threshold of multi-label tasks, in (0, 1)", "data", shown="each task's own, 0.5")
     # model
-    backbone: str = _f(
+    backbone: str = option(
         "roberta-base", "encoder: Hugging Face id or local path, or 'minilm' / 'tiny' (offline)", "model")
-    pooling: str = _f("cls", "pooling of token states into the shared representation", "model", ("cls", "mean"))
-    max_length: int = _f(256, "truncation length in tokens", "model")
-    head_dropout: float = _f(0.2, "dropout on the task heads' input", "model")
-    chunk_tokens: int = _f(
+    pooling: str = option("cls", "pooling of token states into the shared representation", "model", ("cls", "mean"))
+    max_length: int = option(256, "truncation length in tokens", "model")
+    head_dropout: float = option(0.2, "dropout on the task heads' input", "model")
+    chunk_tokens: int = option(
         16384, "encode each step in length-sorted chunks of at most N padded tokens (0 = one forward); same "
         "result, less padding and memory", "model")
-    head_hidden: int = _f(0, "hidden width of Gaussian heads (0 = no hidden layer, as the authors' code)", "model")
-    freeze_backbone: bool = _f(
+    head_hidden: int = option(0, "hidden width of Gaussian heads (0 = no hidden layer, as the authors' code)", "model")
+    freeze_backbone: bool = option(
         False, "fast mode: keep the encoder fixed, cache its pooled features on disk once and train a shared MLP "
         "above them (token-state heads such as stl-cnn run the fixed encoder instead)", "model")
-    mlp_width: int = _f(256, "width of the shared 2-layer MLP trained above a frozen backbone's features", "model")
-    mlp_dropout: float = _f(
+    mlp_width: int = option(256, "width of the shared 2-layer MLP trained above a frozen backbone's features", "model")
+    mlp_dropout: float = option(
         0.1, "dropout of the shared MLP above a frozen backbone (InfoMTL's two views differ by it)", "model")
-    feature_cache: str | None = _f(
-        None, "folder of the frozen-backbone feature cache (none: "
-        "$XDG_CACHE_HOME/infomtl/features, else ~/.cache/infomtl/features)", "model", metavar="DIR")
+    feature_cache: str | None = option(
+        None, "folder of the frozen-backbone feature cache", "model", metavar="DIR",
+        shown="$XDG_CACHE_HOME/infomtl/features, else ~/.cache/infomtl/features")
     # method
-    method: str = _f("ew", "training method (see `infomtl methods`); stl / stl-cnn train one model per task", "method")
-    weighting: str | None = _f(
-        None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method")
-    method_args: dict[str, Any] = _f(
+    method: str = option(
+        "ew", "training method (see `infomtl methods`); stl / stl-cnn train one model per task", "method")
+    weighting: str | None = option(
+        None, "weighting composed with an objective method, e.g. --method infomtl --weighting ew", "method",
+        shown="the objective's own, see `infomtl methods`")
+    method_args: dict[str, Any] = option(
         {}, "method hyperparameters as key=value pairs, e.g. alpha=0.1,beta=0.01", "method")
     # batching
-    batch_size: int = _f(128, "rows per optimisation step (all tasks together)", "batching")
-    eval_batch_size: int = _f(256, "rows per evaluation batch", "batching")
-    regime: str = _f("auto", "what a step holds; auto = the method's default (mixed)", "batching", REGIME_CHOICES)
-    temperature: float = _f(2.0, "T of the temperature regime (tasks drawn ∝ N^(1/T))", "batching")
+    batch_size: int = option(128, "rows per optimisation step (all tasks together)", "batching")
+    eval_batch_size: int = option(256, "rows per evaluation batch", "batching")
+    regime: str = option("auto", "what a step holds; auto = the method's default (mixed)", "batching", REGIME_CHOICES)
+    temperature: float = option(2.0, "T of the temperature regime (tasks drawn ∝ N^(1/T))", "batching")
     # optimisation
-    optimizer: str = _f("adamax", "optimizer", "optimisation", OPTIMIZERS)
-    lr: float = _f(5e-5, "learning rate", "optimisation")
-    weight_decay: float = _f(0.0, "weight decay of model parameters (learned task scalars get none)", "optimisation")
-    scalar_lr: float | None = _f(
+    optimizer: str = option("adamax", "optimizer", "optimisation", OPTIMIZERS)
+    lr: float = option(5e-5, "learning rate", "optimisation")
+    weight_decay: float = option(
+        0.0, "weight decay of model parameters (learned task scalars get none)", "optimisation")
+    scalar_lr: float | None = option(
         None, "learning rate of the learned task scalars (UW and IMTL-L s_t, VIP-MTL's learned log "
-        "variance), which sit outside the clipped gradient norm (default: --lr)", "optimisation")
-    warmup_ratio: float = _f(0.0, "fraction of training steps of linear warm-up", "optimisation")
-    lr_schedule: str = _f("constant", "learning-rate schedule after warm-up", "optimisation", SCHEDULES)
-    grad_clip: float = _f(1.0, "max gradient norm (0 = no clipping)", "optimisation")
-    epochs: int = _f(20, "maximum number of epochs", "optimisation")
-    patience: int = _f(3, "stop after this many epochs without validation improvement (0 = never)", "optimisation")
-    max_steps: int | None = _f(
-        None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation")
-    select_by: str = _f("avg", "model selection on the validation split", "optimisation", SELECT_BY)
-    grad_accumulation: int = _f(
+        "variance), which sit outside the clipped gradient norm", "optimisation", shown="--lr")
+    warmup_ratio: float = option(0.0, "fraction of training steps of linear warm-up", "optimisation")
+    lr_schedule: str = option("constant", "learning-rate schedule after warm-up", "optimisation", SCHEDULES)
+    grad_clip: float = option(1.0, "max gradient norm (0 = no clipping)", "optimisation")
+    epochs: int = option(20, "maximum number of epochs", "optimisation")
+    patience: int = option(3, "stop after this many epochs without validation improvement (0 = never)", "optimisation")
+    max_steps: int | None = option(
+        None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation",
+        shown="no limit")
+    select_by: str = option("avg", "model selection on the validation split", "optimisation", SELECT_BY)
+    grad_accumulation: int = option(
         1, "encode each step's batch in N micro-batches (activation checkpointing: the memory of B/N "
         "rows, one more encoder forward); the update is that of the whole batch for every method", "optimisation")
     # runtime
-    seed: int = _f(0, "random seed (data order, subsampling, initialisation, dropout)", "runtime")
-    output_dir: str | None = _f(None, "run folder (default: a new folder under runs/)", "runtime")
-    mixed_precision: str = _f("no", "autocast dtype (bf16 where the hardware has it)", "runtime", PRECISIONS)
-    cpu: bool = _f(False, "run on the CPU even if a GPU is present", "runtime")
-    compile: bool = _f(
+    seed: int = option(0, "random seed (data order, subsampling, initialisation, dropout)", "runtime")
+    output_dir: str | None = option(None, "run folder", "runtime", shown="a new folder under runs/")
+    mixed_precision: str = option("no", "autocast dtype (bf16 where the hardware has it)", "runtime", PRECISIONS)
+    cpu: bool = option(False, "run on the CPU even if a GPU is present", "runtime")
+    compile: bool = option(
         False, "torch.compile the encoder (same results up to float rounding; the first steps are slow)", "runtime")
-    progress: bool = _f(True, "show progress bars", "runtime")
-    track_information: bool = _f(
+    progress: bool | None = option(
+        None, "progress bars on stderr for training, validation, test and feature extraction", "runtime",
+        shown="on when stderr is a terminal")
+    threads: int | None = option(
+        None, "CPU threads of torch's operators", "runtime", metavar="N",
+        shown="the CPUs of this process's affinity mask, at most its CPU quota and $OMP_NUM_THREADS")
+    track_information: bool = option(
         False, "log information-plane estimates per epoch (val set, two dropout views)", "runtime")
-    resume: str | None = _f(
+    resume: str | None = option(
         None, "continue an interrupted run folder from its last complete epoch; every other "
-        "option is taken from RUN_DIR/config.yaml (other flags are ignored)", "runtime", metavar="RUN_DIR")
+        "option is taken from RUN_DIR/config.yaml (flags other than --threads and --progress are ignored)", "runtime",
+        metavar="RUN_DIR")
 
     def validate(self) -> TrainConfig:
         """Check every value; raise :class:`ConfigError` naming the option."""
@@ -147,10 +190,17 @@ class TrainConfig:
         threshold = self.multilabel_threshold
         if threshold is not None and not 0 < threshold < 1:
             raise ConfigError(f"--multilabel-threshold must be in (0, 1), got {threshold}")
+        if self.threads is not None and not self.threads >= 1:
+            raise ConfigError(f"--threads must be >= 1, got {self.threads}")
         if not self.grad_accumulation >= 1:
             raise ConfigError(f"--grad-accumulation must be >= 1, got {self.grad_accumulation}")
         if self.scalar_lr is not None and not self.scalar_lr > 0:
             raise ConfigError(f"--scalar-lr must be > 0, got {self.scalar_lr}")
+        for spec in self.hf_tasks:
+            check_hf_task(spec)
+        source = self.tweeteval_source
+        if source not in ("files", "hf") and not (source.startswith("hf:") and source[3:].strip()):
+            raise ConfigError(f"--tweeteval-source must be files, hf or hf:ID_OR_PATH, got {source!r}")
         for name in ("max_train_examples", "max_eval_examples", "max_steps"):
             value = getattr(self, name)
             if value is not None and value < 1:
@@ -173,22 +223,79 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> TrainConfig:
         """Build from a mapping with option names as keys (dashes or underscores)."""
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
-        values = {}
-        for key, value in data.items():
-            name = str(key).replace("-", "_")
-            if name not in known:
-                raise ConfigError(f"{source}: unknown option {key!r}")
-            values[name] = coerce(name, value, hints[name], source)
-        return cls(**values)
+        return cls(**option_values(cls, data, source))
+
+    def to_yaml(self) -> str:
+        """The config as YAML (what a run folder's ``config.yaml`` holds)."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
 
     def save(self, path: Path) -> None:
-        path.write_text(yaml.safe_dump(self.to_dict(), sort_keys=False), encoding="utf-8")
+        path.write_text(self.to_yaml(), encoding="utf-8")
+
+
+def check_hf_task(spec: Any) -> None:
+    """Check one ``--hf-task`` mapping: known keys, a ``dataset``, a valid ``kind``, string values
+    (``label`` may also be a list of columns, a multi-output regression)."""
+    where = f"--hf-task {spec!r}" if not isinstance(spec, dict) else "--hf-task " + ",".join(
+        f"{k}={v}" for k, v in spec.items())
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{where}: expected key=value pairs such as dataset=ID,label=COLUMN")
+    for key, value in spec.items():
+        if key not in HF_TASK_KEYS:
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, HF_TASK_KEYS)} "
+                              f"(valid keys: {', '.join(HF_TASK_KEYS)})")
+        columns = value if key == "label" and isinstance(value, list) else [value]
+        if not columns or not all(isinstance(v, str) and v.strip() for v in columns):
+            raise ConfigError(f"{where}: {key} must be a non-empty string, got {value!r}")
+    if "dataset" not in spec:
+        raise ConfigError(f"{where}: no dataset (a Hub id such as cardiffnlp/tweet_eval, or a local path)")
+    kinds = [k.value for k in TaskKind]
+    if "kind" in spec and spec["kind"] not in kinds:
+        raise ConfigError(f"{where}: kind must be one of {', '.join(kinds)}, got {spec['kind']!r}")
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error at its line
+    (the safe loader keeps the last value silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+            try:
+                first = seen.get(key)
+            except TypeError:  # an unhashable key: the base class reports it
+                break
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r} (first given on line {first})", key_node.start_mark)
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def safe_load_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses duplicate keys (:class:`UniqueKeyLoader`); raises ``yaml.YAMLError``."""
+    return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def option_values(cls: type, data: dict[str, Any], source: str = "config") -> dict[str, Any]:
+    """The fields of dataclass ``cls`` that ``data`` sets (keys with dashes or underscores),
+    each coerced to its type; an unknown key is a :class:`ConfigError` naming ``source``."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = [str(k) for k in data if str(k).replace("-", "_") not in known]
+    if unknown:
+        raise ConfigError(f"{source}: {unknown_names('option', unknown, known)} (see `infomtl train --help`)")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in data.items():
+        name = str(key).replace("-", "_")
+        values[name] = coerce(name, value, hints[name], source)
+    return values
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:
-    """Read a YAML config file into a mapping (one-line errors for bad files)."""
+    """Read a YAML config file into a mapping (one-line errors for bad files; a key given
+    twice is an error at its line)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -197,7 +304,7 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read config ({exc})") from None
     try:
-        data = yaml.safe_load(text)
+        data = safe_load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -222,19 +329,34 @@ def _split_list(value: Any) -> list[str]:
     raise TypeError(value)
 
 
-def parse_key_values(value: Any) -> dict[str, Any]:
-    """``"a=1,b=x"`` or a mapping → ``{"a": "1", "b": "x"}`` (values coerced later)."""
+def parse_key_values(value: Any, name: str = "method_args") -> dict[str, Any]:
+    """``"a=1,b=x"`` or a mapping → ``{"a": "1", "b": "x"}`` (values coerced later).
+
+    Raises:
+        ConfigError: an item without ``=``, with an empty key or value, or a key given twice
+            (the message names the item).
+        TypeError: a value that is neither a string nor a mapping.
+    """
     if isinstance(value, dict):
         return dict(value)
     if isinstance(value, str):
-        out = {}
-        for part in (p for p in value.split(",") if p.strip()):
-            if "=" not in part:
-                raise TypeError(part)
-            key, val = part.split("=", 1)
-            out[key.strip()] = val.strip()
+        out: dict[str, Any] = {}
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            key, eq, val = (s.strip() for s in part.partition("="))
+            problem = ("has no '='" if not eq else "has no key before '='" if not key
+                       else "has no value after '='" if not val else "repeats the key" if key in out else "")
+            if problem:
+                raise ConfigError(f"{name}: item {part!r} {problem}; expected key=value pairs "
+                                  f"separated by commas, e.g. alpha=0.1,beta=0.01")
+            out[key] = val
         return out
     raise TypeError(value)
+
+
+def _mapping(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise TypeError(value)
+    return {str(k): v for k, v in value.items()}
 
 
 def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
@@ -249,10 +371,13 @@ def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
             raise TypeError(value)
         if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)) and args:
             kind, origin = args[0], typing.get_origin(args[0])
+        if origin is list and typing.get_origin(typing.get_args(kind)[0]) is dict:  # hf_tasks
+            items = value if isinstance(value, list) else [value]
+            return [parse_key_values(v, name) if isinstance(v, str) else _mapping(v) for v in items]
         if origin is list:
             return _split_list(value)
         if origin is dict:
-            return parse_key_values(value)
+            return parse_key_values(value, name)
         if kind is bool:
             if isinstance(value, bool):
                 return value
@@ -270,6 +395,8 @@ def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
                 raise ValueError(value)
             return number
         return str(value)
+    except ConfigError as exc:  # a bad key=value item, named
+        raise ConfigError(f"{source}: {exc}") from None
     except (TypeError, ValueError):
         expected = {list: "a comma-separated list", dict: "key=value pairs"}.get(
             origin, getattr(kind, "__name__", str(kind))

@@ -4,11 +4,13 @@ Every module logs to its own ``logging.getLogger(__name__)``: progress lines at 
 warnings at WARNING. The library attaches no handler and sets no level outside a
 ``with`` block; the command line (:mod:`infomtl.cli`) decides where the lines go.
 From Python, ``logging.basicConfig(level=logging.INFO)`` shows the progress lines.
+Progress bars (tqdm, on stderr) follow :func:`show_progress`.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -25,3 +27,12 @@ def quieted(name: str, level: int = logging.WARNING) -> Iterator[None]:
         yield
     finally:
         logger.setLevel(previous)
+
+
+def show_progress(setting: bool | None) -> bool:
+    """Whether to draw progress bars: ``setting`` when given (``--progress`` /
+    ``--no-progress``), else only when stderr (where the bars go) is a terminal."""
+    if setting is not None:
+        return bool(setting)
+    isatty = getattr(sys.stderr, "isatty", None)
+    return bool(isatty and isatty())

@@ -1,4 +1,4 @@
-"""Task metrics, Avg, Δp and significance over seeds.
+"""Task metrics, Avg and Δp (significance over seeds: :mod:`infomtl.significance`).
 
 Every score is in percent (×100), as in the papers' tables. Metric specs are
 data (:class:`infomtl.tasks.Metric`): ``Metric.fn`` names one of the metric
@@ -49,7 +49,6 @@ __all__ = [
     "macro_recall",
     "pearson",
     "score_task",
-    "significance",
     "spearman",
     "task_score",
 ]
@@ -368,40 +367,3 @@ def delta_p(
             terms.append(sign * (value - reference) / reference)
         per_task.append(float(np.mean(terms)))
     return 100.0 * float(np.mean(per_task))
-
-
-# --------------------------------------------------------------------------- #
-# Significance over seeds
-# --------------------------------------------------------------------------- #
-
-
-def significance(
-    values: Sequence[float], baseline_values: Sequence[float], paired: bool = True
-) -> float:
-    """Two-sided p-value of a t-test of ``values`` against ``baseline_values`` (over seeds).
-
-    Paired (``scipy.stats.ttest_rel``, t = d̄ / (s_d/√n) on the per-seed
-    differences d, n − 1 degrees of freedom) when ``paired`` and both have the
-    same length; otherwise Welch's unequal-variance test
-    (``scipy.stats.ttest_ind(equal_var=False)``).
-
-    Fewer than two values on either side gives NaN. Samples that do not differ
-    at all (zero variance and zero mean difference, where the t statistic is
-    0/0) give p = 1.0; constant but different samples give p = 0.0.
-    """
-    a = np.asarray(values, dtype=np.float64).ravel()
-    b = np.asarray(baseline_values, dtype=np.float64).ravel()
-    if a.size < 2 or b.size < 2:
-        return math.nan
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("significance needs finite values")
-    with warnings.catch_warnings(), np.errstate(all="ignore"):
-        warnings.simplefilter("ignore")
-        if paired and a.size == b.size:
-            result = stats.ttest_rel(a, b)
-        else:
-            result = stats.ttest_ind(a, b, equal_var=False)
-    statistic, pvalue = float(result.statistic), float(result.pvalue)
-    if math.isnan(statistic) or math.isnan(pvalue):
-        return 1.0
-    return pvalue

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 import torch
@@ -28,6 +28,9 @@ from infomtl.artifacts.evaluation import score_predictions
 from infomtl.artifacts.run_folder import LoadedRun
 from infomtl.errors import InfomtlError
 from infomtl.modeling.losses import predict, task_loss
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 KINDS = ("random", "fgm")
 DEFAULT_STRENGTHS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)  # FGM bites at ε ≈ 0.1–0.5, random noise at 2–4
@@ -71,10 +74,15 @@ class _EmbeddingHook:
         return output if self.delta is None else output + self.delta
 
 
+def _word_embeddings(run: LoadedRun) -> torch.nn.Embedding:
+    """The input word embeddings of the run's (transformers) encoder."""
+    return cast(torch.nn.Embedding, cast("PreTrainedModel", run.model.encoder).get_input_embeddings())
+
+
 @contextmanager
 def _hooked(run: LoadedRun):
     model = run.model
-    embed = model.encoder.get_input_embeddings()
+    embed = _word_embeddings(run)
     hook = _EmbeddingHook()
     handle = embed.register_forward_hook(hook)
     chunk_tokens, model.chunk_tokens = model.chunk_tokens, 0  # one forward per batch: hook sees (B, L, d)
@@ -105,7 +113,7 @@ def perturbed_outputs(
     run.model.to(device).eval()
     gen = torch.Generator().manual_seed(seed)
     preds, losses = [], []
-    dim = run.model.encoder.get_input_embeddings().embedding_dim
+    dim = _word_embeddings(run).embedding_dim
     with _hooked(run) as hook:
         for t in range(len(run.tasks)):
             rows, loss_sum, n = [], 0.0, 0

@@ -7,7 +7,8 @@ Nothing here unpickles code. A checkpoint folder holds
     state.json            epoch, step, selection score, the method's non-tensor state
     encoder/              encoder config and tokenizer (rebuilds the model offline)
 
-and is written to a temporary folder, then renamed into place.
+and is written to a temporary folder, then renamed into place (a failed write leaves the
+previous folder as it was and raises :class:`~infomtl.fileio.WriteError` naming the file).
 
 A *training-state* folder (``last/`` of a run, written after every epoch so that
 ``infomtl train --resume`` can continue) holds the same ``model.safetensors`` and
@@ -15,6 +16,8 @@ A *training-state* folder (``last/`` of a run, written after every epoch so that
 ``optimizer.state.{param}.{name}``, the torch / CUDA RNG states under ``rng.*``) and a
 ``state.json`` with the rest: epoch counters, the optimizer's param groups, the
 scheduler's state, the numpy and Python RNG states and the method's non-tensor state.
+A state saved mid-epoch (a run stopped by a signal) also holds ``epoch_step``, the steps
+of the next epoch already done, and the trainer's running sums of that epoch.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file, save_model
 
 from infomtl.errors import InfomtlError
-from infomtl.fileio import read_json, write_folder, write_json
+from infomtl.fileio import read_json, write_folder, write_json, writing
 from infomtl.methods import Method
 from infomtl.modeling.backbones import Backbone
 from infomtl.modeling.model import MultiTaskModel
@@ -38,15 +41,17 @@ from infomtl.modeling.model import MultiTaskModel
 def _write_weights(folder: Path, model: MultiTaskModel, method: Method) -> None:
     """``model.safetensors`` (a frozen encoder's weights are left out: the run's backbone
     provides them) and ``method.safetensors``."""
-    if model.freeze_encoder:
-        trained = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
-                   if not k.startswith("encoder.")}
-        save_file(trained, str(folder / "model.safetensors"))
-    else:
-        save_model(model, str(folder / "model.safetensors"))
+    with writing(folder / "model.safetensors"):
+        if model.freeze_encoder:
+            trained = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()
+                       if not k.startswith("encoder.")}
+            save_file(trained, str(folder / "model.safetensors"))
+        else:
+            save_model(model, str(folder / "model.safetensors"))
     tensors = {k: v.detach().contiguous().cpu() for k, v in method.state_dict().items()}
     if tensors:
-        save_file(tensors, str(folder / "method.safetensors"))
+        with writing(folder / "method.safetensors"):
+            save_file(tensors, str(folder / "method.safetensors"))
 
 
 def save_checkpoint(
@@ -57,7 +62,8 @@ def save_checkpoint(
     def write(tmp: Path) -> None:
         _write_weights(tmp, model, method)
         write_json(tmp / "state.json", {**state, "method_state": method.extra_state()})
-        backbone.save_files(tmp / "encoder")
+        with writing(tmp / "encoder"):
+            backbone.save_files(tmp / "encoder")
 
     write_folder(folder, write)
 
@@ -103,7 +109,9 @@ def rng_states() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         for i, st in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = st
-    name, keys, pos, has_gauss, cached = np.random.get_state()
+    state = np.random.get_state(legacy=True)  # the legacy generator (MT19937) gives a tuple
+    assert isinstance(state, tuple)
+    name, keys, pos, has_gauss, cached = state
     version, internal, gauss_next = random.getstate()
     meta = {
         "numpy": [name, keys.tolist(), int(pos), int(has_gauss), float(cached)],
@@ -127,16 +135,18 @@ def set_rng_states(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> No
 
 def save_training_state(
     folder: Path, model: MultiTaskModel, method: Method, optimizer: Any, scheduler: Any,
-    state: dict[str, Any], scaler: Any = None,
+    state: dict[str, Any], scaler: Any = None, extra_tensors: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write everything a resumed run needs (see the module docstring), atomically."""
+    """Write everything a resumed run needs (see the module docstring), atomically;
+    ``extra_tensors`` (the trainer's, e.g. a mid-epoch state's sums) go beside the optimizer's."""
     opt_tensors, opt_meta = _flatten_optimizer(optimizer.state_dict())
     rng_tensors, rng_meta = rng_states()
     sched = {k: v for k, v in scheduler.state_dict().items() if k != "lr_lambdas"}
 
     def write(tmp: Path) -> None:
         _write_weights(tmp, model, method)
-        save_file({**opt_tensors, **rng_tensors}, str(tmp / "training.safetensors"))
+        with writing(tmp / "training.safetensors"):
+            save_file({**opt_tensors, **rng_tensors, **(extra_tensors or {})}, str(tmp / "training.safetensors"))
         write_json(tmp / "state.json", {
             **state, "method_state": method.extra_state(), "optimizer": opt_meta,
             "scheduler": sched, "rng": rng_meta,
@@ -150,7 +160,8 @@ def load_training_state(
     folder: Path, model: MultiTaskModel, method: Method, optimizer: Any, scheduler: Any,
     scaler: Any = None,
 ) -> dict[str, Any]:
-    """Load a :func:`save_training_state` folder into the objects and the RNGs; return its state."""
+    """Load a :func:`save_training_state` folder into the objects and the RNGs; return its state
+    (with the tensors that are neither the optimizer's nor the RNGs' under ``"extra_tensors"``)."""
     state = load_weights(folder, model, method)
     try:
         tensors = load_file(str(folder / "training.safetensors"), device="cpu")
@@ -168,6 +179,7 @@ def load_training_state(
         set_rng_states(tensors, state["rng"])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InfomtlError(f"{folder}: training state does not match this run ({exc!r})") from None
+    state["extra_tensors"] = {k: v for k, v in tensors.items() if not k.startswith((OPT_PREFIX, "rng."))}
     return state
 
 

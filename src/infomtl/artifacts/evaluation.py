@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from infomtl.artifacts.run_folder import RunFolder, load_run
 from infomtl.data.batching import EncodedSplit, collate, encode
 from infomtl.data.loading import prepare_data
 from infomtl.distributed import all_gather_object
 from infomtl.errors import InfomtlError
-from infomtl.fileio import read_json
+from infomtl.fileio import read_json, write_text, writing
 from infomtl.methods import Method
 from infomtl.methods.single_task import combine_scores
 from infomtl.metrics import average, score_task, task_score
@@ -41,8 +42,12 @@ def predict_splits(
     autocast_dtype: torch.dtype | None = None,
     rank: int = 0,
     world_size: int = 1,
+    progress: str | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """Predictions of every task on its split (input order) and the mean validation loss.
+
+    ``progress``: the description of a progress bar over this process's batches (on
+    stderr), or None for no bar.
 
     Rows are sorted by length and batched per task (little padding); the loss is
     the objective's per-task loss on the head means, averaged over rows, summed
@@ -56,20 +61,18 @@ def predict_splits(
     was_training = model.training
     model.eval()
     done: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor]] = {}
-    orders = []
-    for t, (task, split) in enumerate(zip(tasks, splits, strict=True)):
-        order = np.argsort(split.lengths, kind="stable")
-        orders.append(order)
-        for k, start in enumerate(range(0, len(order), batch_size)):
-            if k % world_size != rank:
-                continue
-            idx = order[start : start + batch_size]
-            step = [idx if s == t else np.zeros(0, dtype=np.int64) for s in range(len(tasks))]
-            batch = collate(splits, step, pad_id).to(device)
-            with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
-                out = model(batch, views=1)
-            terms = method.objective.loss_terms(out, batch)
-            done[(t, k)] = (predict(task, out.heads[t].mean).cpu(), terms.task_losses[t].float() * len(idx))
+    orders = [np.argsort(split.lengths, kind="stable") for split in splits]
+    mine = [(t, k, start) for t, order in enumerate(orders)
+            for k, start in enumerate(range(0, len(order), batch_size)) if k % world_size == rank]
+    for t, k, start in tqdm(mine, desc=progress, disable=progress is None, leave=False, dynamic_ncols=True,
+                            unit="batch"):
+        idx = orders[t][start : start + batch_size]
+        step = [idx if s == t else np.zeros(0, dtype=np.int64) for s in range(len(tasks))]
+        batch = collate(splits, step, pad_id).to(device)
+        with torch.autocast(device.type, dtype=autocast_dtype, enabled=autocast_dtype is not None):
+            out = model(batch, views=1)
+        terms = method.objective.loss_terms(out, batch)
+        done[(t, k)] = (predict(tasks[t], out.heads[t].mean).cpu(), terms.task_losses[t].float() * len(idx))
     if world_size > 1:
         done = {
             key: (pred, loss.to(device))
@@ -98,7 +101,7 @@ def score_predictions(
     golds: list[np.ndarray],
     preds: list[np.ndarray],
     groups: Sequence[Sequence[str] | None] | None = None,
-) -> dict[str, object]:
+) -> dict[str, Any]:
     """``{"tasks": {task: {metric: score}}, "scores": {task: task score}, "avg": Avg}``.
 
     With ``groups`` (per task, a group name per row, or None), the result also holds
@@ -108,7 +111,7 @@ def score_predictions(
     is always over the whole split.
     """
     per_task = {t.name: score_task(t, g, p) for t, g, p in zip(tasks, golds, preds, strict=True)}
-    out: dict[str, object] = {
+    out: dict[str, Any] = {
         "tasks": per_task,
         "scores": {t.name: task_score(t, per_task[t.name]) for t in tasks},
         "avg": average(tasks, per_task),
@@ -148,7 +151,8 @@ def write_predictions(folder: Path, tasks: list[Task], preds: list[np.ndarray]) 
     Classification: the label id; multi-label: comma-separated label ids;
     regression: tab-separated values.
     """
-    folder.mkdir(parents=True, exist_ok=True)
+    with writing(folder):
+        folder.mkdir(parents=True, exist_ok=True)
     for task, pred in zip(tasks, preds, strict=True):
         if task.kind is TaskKind.CLASSIFICATION:
             lines = [str(int(p)) for p in pred]
@@ -156,10 +160,7 @@ def write_predictions(folder: Path, tasks: list[Task], preds: list[np.ndarray]) 
             lines = [",".join(str(i) for i in np.flatnonzero(row)) for row in pred]
         else:
             lines = ["\t".join(f"{v:.6g}" for v in np.atleast_1d(row)) for row in pred]
-        path = folder / f"{task.name}.txt"
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        tmp.replace(path)
+        write_text(folder / f"{task.name}.txt", "".join(line + "\n" for line in lines))
 
 
 def evaluate_run(

@@ -1,17 +1,24 @@
 """Run folders: creating them, resuming them, rebuilding a trained run from one.
 
 A run folder holds ``config.yaml`` (the resolved config), ``run.json`` (tasks, method,
-sizes), ``log.jsonl`` (one line per epoch), ``checkpoint/`` (the best epoch),
+sizes, the infomtl version that wrote it), ``log.jsonl`` (one line per epoch), ``checkpoint/`` (the best epoch),
 ``last/`` (the training state after the last complete epoch, for ``--resume``),
 ``results.json`` (written last: it marks a finished run) and
 ``predictions/{split}/{task}.txt``. An STL folder (``--method stl`` / ``stl-cnn``)
 holds its config, a combined ``results.json`` and one run folder per task.
+
+A run written by a later infomtl than this one is not resumed, and one this version
+cannot read fails with a message to upgrade (:func:`readable_by_this_version`) rather
+than with whatever its newer files first trip over.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +27,7 @@ from typing import Any
 from infomtl.artifacts.checkpoint import load_weights
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.errors import ConfigError, InfomtlError
-from infomtl.fileio import read_json
+from infomtl.fileio import read_json, write_text, writing
 from infomtl.methods import Method, MethodSpec
 from infomtl.methods.registry import OBJECTIVES
 from infomtl.methods.single_task import is_single_task
@@ -29,6 +36,7 @@ from infomtl.modeling.building import build_model, shared_size
 from infomtl.modeling.feature_cache import backbone_fingerprint
 from infomtl.modeling.model import MultiTaskModel
 from infomtl.tasks import Task
+from infomtl.version import __version__, is_newer
 
 
 def check_output_dir(output_dir: str | None) -> None:
@@ -51,21 +59,61 @@ def new_run_dir(output_dir: str | None) -> Path:
     else:
         check_output_dir(output_dir)
         path = Path(output_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    with writing(path):
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def resume_config(run_dir: str | Path) -> TrainConfig:
-    """The config of an interrupted run folder, set up to resume it in place.
+def resume_command(run_dir: str | Path) -> str:
+    """The command line that continues an interrupted run folder."""
+    return f"infomtl train --resume {shlex.quote(str(run_dir))}"
 
-    Raises :class:`InfomtlError` for a folder that is not a run or already finished.
+
+def written_by(folder: Path) -> str | None:
+    """The infomtl version recorded in a run folder's ``run.json`` (an STL folder's: in its
+    first task's), or None where none is recorded."""
+    for meta in [folder / "run.json", *sorted(folder.glob("*/run.json"))]:
+        try:
+            version = json.loads(meta.read_text(encoding="utf-8")).get("infomtl_version")
+        except (OSError, ValueError, AttributeError):
+            continue
+        return None if version is None else str(version)
+    return None
+
+
+def newer_version_message(where: Path, version: str, action: str) -> str:
+    return f"{where}: written by infomtl {version}, this is {__version__}: upgrade infomtl to {action} it"
+
+
+@contextmanager
+def readable_by_this_version(where: Path, version: str | None, action: str = "load") -> Iterator[None]:
+    """Within the block, an :class:`InfomtlError` about files written by a later infomtl
+    (``version``) becomes the message to upgrade, with the original error after it."""
+    try:
+        yield
+    except InfomtlError as exc:
+        if version is None or not is_newer(version):
+            raise
+        raise InfomtlError(f"{newer_version_message(where, version, action)} ({exc})") from None
+
+
+def resume_config(run_dir: str | Path, config_class: Any = TrainConfig) -> Any:
+    """The config of an interrupted run folder, set up to resume it in place: a
+    :class:`TrainConfig`, or another config class with the same ``from_dict``, ``output_dir``,
+    ``resume`` and ``validate`` (the zero-shot baseline's ``LLMConfig``).
+
+    Raises :class:`InfomtlError` for a folder that is not a run, already finished, or was
+    written by a later infomtl.
     """
     folder = Path(run_dir)
     if not (folder / "config.yaml").is_file():
         raise InfomtlError(f"--resume {folder}: not a run folder (no config.yaml)")
     if (folder / "results.json").is_file():
         raise InfomtlError(f"--resume {folder}: the run already finished (results.json exists); nothing to resume")
-    config = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+    version = written_by(folder)
+    if version is not None and is_newer(version):
+        raise InfomtlError(f"--resume {newer_version_message(folder, version, 'resume')}")
+    config = config_class.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
     config.output_dir = str(folder)
     config.resume = str(folder)
     return config.validate()
@@ -84,20 +132,19 @@ def truncate_log(path: Path, last_epoch: int) -> None:
         if record.get("epoch", 0) > last_epoch:
             break
         kept.append(line)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
-    tmp.replace(path)
+    write_text(path, "".join(k + "\n" for k in kept))
 
 
 def clear_run_dir(folder: Path) -> None:
     """Remove everything of an interrupted run except its ``config.yaml``."""
-    for child in folder.iterdir():
-        if child.name == "config.yaml":
-            continue
-        if child.is_dir() and not child.is_symlink():
-            shutil.rmtree(child)
-        else:
-            child.unlink()
+    with writing(folder):
+        for child in folder.iterdir():
+            if child.name == "config.yaml":
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
 
 
 @dataclass(frozen=True)
@@ -158,16 +205,26 @@ def load_run(folder: str | Path) -> LoadedRun:
     if not folder.is_dir():
         raise InfomtlError(f"{folder}: no such run folder")
     ckpt = folder / "checkpoint"
+    if (folder / "baseline.json").is_file():
+        raise InfomtlError(f"{folder}: a zero-shot LLM baseline's run (infomtl baseline llm) holds answers, not a "
+                           "model to rebuild; its scores are in results.json")
     if not (ckpt / "model.safetensors").is_file():
         raise InfomtlError(f"{folder}: no checkpoint/model.safetensors (did the run finish an epoch?)")
-    config = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
-    meta = read_json(folder / "run.json")
-    try:
-        tasks = [Task.from_dict(t) for t in meta["tasks"]]
-        spec = MethodSpec.from_dict(meta["method"])
-        train_sizes = [int(n) for n in meta["train_sizes"]]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise InfomtlError(f"{folder / 'run.json'}: malformed ({exc})") from None
+    with readable_by_this_version(folder, written_by(folder)):
+        config = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
+        meta = read_json(folder / "run.json")
+        try:
+            tasks = [Task.from_dict(t) for t in meta["tasks"]]
+            spec = MethodSpec.from_dict(meta["method"])
+            train_sizes = [int(n) for n in meta["train_sizes"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InfomtlError(f"{folder / 'run.json'}: malformed ({exc})") from None
+        return _rebuild(folder, config, meta, tasks, spec, train_sizes)
+
+
+def _rebuild(folder: Path, config: TrainConfig, meta: dict[str, Any], tasks: list[Task], spec: MethodSpec,
+             train_sizes: list[int]) -> LoadedRun:
+    ckpt = folder / "checkpoint"
     if config.freeze_backbone:  # the encoder's weights are the backbone's own
         backbone = load_backbone(config.backbone, config.pooling, config.max_length)
         expected = meta.get("backbone_fingerprint")

@@ -4,9 +4,12 @@ error, and printing a run's scores."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 from collections.abc import Sequence
 from typing import Any
 
+from infomtl.config import load_yaml
 from infomtl.tables import markdown_table
 
 #: Exit status of a user error (bad flag, missing file, invalid data).
@@ -14,10 +17,77 @@ EXIT_USER_ERROR = 2
 
 
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors and exit status 2."""
+    """argparse with one-line errors and exit status 2; in a parser with ``--ablate``, an
+    undeclared ``--no-NAME`` is shorthand for ``--ablate NAME`` (the method checks NAME)."""
 
     def error(self, message: str) -> None:  # type: ignore[override]
         self.exit(EXIT_USER_ERROR, f"error: {self.prog}: {message} (see --help)\n")
+
+    def parse_known_args(self, args: Sequence[str] | None = None,  # type: ignore[override]
+                         namespace: argparse.Namespace | None = None) -> tuple[argparse.Namespace, list[str]]:
+        parsed, extras = super().parse_known_args(args, namespace)
+        if any(action.dest == "ablate" for action in self._actions):
+            shorthand = [a for a in extras if a.startswith("--no-") and "=" not in a]
+            if shorthand:
+                given = [n for n in str(getattr(parsed, "ablate", "")).split(",") if n]
+                parsed.ablate = ",".join(given + [a[len("--no-"):] for a in shorthand])
+                extras = [a for a in extras if a not in shorthand]
+        return parsed, extras
+
+
+def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
+    """``--config YAML`` and one flag per field of the config dataclass ``cls`` (fields made
+    with :func:`infomtl.config.option`), in ``--help`` groups; each help text ends with the
+    field's one default, and an option with a fixed set of values lists them. A flag not
+    given is left out of the parsed arguments, so the YAML's value or the default holds."""
+    parser.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        group_name = f.metadata["group"]
+        group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
+        flag = "--" + f.name.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if bool in (hints[f.name], *typing.get_args(hints[f.name])):
+            kwargs["help"] = f"{f.metadata['help']} (default: {_shown(f, default, on_off=True)})"
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
+            continue
+        kwargs["help"] = f"{f.metadata['help']} (default: {_shown(f, default)})"
+        if "flag" in f.metadata:  # repeatable: one list item per use
+            group.add_argument("--" + f.metadata["flag"], flag, action="append",
+                               metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
+            continue
+        if "choices" in f.metadata:
+            kwargs["choices"] = f.metadata["choices"]  # argparse shows them: {cls,mean}
+        else:
+            kwargs["metavar"] = f.metadata.get("metavar", f.name.upper())
+        group.add_argument(flag, **kwargs)
+
+
+def _shown(f: dataclasses.Field, default: Any, on_off: bool = False) -> str:
+    """What ``--help`` says after ``default:`` (the field's ``shown`` text, else its value)."""
+    if "shown" in f.metadata:
+        return f.metadata["shown"]
+    if on_off:
+        return "on" if default else "off"
+    if isinstance(default, dict):
+        return ",".join(f"{k}={v}" for k, v in default.items()) or "none"
+    if isinstance(default, list):
+        return ",".join(default) or "none"
+    return "none" if default in ("", None) else str(default)
+
+
+def config_values(args: argparse.Namespace, cls: type) -> tuple[dict[str, Any], str]:
+    """The options of ``--config`` YAML with the flags given over them, and where they came from."""
+    values: dict[str, Any] = {}
+    source = "command line"
+    if getattr(args, "config", None):
+        source = args.config
+        values = {str(k).replace("-", "_"): v for k, v in load_yaml(args.config).items()}
+    names = {f.name for f in dataclasses.fields(cls)}
+    values.update({k: v for k, v in vars(args).items() if k in names})
+    return values, source
 
 
 def print_results(results: dict[str, Any], splits: Sequence[str] = ("val", "test")) -> None:

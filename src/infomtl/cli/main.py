@@ -1,9 +1,12 @@
 """The ``infomtl`` command line: train, evaluate, predict, export, serve, demo, methods, download,
-sweep, report, analyze (one module per command group).
+sweep, report, analyze, baseline (one module per command group).
 
-User errors print one line (``error: ...``) and exit with status 2; no traceback.
+User errors, and writes that fail (disk full, read-only folder), print one line
+(``error: ...``) and exit with status 2; no traceback. ``train`` and ``sweep`` stopped by
+SIGINT / SIGTERM print the line that says what was saved and the command that resumes, and
+exit with 128 + the signal number.
 The library's progress lines (its loggers, INFO) go to stdout, its warnings to stderr;
-``--quiet`` keeps the warnings only.
+``--quiet`` keeps the warnings only (and turns the progress bars off).
 Building the parser imports no torch: each command imports what it runs.
 """
 
@@ -17,11 +20,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from infomtl.cli.analyze import add_analyze_command
+from infomtl.cli.baseline import add_baseline_commands
 from infomtl.cli.common import EXIT_USER_ERROR, Parser
 from infomtl.cli.experiments import add_experiment_commands
 from infomtl.cli.inference import add_inference_commands
 from infomtl.cli.train import add_tool_commands, add_train_commands
-from infomtl.errors import InfomtlError
+from infomtl.errors import InfomtlError, Interrupted
+from infomtl.fileio import WRITE_FAILURES, describe_os_error
 from infomtl.version import __version__
 
 
@@ -33,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"infomtl {__version__}")
     parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress lines (warnings and errors only)")
+                        help="no progress lines or bars (warnings and errors only)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
@@ -42,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_tool_commands(sub)
     add_experiment_commands(sub)
     add_analyze_command(sub)
+    add_baseline_commands(sub)
     return parser
 
 
@@ -78,6 +84,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except InfomtlError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USER_ERROR
+    except OSError as exc:  # a write the library did not name itself: still one line
+        if exc.errno not in WRITE_FAILURES:
+            raise
+        print(f"error: {exc.filename or 'a file'}: {describe_os_error(exc.errno)}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except Interrupted as exc:  # stopped by SIGINT / SIGTERM after saving
+        print(exc, file=sys.stderr)
+        return exc.exit_status
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

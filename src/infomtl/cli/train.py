@@ -4,57 +4,35 @@ and what goes with it."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
-from infomtl.cli.common import print_results
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.cli.common import add_config_options, config_values, print_results
+from infomtl.config import TrainConfig
 from infomtl.data.paths import default_cache_root
 
 
 def _add_train_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
-    groups: dict[str, argparse._ArgumentGroup] = {}
-    for f in dataclasses.fields(TrainConfig):
-        group_name = f.metadata["group"]
-        group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
-        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()
-        shown = ",".join(default) if isinstance(default, list) else default
-        if isinstance(default, dict):
-            shown = ",".join(f"{k}={v}" for k, v in default.items()) or "none"
-        help_text = f"{f.metadata['help']} (default: {shown if shown not in ('', None) else 'none'})"
-        flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
-        if isinstance(default, bool):
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
-        else:
-            if "choices" in f.metadata:
-                kwargs["choices"] = f.metadata["choices"]
-            group.add_argument(flag, metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
-    ablation = parser.add_argument_group("InfoMTL / VIP-MTL ablations")
-    ablation.add_argument("--no-simax", action="store_true", default=argparse.SUPPRESS,
-                          help="InfoMTL without shared information maximisation (alpha=0, one view)")
-    ablation.add_argument("--no-timin", action="store_true", default=argparse.SUPPRESS,
-                          help="InfoMTL without task-specific information minimisation (linear heads)")
-    ablation.add_argument("--no-variance-norm", action="store_true", default=argparse.SUPPRESS,
-                          help="VIP-MTL without variance normalisation (w/o VI: s_t frozen at 0, no gamma term)")
+    add_config_options(parser, TrainConfig)
+    ablation = parser.add_argument_group("ablations")
+    ablation.add_argument(
+        "--ablate", metavar="COMPONENTS", default=argparse.SUPPRESS,
+        help="comma-separated components of the method to switch off, as the papers' ablations "
+        "(`infomtl methods` lists each method's, e.g. simax,timin for infomtl); "
+        "--no-COMPONENT is the same as --ablate COMPONENT")
 
 
 def config_from_args(args: argparse.Namespace):
     """Merge ``--config`` YAML and the flags given (flags win) into a validated config."""
-    values: dict[str, Any] = {}
-    source = "command line"
-    if getattr(args, "config", None):
-        source = args.config
-        values = {str(k).replace("-", "_"): v for k, v in load_yaml(args.config).items()}
-    names = {f.name for f in dataclasses.fields(TrainConfig)}
-    values.update({k: v for k, v in vars(args).items() if k in names})
+    values, source = config_values(args, TrainConfig)
     config = TrainConfig.from_dict(values, source)
-    for key in ("simax", "timin", "variance_norm"):
-        if getattr(args, f"no_{key}", False):
-            config.method_args = {**config.method_args, key: False}
+    if getattr(args, "ablate", None):
+        from infomtl.methods import ablation_args  # torch: only when asked for
+
+        components = [n for n in str(args.ablate).split(",") if n.strip()]
+        config.method_args = {**config.method_args, **ablation_args(config.method, components)}
     return config.validate()
 
 
@@ -63,17 +41,30 @@ def cmd_train(args: argparse.Namespace) -> int:
     from infomtl.training import train
 
     config = config_from_args(args)
+    if getattr(args, "quiet", False) and config.progress is None:  # --quiet: no bars either, unless asked
+        config.progress = False
     if config.resume is not None:
-        ignored = sorted(k for k, v in vars(args).items()  # run options only, not --quiet
-                         if k not in ("command", "func", "resume", "quiet") and v is not None)
+        kept = ("command", "func", "resume", "quiet", "threads", "progress")  # not options of the run
+        ignored = sorted(k for k, v in vars(args).items() if k not in kept and v is not None)
         if ignored:
             print(f"note: --resume takes the run's options from {config.resume}/config.yaml; ignoring "
                   + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
     result = train(config)
     if is_main_process():  # under torchrun / accelerate launch every process gets here
-        print_results(result.results)
-        print(f"run folder: {result.run_dir}")
+        print_summary(result.results, result.run_dir)
     return 0
+
+
+def print_summary(results: dict[str, Any], run_dir: Path) -> None:
+    """The closing summary of ``infomtl train``: per-task val and test scores with their
+    Avg, every task the final model predicts (nearly) one answer for, the run folder and
+    the command that predicts with it."""
+    print_results(results)
+    for message in results.get("collapse", []):
+        print(f"warning: {message}")
+    print(f"run folder: {run_dir}")
+    print(f"predict with it: infomtl predict {shlex.quote(str(run_dir))} --input texts.txt"
+          "  (one text per line; .jsonl and .tsv are read too)")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
@@ -87,8 +78,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from infomtl.experiments.demo import run_demo
 
+    progress = False if args.quiet and args.progress is None else args.progress
     print(run_demo(data_dir=args.data_dir, backbone=args.backbone, epochs=args.epochs,
-                   seed=args.seed, output_dir=args.output_dir, progress=args.progress))
+                   seed=args.seed, output_dir=args.output_dir, progress=progress, threads=args.threads))
     return 0
 
 
@@ -135,8 +127,10 @@ def add_train_commands(sub: Any) -> None:
     demo.add_argument("--epochs", type=int, default=None, help="epochs per method (default: 10 synthetic, 2 TweetEval)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--output-dir", default=None, help="folder for the two runs (default: under runs/)")
-    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=False,
-                      help="show progress bars (default: off)")
+    demo.add_argument("--threads", type=int, default=None, metavar="N",
+                      help="CPU threads of each run (default: 1 with the tiny backbone, else as in train)")
+    demo.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                      help="progress bars on stderr (default: on when stderr is a terminal)")
     demo.set_defaults(func=cmd_demo)
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -58,7 +59,7 @@ class EncodedSplit:
         return len(self.labels)
 
 
-def encode(data: TaskData, tokenizer: object, max_length: int) -> EncodedSplit:
+def encode(data: TaskData, tokenizer: Any, max_length: int) -> EncodedSplit:
     """Tokenize a split in one batched call (truncation to ``max_length``, no padding)."""
     if data.pairs is None:
         enc = tokenizer(data.texts, truncation=True, max_length=max_length)
@@ -132,6 +133,7 @@ def collate(
         start = len(seqs)
         seqs.extend(split.input_ids[i] for i in idx)
         if types is not None:
+            assert split.token_type_ids is not None  # every split has them when the first does
             types.extend(split.token_type_ids[i] for i in idx)
         rows[t] = torch.arange(start, start + len(idx))
         labels[t] = torch.from_numpy(split.labels[idx])
@@ -143,7 +145,7 @@ def collate(
     for i, s in enumerate(seqs):
         ids[i, : len(s)] = s
         mask[i, : len(s)] = 1
-        if tt is not None:
+        if tt is not None and types is not None:
             tt[i, : len(s)] = types[i]
     return Batch(
         input_ids=torch.from_numpy(ids),
@@ -159,8 +161,8 @@ def collate(
 def _collate_features(splits: list[EncodedSplit], step: list[np.ndarray]) -> Batch:
     """:func:`collate` for features splits: the rows' feature vectors, stacked."""
     batch = collate_targets(splits, step)
-    batch.features = torch.cat([
-        splits[t].features[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
+    batch.features = torch.cat([  # every split is a features split when the first is
+        cast(torch.Tensor, splits[t].features)[torch.from_numpy(np.asarray(idx, dtype=np.int64))]
         for t, idx in enumerate(step) if len(idx)
     ])
     batch.lengths = np.ones(len(batch), dtype=np.int64)

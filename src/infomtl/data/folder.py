@@ -1,9 +1,11 @@
 """Reader for users' own tasks: one folder per task, splits as JSONL or TSV.
 
-Layout of a task folder::
+Layout of a task folder (or TweetEval's layout, :mod:`infomtl.data.folder_tweeteval`,
+or a Hugging Face dataset named by ``task.yaml``, :mod:`infomtl.data.hf_source`)::
 
     my_task/
         task.yaml        optional: kind, labels, targets, metrics, threshold, description, name
+                         (and the LLM baseline's instruction, answers, template, scale)
         train.jsonl      or train.tsv   (required)
         val.jsonl        or val.tsv, or dev.jsonl / dev.tsv (required)
         test.jsonl       or test.tsv    (optional: the split is omitted when absent)
@@ -21,34 +23,22 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from infomtl.data.task_yaml import build_metrics, read_task_spec
+from infomtl.data.folder_tweeteval import is_tweeteval_layout, load_tweeteval_folder
+from infomtl.data.rows import RawLabel, Row, build_task, encode_labels
+from infomtl.data.task_yaml import read_task_spec
 from infomtl.data.textio import read_text, split_lines
 from infomtl.data.types import SPLITS, MultiTaskData, TaskData
 from infomtl.errors import ConfigError, DataError
 from infomtl.fileio import JSONError, loads_json
+from infomtl.prompts import Prompt
 from infomtl.tasks import Task, TaskKind
 
 SPLIT_STEMS: dict[str, tuple[str, ...]] = {"train": ("train",), "val": ("val", "dev"), "test": ("test",)}
 REQUIRED_SPLITS: tuple[str, ...] = ("train", "val")
 FORMATS: tuple[str, ...] = ("jsonl", "tsv")
-#: Most classes inferred from integer label ids (ids ``0..max``); more needs ``labels`` in task.yaml.
-MAX_INFERRED_CLASSES = 10_000
-
-RawLabel = Any  # int | str (classification), list[int | str] (multi-label), list[float] (regression)
-
-
-@dataclass
-class _Row:
-    text: str
-    label: RawLabel
-    pair: str | None
-    line: int
 
 
 def load_task_folders(paths: Sequence[Path | str]) -> MultiTaskData:
@@ -76,13 +66,27 @@ def load_task_folders(paths: Sequence[Path | str]) -> MultiTaskData:
     return MultiTaskData(tasks=tasks, splits=splits)
 
 
+def task_folder_name(path: Path | str) -> str:
+    """The name of a folder's task without reading its rows: ``name`` of its task.yaml, else the folder's name.
+
+    Raises:
+        DataError: an invalid task.yaml.
+    """
+    path = Path(path)
+    name = read_task_spec(path).name if path.is_dir() else None
+    return name or path.resolve().name
+
+
 def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
     """Load one task folder: its task definition and its splits.
 
-    The task is named after the folder unless ``task.yaml`` sets ``name``. Without
-    ``labels`` in ``task.yaml`` the label set is inferred from the train split
-    (integer ids ``0..max`` become the names ``"0"..."max"``; otherwise the sorted
-    distinct names), and a val/test label absent from train is an error.
+    The folder holds JSONL or TSV split files (see the module docstring), or TweetEval's
+    layout (:mod:`infomtl.data.folder_tweeteval`), or only a ``task.yaml`` with
+    ``source: hf`` (:mod:`infomtl.data.hf_source`). The task is named after the folder
+    unless ``task.yaml`` sets ``name``. Without ``labels`` in ``task.yaml`` the label set
+    is inferred from the train split (integer ids ``0..max`` become the names
+    ``"0"..."max"``; otherwise the sorted distinct names), and a val/test label absent
+    from train is an error.
 
     Returns:
         The task and ``{split: TaskData}`` for ``train``, ``val`` and, when present, ``test``.
@@ -95,6 +99,12 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
     if not path.is_dir():
         raise DataError(path, "task folder not found")
     spec = read_task_spec(path)
+    if spec.source == "hf":
+        from infomtl.data.hf_source import load_hf_task  # needs the datasets extra
+
+        return load_hf_task(spec, path.resolve().name, base=path)
+    if is_tweeteval_layout(path):
+        return load_tweeteval_folder(path, spec)
     files = _find_split_files(path)
     rows = {split: _read_rows(file, spec.kind) for split, file in files.items()}
     _check_pairs(files, rows)
@@ -103,39 +113,14 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
         if not rows[split]:
             hint = "; delete the file to omit the split" if split not in REQUIRED_SPLITS else ""
             raise DataError(file, f"the {split} split has no rows{hint}")
-    train_file, train_rows = files["train"], rows["train"]
-    labels: tuple[str, ...] = ()
-    targets: tuple[str, ...] = ()
-    inferred = False
-    if spec.kind is TaskKind.REGRESSION:
-        targets = spec.targets or _infer_targets(train_rows)
-    else:
-        inferred = spec.labels is None
-        labels = spec.labels if spec.labels is not None else _infer_labels(train_file, train_rows)
-
-    where = spec.path or path
-    try:
-        task = Task(
-            name=spec.name or path.name,
-            kind=spec.kind,
-            labels=labels,
-            targets=targets,
-            metrics=build_metrics(spec, labels, targets),
-            threshold=spec.threshold,
-            description=spec.description,
-        )
-    except ValueError as exc:
-        inferred_labels = spec.labels is None and "label" in str(exc)
-        hint = " (labels inferred from the train split)" if inferred_labels else ""
-        raise DataError(where, f"{exc}{hint}") from None
-
+    task, inferred = build_task(spec, path.resolve().name, spec.kind, files["train"], rows["train"])
     has_pairs = any(r.pair is not None for split_rows in rows.values() for r in split_rows)
     data = {
         split: TaskData(
             task=task,
             split=split,
             texts=[r.text for r in rows[split]],
-            labels=_encode(files[split], rows[split], task, inferred),
+            labels=encode_labels(files[split], rows[split], task, inferred),
             pairs=[r.pair or "" for r in rows[split]] if has_pairs else None,
             source=str(files[split]),
         )
@@ -143,6 +128,19 @@ def load_task_folder(path: Path) -> tuple[Task, dict[str, TaskData]]:
         if split in files
     }
     return task, data
+
+
+def load_task_prompts(paths: Sequence[Path | str], tasks: Sequence[Task]) -> dict[str, Prompt]:
+    """The zero-shot LLM baseline's prompt of each of ``tasks`` that one of the folders
+    ``paths`` defines: its ``task.yaml`` keys over :func:`~infomtl.prompts.default_prompt`."""
+    by_name = {t.name: t for t in tasks}
+    prompts = {}
+    for path in paths:
+        spec = read_task_spec(Path(path))
+        name = spec.name or Path(path).name
+        if name in by_name:
+            prompts[name] = spec.prompt(by_name[name])
+    return prompts
 
 
 # --------------------------------------------------------------------------- split files
@@ -159,18 +157,19 @@ def _find_split_files(folder: Path) -> dict[str, Path]:
             files[split] = found[0]
         elif split in REQUIRED_SPLITS:
             expected = " or ".join(f"{s}.{ext}" for s in stems for ext in FORMATS)
-            raise DataError(folder, f"missing required {split} split: expected {expected}")
+            raise DataError(folder, f"missing required {split} split: expected {expected} (or TweetEval's "
+                            f"{split}_text.txt, {split}_labels.txt and mapping.txt, or a task.yaml with source: hf)")
     return files
 
 
-def _read_rows(path: Path, kind: TaskKind) -> list[_Row]:
+def _read_rows(path: Path, kind: TaskKind) -> list[Row]:
     lines = split_lines(read_text(path))
     if path.suffix == ".jsonl":
         return _read_jsonl(path, lines, kind)
     return _read_tsv(path, lines, kind)
 
 
-def _read_jsonl(path: Path, lines: list[str], kind: TaskKind) -> list[_Row]:
+def _read_jsonl(path: Path, lines: list[str], kind: TaskKind) -> list[Row]:
     label_key = "labels" if kind is TaskKind.MULTILABEL else "label"
     rows = []
     for lineno, line in enumerate(lines, start=1):
@@ -184,11 +183,12 @@ def _read_jsonl(path: Path, lines: list[str], kind: TaskKind) -> list[_Row]:
         if not isinstance(obj, dict):
             raise DataError(path, f"expected a JSON object with 'text' and '{label_key}'", line=lineno)
         text = _json_text(path, lineno, obj, "text", required=True)
+        assert text is not None  # required: a missing text raised
         pair = _json_text(path, lineno, obj, "text_pair", required=False)
         key = label_key if label_key in obj or kind is not TaskKind.MULTILABEL else "label"
         if key not in obj:
             raise DataError(path, f"missing key '{label_key}'", line=lineno)
-        rows.append(_Row(text, _json_label(path, lineno, obj[key], kind), pair, lineno))
+        rows.append(Row(text, _json_label(path, lineno, obj[key], kind), pair, lineno))
     return rows
 
 
@@ -228,7 +228,7 @@ def _json_label(path: Path, lineno: int, value: Any, kind: TaskKind) -> RawLabel
     return out
 
 
-def _read_tsv(path: Path, lines: list[str], kind: TaskKind) -> list[_Row]:
+def _read_tsv(path: Path, lines: list[str], kind: TaskKind) -> list[Row]:
     rows = []
     ncols: int | None = None
     for lineno, line in enumerate(lines, start=1):
@@ -253,7 +253,7 @@ def _read_tsv(path: Path, lines: list[str], kind: TaskKind) -> list[_Row]:
             pair = cols[2].strip()
             if not pair:
                 raise DataError(path, "empty text_pair (whitespace only)", line=lineno)
-        rows.append(_Row(text, _tsv_label(path, lineno, cols[1].strip(), kind), pair, lineno))
+        rows.append(Row(text, _tsv_label(path, lineno, cols[1].strip(), kind), pair, lineno))
     return rows
 
 
@@ -279,7 +279,7 @@ def _tsv_label(path: Path, lineno: int, value: str, kind: TaskKind) -> RawLabel:
     return out
 
 
-def _check_pairs(files: dict[str, Path], rows: dict[str, list[_Row]]) -> None:
+def _check_pairs(files: dict[str, Path], rows: dict[str, list[Row]]) -> None:
     """Either every row of every split has a text_pair, or none has."""
     with_pair = any(r.pair is not None for split_rows in rows.values() for r in split_rows)
     if not with_pair:
@@ -289,75 +289,3 @@ def _check_pairs(files: dict[str, Path], rows: dict[str, list[_Row]]) -> None:
             if row.pair is None:
                 raise DataError(files[split], "missing text_pair (other rows of this task have one)",
                                 line=row.line)
-
-
-# --------------------------------------------------------------------------- labels
-
-
-def _is_int_label(value: RawLabel) -> bool:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return True
-    if isinstance(value, str):
-        digits = value[1:] if value[:1] in ("+", "-") else value
-        return digits.isascii() and digits.isdigit() and len(digits) <= 18  # longer: a name
-    return False
-
-
-def _infer_labels(path: Path, rows: list[_Row]) -> tuple[str, ...]:
-    values = [v for r in rows for v in (r.label if isinstance(r.label, list) else [r.label])]
-    if values and all(_is_int_label(v) for v in values):
-        for row in rows:
-            for v in row.label if isinstance(row.label, list) else [row.label]:
-                if int(v) < 0:
-                    raise DataError(path, f"label id {v} is negative", line=row.line)
-                if int(v) >= MAX_INFERRED_CLASSES:
-                    raise DataError(path, f"label id {v} would make {int(v) + 1} classes (ids 0..{v}); "
-                                    f"at most {MAX_INFERRED_CLASSES} are inferred: list the labels "
-                                    "in task.yaml", line=row.line)
-        return tuple(str(i) for i in range(max(int(v) for v in values) + 1))
-    return tuple(sorted({str(v) for v in values}))
-
-
-def _infer_targets(rows: list[_Row]) -> tuple[str, ...]:
-    width = len(rows[0].label)
-    return ("score",) if width == 1 else tuple(f"y{i}" for i in range(width))
-
-
-def _encode(path: Path, rows: list[_Row], task: Task, inferred: bool) -> np.ndarray:
-    if task.kind is TaskKind.REGRESSION:
-        width = len(task.targets)
-        out = np.zeros((len(rows), width), dtype=np.float32)
-        for i, row in enumerate(rows):
-            if len(row.label) != width:
-                raise DataError(path, f"expected {width} regression output(s) "
-                                f"({', '.join(task.targets)}), got {len(row.label)}", line=row.line)
-            out[i] = row.label
-        return out
-    index = {name: i for i, name in enumerate(task.labels)}
-    if task.kind is TaskKind.CLASSIFICATION:
-        return np.array([_label_id(path, r.line, r.label, task, index, inferred) for r in rows], dtype=np.int64)
-    out = np.zeros((len(rows), len(task.labels)), dtype=np.float32)
-    for i, row in enumerate(rows):
-        for value in row.label:
-            out[i, _label_id(path, row.line, value, task, index, inferred)] = 1.0
-    return out
-
-
-def _label_id(path: Path, line: int, value: RawLabel, task: Task, index: dict[str, int], inferred: bool) -> int:
-    """The id of a raw label: a label name first, else an integer id where ids are allowed.
-
-    Integer ids are allowed when the labels come from task.yaml, or were inferred
-    from integer labels; with names inferred from train, an id would be ambiguous.
-    """
-    origin = "labels seen in the train split" if inferred else "labels of task.yaml"
-    if str(value) in index:
-        return index[str(value)]
-    ids_ok = not inferred or task.labels == tuple(str(i) for i in range(len(task.labels)))
-    if ids_ok and _is_int_label(value):
-        label_id = int(value)
-        if 0 <= label_id < len(task.labels):
-            return label_id
-        raise DataError(path, f"label id {label_id} out of range 0..{len(task.labels) - 1} "
-                        f"({origin})", line=line)
-    raise DataError(path, f"unknown label {value!r} (valid: {', '.join(task.labels)}; {origin})",
-                    line=line)

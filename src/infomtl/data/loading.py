@@ -1,9 +1,11 @@
-"""Loading the tasks of a run: built-in benchmarks or task folders, then the limits.
+"""Loading the tasks of a run: built-in benchmarks, task folders and Hugging Face datasets
+mixed, then the limits.
 
 :func:`load_benchmark` reads a built-in benchmark by name; :func:`load_data` reads the
-tasks a :class:`~infomtl.config.TrainConfig` names (benchmark or task folders, with
-its multi-label threshold); :func:`prepare_data` then applies the data-constrained and
-smoke-run limits (``--train-ratio``, ``--max-train-examples``, ``--max-eval-examples``).
+tasks a :class:`~infomtl.config.TrainConfig` names (resolved by
+:mod:`infomtl.data.refs`; with its multi-label threshold); :func:`prepare_data` then
+applies the data-constrained and smoke-run limits (``--train-ratio``,
+``--max-train-examples``, ``--max-eval-examples``).
 """
 
 from __future__ import annotations
@@ -16,21 +18,28 @@ from typing import Any
 
 from infomtl.config import TrainConfig
 from infomtl.data.affecteval import load_affecteval
-from infomtl.data.folder import load_task_folders
+from infomtl.data.folder import load_task_folder
 from infomtl.data.paths import resolve_benchmark_dir
-from infomtl.data.subsample import head, subsample
+from infomtl.data.refs import TaskRef, resolve_task_refs
+from infomtl.data.subsample import eval_subsets, subsample
 from infomtl.data.synthetic import synthetic_benchmark
 from infomtl.data.tweeteval import load_tweeteval
-from infomtl.data.types import MultiTaskData, choose_task_names
+from infomtl.data.types import MultiTaskData, TaskData, choose_task_names
 from infomtl.errors import ConfigError, InfomtlError
-from infomtl.tasks import TaskKind
+from infomtl.tasks import Task, TaskKind
 
 #: ``loader(data_dir, tasks, **options)``; a loader declares the options it takes as
 #: keyword parameters (AffectEval: ``goemotions_multilabel``, ``ei_reg_pair``).
 BenchmarkLoader = Callable[..., MultiTaskData]
 
 
-def _tweeteval(data_dir: str | Path | None, tasks: Sequence[str] | None) -> MultiTaskData:
+def _tweeteval(data_dir: str | Path | None, tasks: Sequence[str] | None, tweeteval_source: str = "files"
+               ) -> MultiTaskData:
+    if tweeteval_source != "files":
+        from infomtl.data.tweeteval_hf import HUB_ID, load_tweeteval_hf  # needs the datasets extra
+
+        return load_tweeteval_hf(tweeteval_source[3:].strip() if tweeteval_source.startswith("hf:") else HUB_ID,
+                                 tasks)
     return load_tweeteval(resolve_benchmark_dir("tweeteval", data_dir), tasks)
 
 
@@ -71,7 +80,8 @@ def load_benchmark(
         data_dir: data root holding the benchmark's folder (else ``$INFOMTL_DATA``
             or the user cache; see :func:`resolve_benchmark_dir`).
         tasks: task names to keep, in the order wanted (default: all).
-        options: benchmark options (``goemotions_multilabel``, ``ei_reg_pair``);
+        options: benchmark options (``goemotions_multilabel``, ``ei_reg_pair``,
+            ``tweeteval_source``);
             each loader gets those it declares and ignores the others, so one set
             of options serves every benchmark.
 
@@ -99,7 +109,8 @@ def select_tasks(
     names = choose_task_names(tasks, data.task_names, benchmark)
     by_name = {t.name: t for t in data.tasks}
     return MultiTaskData(
-        tasks=[by_name[n] for n in names], splits={n: data.splits[n] for n in names}
+        tasks=[by_name[n] for n in names], splits={n: data.splits[n] for n in names},
+        sources={n: data.sources[n] for n in names if n in data.sources},
     )
 
 
@@ -109,23 +120,63 @@ def prepare_data(config: TrainConfig) -> MultiTaskData:
 
 
 def load_data(config: TrainConfig) -> MultiTaskData:
-    """The configured tasks with their whole splits (no limits applied)."""
-    if config.task_dirs:
-        data = load_task_folders([Path(p) for p in config.task_dirs])
-        data = select_tasks(data, config.tasks or None, benchmark="task-folder")
-    else:
+    """The configured tasks with their whole splits (no limits applied), in the order of
+    :func:`~infomtl.data.refs.resolve_task_refs`, each task's source in ``sources``."""
+    refs = resolve_task_refs(config, list(BENCHMARKS))
+    loaded: dict[int, list[tuple[Task, dict[str, TaskData], str]]] = {}
+    by_benchmark: dict[str, list[int]] = {}
+    for i, ref in enumerate(refs):
+        if ref.kind == "benchmark":
+            by_benchmark.setdefault(str(ref.benchmark), []).append(i)
+        else:
+            task, splits = _load_own(ref)
+            loaded[i] = [(task, splits, ref.source)]
+    for bench, positions in by_benchmark.items():  # one load per benchmark, in the run's order
+        names = None if refs[positions[0]].name == "*" else [refs[i].name for i in positions]
         data = load_benchmark(
-            config.benchmark, config.data_dir, config.tasks or None,
-            goemotions_multilabel=config.goemotions_multilabel, ei_reg_pair=config.ei_reg_pair,
+            bench, config.data_dir, names, goemotions_multilabel=config.goemotions_multilabel,
+            ei_reg_pair=config.ei_reg_pair, tweeteval_source=config.tweeteval_source,
         )
+        if names is None:
+            loaded[positions[0]] = [(t, data.splits[t.name], bench) for t in data.tasks]
+        else:
+            for i, task in zip(positions, data.tasks, strict=True):
+                loaded[i] = [(task, data.splits[task.name], bench)]
+    entries = [item for i in range(len(refs)) for item in loaded[i]]
+    names = [task.name for task, _, _ in entries]
+    if len(set(names)) != len(names):
+        twice = next(n for n in names if names.count(n) > 1)
+        raise ConfigError(f"task name {twice!r} is given by two sources "
+                          f"({', '.join(src for t, _, src in entries if t.name == twice)}); task names must be unique")
+    data = MultiTaskData(tasks=[t for t, _, _ in entries], splits={t.name: sp for t, sp, _ in entries},
+                         sources={t.name: src for t, _, src in entries})
     if config.multilabel_threshold is not None:
         data = with_multilabel_threshold(data, config.multilabel_threshold)
     return data
 
 
+def task_refs(config: TrainConfig, data: MultiTaskData | None = None) -> list[TaskRef]:
+    """The run's tasks and their sources (:func:`~infomtl.data.refs.resolve_task_refs`); a
+    benchmark loaded whole whose task names only its loader knows is expanded with ``data``."""
+    refs = resolve_task_refs(config, list(BENCHMARKS))
+    if data is None or not any(r.name == "*" for r in refs):
+        return refs
+    return [TaskRef(t.name, "benchmark", benchmark=config.benchmark) for t in data.tasks]
+
+
+def _load_own(ref: TaskRef) -> tuple[Task, dict[str, TaskData]]:
+    """A task folder's or an ``--hf-task``'s task; its name is the one the ref was resolved by."""
+    if ref.kind == "folder":
+        return load_task_folder(Path(str(ref.path)).expanduser())
+    from infomtl.data.hf_source import load_hf_flag  # needs the datasets extra
+
+    return load_hf_flag(dict(ref.hf or {}))
+
+
 def limit_data(config: TrainConfig, full: MultiTaskData) -> MultiTaskData:
     """``full`` with the data-constrained / smoke-run limits applied (``full`` is not changed)."""
-    data = MultiTaskData(tasks=list(full.tasks), splits={k: dict(v) for k, v in full.splits.items()})
+    data = MultiTaskData(tasks=list(full.tasks), splits={k: dict(v) for k, v in full.splits.items()},
+                         sources=dict(full.sources))
     for task in data.tasks:
         splits = data.splits[task.name]
         for required in ("train", "val"):
@@ -137,10 +188,12 @@ def limit_data(config: TrainConfig, full: MultiTaskData) -> MultiTaskData:
         if config.max_train_examples is not None and len(train) > config.max_train_examples:
             train = subsample(train, count=config.max_train_examples, seed=config.seed)
         splits["train"] = train
-        if config.max_eval_examples is not None:
-            for split in ("val", "test"):
-                if split in splits:
-                    splits[split] = head(splits[split], config.max_eval_examples)
+    if config.max_eval_examples is not None:  # tasks labelling one text set keep one subset
+        for split in ("val", "test"):
+            tasks = [t for t in data.tasks if split in data.splits[t.name]]
+            parts = eval_subsets([data.splits[t.name][split] for t in tasks], config.max_eval_examples)
+            for task, part in zip(tasks, parts, strict=True):
+                data.splits[task.name][split] = part
     return data
 
 
@@ -156,4 +209,4 @@ def with_multilabel_threshold(data: MultiTaskData, threshold: float) -> MultiTas
         }
         for task in tasks
     }
-    return MultiTaskData(tasks=tasks, splits=splits)
+    return MultiTaskData(tasks=tasks, splits=splits, sources=dict(data.sources))

@@ -1,4 +1,5 @@
-"""Where benchmark data lives: an explicit folder, ``$INFOMTL_DATA``, or the user cache.
+"""Where benchmark data lives: an explicit folder (then only there), else ``$INFOMTL_DATA``,
+else the user cache.
 
 Each location is a *root* holding one folder per benchmark::
 
@@ -26,7 +27,8 @@ def default_cache_root() -> Path:
 
 
 def candidate_roots(data_dir: str | Path | None = None) -> list[Path]:
-    """The roots searched, in order: ``data_dir``, ``$INFOMTL_DATA``, the cache root."""
+    """The roots searched without ``--data-dir``, in order: ``$INFOMTL_DATA``, the cache root
+    (``data_dir``, when given, comes first)."""
     roots = []
     if data_dir is not None and str(data_dir):
         roots.append(Path(data_dir).expanduser())
@@ -38,17 +40,20 @@ def candidate_roots(data_dir: str | Path | None = None) -> list[Path]:
 
 
 def resolve_benchmark_dir(benchmark: str, data_dir: str | Path | None = None) -> Path:
-    """The folder of ``benchmark`` in the first root that has one.
+    """The folder of ``benchmark``: in ``data_dir`` when one is given (nowhere else), else in the
+    first of ``$INFOMTL_DATA`` and the cache root that has one.
 
     A root whose own name is the benchmark (``--data-dir data/tweeteval``) is
     accepted as the benchmark folder itself.
 
     Raises:
-        InfomtlError: no root holds the benchmark; the message lists the paths
-            tried and how to provide the data.
+        InfomtlError: the folder named does not hold the benchmark, or no root does; the
+            message names the paths tried and how to provide the data.
     """
+    given = data_dir is not None and bool(str(data_dir))
+    roots = [Path(str(data_dir)).expanduser()] if given else candidate_roots()
     tried = []
-    for root in candidate_roots(data_dir):
+    for root in roots:
         folder = root / benchmark
         if folder.is_dir():
             return folder
@@ -58,4 +63,8 @@ def resolve_benchmark_dir(benchmark: str, data_dir: str | Path | None = None) ->
     how = f"--data-dir DIR (a folder holding {benchmark}/) or {ENV_VAR}=DIR"
     if benchmark in DOWNLOADABLE:
         how += f", or run `infomtl download {benchmark}`"
+    if given:
+        state = f"holds no {benchmark}/ folder" if roots[0].is_dir() else "does not exist"
+        raise InfomtlError(f"--data-dir {roots[0]} {state} (looked for {tried[0]}); point it at the folder "
+                           f"that holds {benchmark}/, or leave it out to use {ENV_VAR} or the cache")
     raise InfomtlError(f"{benchmark} data not found (tried {', '.join(tried)}); provide it with {how}")

@@ -87,21 +87,9 @@ def load_tweeteval_task(task_dir: Path, task: Task) -> dict[str, TaskData]:
 
 def read_mapping(path: Path, task: Task) -> list[str]:
     """Label names of ``mapping.txt`` in id order; they must equal ``task.labels``."""
-    _require(path, "the label mapping (id<TAB>name per line)")
-    names: dict[int, str] = {}
-    for lineno, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            continue
-        parts = line.strip().split("\t")
-        if len(parts) != 2 or not _is_int(parts[0]):
-            raise DataError(path, f"expected 'id<TAB>name', got {line.strip()!r}", line=lineno)
-        label_id = int(parts[0])
-        if label_id in names:
-            raise DataError(path, f"label id {label_id} defined twice", line=lineno)
-        names[label_id] = parts[1].strip()
-    found = [names[i] for i in sorted(names)]
-    if sorted(names) != list(range(len(names))) or tuple(found) != task.labels:
-        listed = ", ".join(f"{i} {n}" for i, n in sorted(names.items()))
+    found = read_mapping_names(path)
+    if tuple(found) != task.labels:
+        listed = ", ".join(f"{i} {n}" for i, n in enumerate(found))
         expected = ", ".join(f"{i} {n}" for i, n in enumerate(task.labels))
         raise DataError(
             path, f"mapping [{listed}] does not match task {task.name!r}: expected [{expected}]"
@@ -109,7 +97,37 @@ def read_mapping(path: Path, task: Task) -> list[str]:
     return found
 
 
+def read_mapping_names(path: Path) -> list[str]:
+    """Label names of a ``mapping.txt`` (``id<TAB>name`` lines, ids ``0..C-1``) in id order."""
+    _require(path, "the label mapping (id<TAB>name per line)")
+    names: dict[int, str] = {}
+    for lineno, line in enumerate(read_lines(path), start=1):
+        if not line.strip():
+            continue
+        parts = line.strip().split("\t")
+        if len(parts) != 2 or not _is_int(parts[0]) or not parts[1].strip():
+            raise DataError(path, f"expected 'id<TAB>name', got {line.strip()!r}", line=lineno)
+        label_id = int(parts[0])
+        if label_id in names:
+            raise DataError(path, f"label id {label_id} defined twice", line=lineno)
+        names[label_id] = parts[1].strip()
+    if sorted(names) != list(range(len(names))):
+        listed = ", ".join(str(i) for i in sorted(names))
+        raise DataError(path, f"label ids must be 0..{len(names) - 1} without gaps, got {listed or 'none'}")
+    return [names[i] for i in sorted(names)]
+
+
 def _load_split(task_dir: Path, task: Task, split: str) -> TaskData:
+    return load_split(task_dir, task, split, OFFICIAL_EMPTY_LINES.get((task.name, split), frozenset()),
+                      GROUP_FILES.get(task.name))
+
+
+def load_split(
+    task_dir: Path, task: Task, split: str, allowed_empty: frozenset[int] = frozenset(), group: str | None = None
+) -> TaskData:
+    """One split of a folder in TweetEval's layout: ``{split}_text.txt`` and ``{split}_labels.txt``
+    (ids of ``task.labels``), and with ``group`` the group of each row from ``{split}_{group}.txt``.
+    An empty text is an error except at the 1-based lines of ``allowed_empty``."""
     text_path = task_dir / f"{split}_text.txt"
     label_path = task_dir / f"{split}_labels.txt"
     _require(text_path, f"the {split} texts of {task.name!r}")
@@ -117,7 +135,8 @@ def _load_split(task_dir: Path, task: Task, split: str) -> TaskData:
     texts = read_lines(text_path)
     raw_labels = read_lines(label_path)
     _check_counts(text_path, len(texts), label_path, len(raw_labels))
-    allowed_empty = OFFICIAL_EMPTY_LINES.get((task.name, split), frozenset())
+    if not texts:
+        raise DataError(text_path, f"the {split} split has no rows")
     for lineno, text in enumerate(texts, start=1):
         stripped = text.strip()
         if not stripped and lineno not in allowed_empty:
@@ -126,15 +145,15 @@ def _load_split(task_dir: Path, task: Task, split: str) -> TaskData:
     labels = parse_label_ids(label_path, raw_labels, len(task.labels))
 
     groups = None
-    if task.name in GROUP_FILES:
-        group_path = task_dir / f"{split}_{GROUP_FILES[task.name]}.txt"
-        _require(group_path, f"the {split} {GROUP_FILES[task.name]} of each {task.name} row")
+    if group is not None:
+        group_path = task_dir / f"{split}_{group}.txt"
+        _require(group_path, f"the {split} {group} of each {task.name} row")
         groups = read_lines(group_path)
         _check_counts(text_path, len(texts), group_path, len(groups))
-        for lineno, group in enumerate(groups, start=1):
-            if not group.strip():
-                raise DataError(group_path, f"empty {GROUP_FILES[task.name]}", line=lineno)
-            groups[lineno - 1] = group.strip()
+        for lineno, value in enumerate(groups, start=1):
+            if not value.strip():
+                raise DataError(group_path, f"empty {group}", line=lineno)
+            groups[lineno - 1] = value.strip()
     return TaskData(
         task=task, split=split, texts=texts, labels=labels, groups=groups, source=str(text_path)
     )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from infomtl.errors import ConfigError
+from infomtl.errors import ConfigError, unknown_names
 from infomtl.tasks import Task, TaskKind
 
 SPLITS: tuple[str, ...] = ("train", "val", "test")
@@ -19,7 +19,8 @@ def choose_task_names(
     """Validated task names, in the order given (``None``: all of ``valid``).
 
     Raises:
-        ConfigError: no name, an unknown name, or a name given twice.
+        ConfigError: no name, unknown names (all named, each with the closest valid one),
+            or a name given twice.
     """
     if tasks is None:
         return list(valid)
@@ -27,9 +28,9 @@ def choose_task_names(
     listing = ", ".join(valid)
     if not names:
         raise ConfigError(f"no {benchmark} task selected; valid tasks: {listing}")
-    for name in names:
-        if name not in valid:
-            raise ConfigError(f"unknown {benchmark} task {name!r}; valid tasks: {listing}")
+    unknown = [name for name in names if name not in valid]
+    if unknown:
+        raise ConfigError(f"{unknown_names(f'{benchmark} task', unknown, valid)}; valid tasks: {listing}")
     if len(set(names)) != len(names):
         raise ConfigError(f"{benchmark} task listed twice in {names}")
     return names
@@ -106,10 +107,12 @@ class TaskData:
 
 @dataclass
 class MultiTaskData:
-    """Several tasks' splits: ``data[task_name][split] -> TaskData``."""
+    """Several tasks' splits: ``data[task_name][split] -> TaskData``; ``sources`` says where
+    each task came from (``tweeteval``, ``folder:PATH``, ``hf:DATASET``), where known."""
 
     tasks: list[Task]
     splits: dict[str, dict[str, TaskData]] = field(default_factory=dict)
+    sources: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         names = [t.name for t in self.tasks]
@@ -129,3 +132,23 @@ class MultiTaskData:
     def split(self, split: str) -> list[TaskData]:
         """Every task's data for one split, in task order."""
         return [self.splits[t.name][split] for t in self.tasks]
+
+    def source_label(self, default: str = "") -> str:
+        """What the tasks come from, in a word: their benchmark, ``folders`` (task folders and
+        Hugging Face datasets), or several joined by ``+`` (``tweeteval+folders``); ``default``
+        where a task's source is not known."""
+        parts = []
+        for task in self.tasks:
+            source = self.sources.get(task.name, default)
+            parts.append("folders" if source.startswith(("folder:", "hf:")) else source)
+        return "+".join(dict.fromkeys(parts))
+
+    def pair_modes(self) -> dict[str, str]:
+        """How each task's text pair reaches the encoder, from its train split: ``none``;
+        ``first`` (put first, required: EI-reg's emotion); ``second`` (a task's own pair)."""
+        modes = {}
+        for task in self.tasks:
+            part = self.splits[task.name].get("train")
+            has = part is not None and part.pairs is not None
+            modes[task.name] = "none" if not has else "first" if part.pair_first else "second"  # type: ignore[union-attr]
+        return modes

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from infomtl.config import TrainConfig
 from infomtl.data.loading import load_benchmark
@@ -22,10 +23,20 @@ log = logging.getLogger(__name__)
 
 
 def demo_configs(
-    data_dir: str | None, backbone: str, epochs: int | None, seed: int, output_dir: Path, progress: bool
+    data_dir: str | None, backbone: str, epochs: int | None, seed: int, output_dir: Path, progress: bool | None,
+    threads: int | None = None,
 ) -> dict[str, TrainConfig]:
-    """The two runs of the demo (EW and InfoMTL, same everything else)."""
-    common = dict(backbone=backbone, seed=seed, progress=progress, patience=0, regime="mixed")
+    """The two runs of the demo (EW and InfoMTL, same everything else).
+
+    ``threads`` (None: the default): the ``tiny`` encoder's operations are too small to
+    gain from several threads, and on a machine that other processes keep busy more
+    threads make them many times slower, so its runs use one; other backbones use
+    :func:`~infomtl.threads.default_threads`.
+    """
+    if threads is None and backbone == "tiny":
+        threads = 1
+    common: dict[str, Any] = dict(backbone=backbone, seed=seed, progress=progress, patience=0, regime="mixed",
+                                  threads=threads)
     if data_dir is None:
         common.update(benchmark="synthetic", max_length=32, batch_size=16, epochs=epochs or 10,
                       lr=2e-3 if backbone == "tiny" else 5e-5, head_dropout=0.1, pooling="mean")
@@ -45,15 +56,19 @@ def run_demo(
     epochs: int | None = None,
     seed: int = 0,
     output_dir: str | None = None,
-    progress: bool = False,
+    progress: bool | None = None,
+    threads: int | None = None,
 ) -> str:
-    """Train both runs and return the comparison table (test split) as text."""
+    """Train both runs and return the comparison table (test split) as text (progress
+    bars: on when stderr is a terminal, unless ``progress`` says otherwise)."""
     root = Path(output_dir) if output_dir else Path("runs") / f"demo-{datetime.now():%Y%m%d-%H%M%S}"
     results = {}
-    for name, config in demo_configs(data_dir, backbone, epochs, seed, root, progress).items():
-        with quieted("infomtl.training"):  # one line per run
+    for name, config in demo_configs(data_dir, backbone, epochs, seed, root, progress, threads).items():
+        with quieted("infomtl.training", logging.ERROR):  # one line per run, and its final collapses
             results[name] = train(config).results
         log.info("trained %s: test Avg %.2f", name, results[name]["test"]["avg"])
+        for message in results[name].get("collapse", []):
+            log.warning("warning: %s: %s", name, message)
     tasks = _tasks(results["ew"])
     headers = ["method", *(t.name for t in tasks), "Avg", "Δp vs EW (%)"]
     rows = []

@@ -19,20 +19,22 @@ A sweep file (YAML) names the runs::
     task_sets: [pairs]         # optional: train on subsets of the tasks (see below)
 
 ``task_sets`` lists the task subsets every run is repeated on: a list of task
-names (``[emotion, irony]``) or a comma-separated string, ``all`` (the base's
+names (``[emotion, irony]``, entries as ``--tasks`` takes them: ``affecteval:emobank``,
+a task folder's name or path) or a comma-separated string, ``all`` (the base's
 tasks, i.e. no subset), ``pairs`` (every pair of the benchmark's tasks, or of the
 base's ``tasks`` when it names some) or ``singles`` (each task alone). Runs of a
 subset carry ``task_set`` in the plan, and ``infomtl report`` tabulates them apart
-(pairwise tables) from the runs on all tasks.
+(pairwise tables) from the runs on all tasks. A subset that names none of the base's
+``task_dirs`` / ``hf_tasks`` trains without them.
 
 Besides ``method``, ``label``, ``grid``, a method entry may set ``seeds`` (its own
 list, replacing the sweep's: main rows over 5 seeds, ablations over 3) and any
 TrainConfig option (``weighting``, ``method_args``, ``lr`` ...); it overrides ``base``.
 
 Every run is resolved to a :class:`TrainConfig` and validated (method and
-hyperparameters included) before anything trains. Its id is the first 12 hex
-digits of the SHA-256 of the resolved config's canonical JSON, leaving out
-``output_dir`` and ``progress``: the same run always gets the same id
+hyperparameters included) before anything trains. Its id hashes the options that
+differ from their defaults, leaving out those that do not change what a run computes
+(``output_dir``, ``progress``, ``threads`` ...): the same run always gets the same id
 (:func:`~infomtl.experiments.store.run_id`).
 """
 
@@ -43,12 +45,11 @@ from pathlib import Path
 from typing import Any
 
 from infomtl.config import TrainConfig, load_yaml
-from infomtl.data.affecteval import AFFECTEVAL_ORDER
-from infomtl.data.synthetic import SYNTHETIC_TASKS
+from infomtl.data.loading import BENCHMARKS
+from infomtl.data.refs import BENCHMARK_TASK_NAMES, is_path_entry, resolve_task_refs
 from infomtl.data.types import choose_task_names
-from infomtl.errors import ConfigError, InfomtlError
+from infomtl.errors import ConfigError, InfomtlError, unknown_names
 from infomtl.experiments.store import PlannedRun, run_id
-from infomtl.tasks import TWEETEVAL_ORDER
 from infomtl.training import resolve_spec
 
 SWEEP_KEYS = ("base", "methods", "seeds", "train_ratios", "benchmarks", "backbones", "task_sets")
@@ -71,7 +72,8 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
     """
     unknown = [k for k in data if k not in SWEEP_KEYS]
     if unknown:
-        raise ConfigError(f"{source}: unknown key {unknown[0]!r} (expected {', '.join(SWEEP_KEYS)})")
+        raise ConfigError(f"{source}: {unknown_names('key', map(str, unknown), SWEEP_KEYS)} "
+                          f"(expected {', '.join(SWEEP_KEYS)})")
     base = data.get("base") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{source}: base must be a mapping of TrainConfig options")
@@ -118,6 +120,7 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
                     config.output_dir = None
                     config.validate()
                     resolve_spec(config)
+                    _only_the_task_set(config, task_set)
                 except InfomtlError as exc:
                     message = str(exc)
                     if not message.startswith(where):
@@ -136,14 +139,20 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
     return runs
 
 
+def _only_the_task_set(config: TrainConfig, task_set: tuple[str, ...] | None) -> None:
+    """Check the run's task names (the closest valid one suggested); a task set naming none of
+    the base's task folders or ``hf_tasks`` trains without them (they would be added otherwise)."""
+    refs = resolve_task_refs(config, list(BENCHMARKS))
+    if task_set is not None and len(refs) > len(task_set):
+        config.task_dirs, config.hf_tasks = [], []
+
+
 TASK_SET_WORDS = ("all", "pairs", "singles")
 
 
 def benchmark_task_names(benchmark: str) -> tuple[str, ...] | None:
     """The task names of a built-in benchmark, in table order (None for another name)."""
-    known = {"tweeteval": TWEETEVAL_ORDER, "affecteval": AFFECTEVAL_ORDER,
-             "synthetic": tuple(t.name for t in SYNTHETIC_TASKS)}
-    return known.get(benchmark)
+    return BENCHMARK_TASK_NAMES.get(benchmark)
 
 
 def expand_task_sets(
@@ -163,7 +172,7 @@ def expand_task_sets(
     base_tasks = base.get("tasks")
     if isinstance(base_tasks, str):
         base_tasks = [t.strip() for t in base_tasks.split(",") if t.strip()]
-    known = None if base.get("task_dirs") else benchmark_task_names(benchmark)
+    known = None if base.get("task_dirs") or base.get("hf_tasks") else benchmark_task_names(benchmark)
     universe = tuple(base_tasks) if base_tasks else known
     out: list[tuple[str, ...] | None] = []
     for item in items:
@@ -180,12 +189,13 @@ def expand_task_sets(
         if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
             raise ConfigError(f"{where}: expected a list of task names, a comma-separated string or one of "
                               f"{', '.join(TASK_SET_WORDS)}; got {item!r}")
-        if known is not None:
+        plain = [n for n in names if ":" not in n and not is_path_entry(n)]  # others: checked per run
+        if known is not None and plain:
             try:
-                choose_task_names(names, known, benchmark)
+                choose_task_names(plain, known, benchmark)
             except ConfigError as exc:
                 raise ConfigError(f"{where}: {exc}") from None
-        elif len(set(names)) != len(names):
+        if len(set(names)) != len(names):
             raise ConfigError(f"{where}: task listed twice in {names}")
         out.append(tuple(names))
     return list(dict.fromkeys(out))

@@ -11,7 +11,7 @@ For every setting (benchmark, backbone, training ratio) and method label:
 * **Δp** vs the EW baseline: :func:`infomtl.metrics.delta_p` of the method's
   per-metric test scores averaged over seeds against EW's, per docs/methods.md.
 * **†** marks a test Avg whose two-sided t-test over seeds against EW's test
-  Avgs (:func:`infomtl.metrics.significance`, paired by seed where both have the
+  Avgs (:func:`infomtl.significance.significance`, paired by seed where both have the
   same seeds, else Welch) gives p < 0.05.
 
 Tables: ``overall`` (largest training ratio of each benchmark/backbone),

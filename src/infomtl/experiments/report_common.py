@@ -6,7 +6,8 @@ from __future__ import annotations
 import math
 
 from infomtl.experiments.results import Cell, Setting
-from infomtl.metrics import delta_p, significance
+from infomtl.metrics import delta_p
+from infomtl.significance import significance
 
 SIGNIFICANCE_LEVEL = 0.05
 

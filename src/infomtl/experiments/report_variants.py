@@ -18,15 +18,14 @@ from infomtl.experiments.report_common import (
     setting_text,
 )
 from infomtl.experiments.results import (
-    ABLATIONS,
-    ALL_REMOVED,
-    SAME_AS_EW,
     Cell,
     Setting,
     StoreData,
+    ablations_of,
     method_family,
     variant_name,
 )
+from infomtl.methods import objective_of
 from infomtl.tables import MARK, Table, mean_std
 
 # --------------------------------------------------------------------------- #
@@ -40,7 +39,7 @@ def _full_of(variant: Cell, labels: dict[str, Cell]) -> Cell | None:
     family = method_family(variant.method)
     candidates = [c for c in labels.values()
                   if not c.ablation and method_family(c.method) == family and c.weighting == variant.weighting]
-    flags = ABLATIONS.get(method_family(variant.method), {})
+    flags = ablations_of(variant.method)
 
     def others(cell: Cell) -> dict[str, Any]:
         return {k: v for k, v in cell.method_args.items() if k not in flags}
@@ -86,11 +85,13 @@ def ablation_tables(cells: dict[Setting, dict[str, Cell]], baseline: str | None)
         base = labels.get(baseline) if baseline else None
         rows = []
         for full, variants in blocks.values():
-            family = method_family(variants[0].method)
+            objective = objective_of(variants[0].method)
             members = ([(full, "full")] if full is not None else []) + [(v, variant_name(v)) for v in variants]
-            trained = any(frozenset(v.ablation) == SAME_AS_EW.get(family) for v in variants)
-            if base is not None and family in ALL_REMOVED and not trained:
-                members.append((base, ALL_REMOVED[family]))
+            everything = frozenset(ablations_of(variants[0].method))
+            trained = (objective is not None and objective.ablations_reduce_to_ew
+                       and any(frozenset(v.ablation) == everything for v in variants))
+            if base is not None and objective is not None and objective.without_all and not trained:
+                members.append((base, objective.without_all))
             rows += [_ablation_row(cell, name, full, tasks) for cell, name in members]
         headers = ["method", "ablation", "seeds", *tasks, "Avg", "Δ Avg vs full", "p"]
         notes = [
@@ -137,6 +138,7 @@ def pair_tables(data: StoreData, baseline: str | None) -> list[Table]:
         base = baseline if baseline in labels else None
         order = ([base] if base else []) + [lbl for lbl in labels if lbl != base]
         others = order[1:] if base else []
+        base_cells = labels[base] if base else {}
         if sets:
             headers = ["tasks", "task", *order, *[f"Δ {lbl}" for lbl in others]]
             rows = []
@@ -144,7 +146,7 @@ def pair_tables(data: StoreData, baseline: str | None) -> list[Table]:
                 for task in [*ts, "Avg"]:
                     rows.append(["+".join(ts), task,
                                  *[_subset_value(labels[lbl].get(ts), task) for lbl in order],
-                                 *[_subset_delta(labels[lbl].get(ts), labels[base].get(ts), task) for lbl in others]])
+                                 *[_subset_delta(labels[lbl].get(ts), base_cells.get(ts), task) for lbl in others]])
             notes = [
                 "each task's test score (mean over its official metrics) when trained only with the other "
                 "task(s) of its set; Avg: the set's test Avg; mean ± std over seeds (ddof=1).",

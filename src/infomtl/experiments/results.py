@@ -18,18 +18,10 @@ import yaml
 
 from infomtl.errors import InfomtlError
 from infomtl.experiments.store import Store, point_name
+from infomtl.methods import objective_of
 from infomtl.tasks import Task
 
 BASELINE_METHODS = ("ew", "equal")
-#: Components an ablation can switch off, per method: ``method_args`` key -> the papers' name.
-ABLATIONS: dict[str, dict[str, str]] = {
-    "infomtl": {"simax": "SIMax", "timin": "TIMin"},
-    "vipmtl": {"variance_norm": "VI"},
-}
-#: The row shown for "every component removed", which is EW (docs/methods.md) ...
-ALL_REMOVED: dict[str, str] = {"infomtl": "w/o SIMax & TIMin (= EW)", "vipmtl": "w/o VIP (= EW)"}
-#: ... unless the store holds the variant that switches these off (the same model as EW).
-SAME_AS_EW: dict[str, frozenset[str]] = {"infomtl": frozenset({"simax", "timin"})}
 
 Setting = tuple[str, str, float]
 
@@ -115,10 +107,11 @@ class StoreData:
 
 
 def _tasks_of(run_dir: Path) -> list[Task]:
-    meta = run_dir / "run.json"
-    if meta.is_file():
-        return [Task.from_dict(t) for t in json.loads(meta.read_text(encoding="utf-8"))["tasks"]]
-    tasks = []  # an STL run: one sub-run per task
+    for name in ("run.json", "baseline.json"):  # a trained run, or a zero-shot baseline's run
+        meta = run_dir / name
+        if meta.is_file():
+            return [Task.from_dict(t) for t in json.loads(meta.read_text(encoding="utf-8"))["tasks"]]
+    tasks: list[Task] = []  # an STL run: one sub-run per task
     for sub in sorted(p for p in run_dir.iterdir() if (p / "run.json").is_file()):
         tasks.extend(Task.from_dict(t) for t in json.loads((sub / "run.json").read_text(encoding="utf-8"))["tasks"])
     return tasks
@@ -140,7 +133,13 @@ def setting_of(meta: dict[str, Any]) -> Setting:
 
 
 def load_store(store_root: str | Path) -> StoreData:
-    """Read a store's plan and finished runs; select a grid point per setting, label (and task set)."""
+    """Read a store's plan and finished runs; select a grid point per setting, label (and task set).
+
+    A run planned with no backbone (``"backbone": null``: a zero-shot LLM baseline, see
+    :mod:`infomtl.experiments.baseline_store`) needs no encoder and no training data, so it
+    is a row of every setting of its benchmark (each backbone and training ratio), or of
+    its own setting ``(benchmark, "zero-shot", 1.0)`` when the store has no other run there.
+    """
     store = Store(Path(store_root))
     plan = store.read_plan()
     if not plan:
@@ -148,6 +147,7 @@ def load_store(store_root: str | Path) -> StoreData:
     Points = dict[str, list[tuple[dict, Run | None]]]
     grouped: dict[Setting, dict[str, Points]] = {}
     subsets: dict[Setting, dict[str, dict[tuple[str, ...], Points]]] = {}
+    backbone_free: list[tuple[dict, Run | None]] = []
     for rid, meta in plan.items():
         run = None
         meta = dict(meta)
@@ -158,12 +158,20 @@ def load_store(store_root: str | Path) -> StoreData:
             if meta.get("method_args") is None:
                 meta["method_args"] = _config_method_args(folder)
         task_set = meta.get("task_set")
+        if meta.get("backbone") is None and not task_set:
+            backbone_free.append((meta, run))
+            continue
         if task_set:
             by_set = subsets.setdefault(setting_of(meta), {}).setdefault(meta["label"], {})
             points = by_set.setdefault(tuple(task_set), {})
         else:
             points = grouped.setdefault(setting_of(meta), {}).setdefault(meta["label"], {})
         points.setdefault(point_name(meta["point"]), []).append((meta, run))
+    for meta, run in backbone_free:
+        settings = [s for s in grouped if s[0] == meta["benchmark"]] or [(meta["benchmark"], "zero-shot", 1.0)]
+        for setting in settings:
+            points = grouped.setdefault(setting, {}).setdefault(meta["label"], {})
+            points.setdefault(point_name(meta["point"]), []).append((meta, run))
     return StoreData(
         store.root,
         plan,
@@ -191,9 +199,9 @@ def select(label: str, points: dict[str, list[tuple[dict, Run | None]]]) -> Cell
         method, args = str(first.get("method", "")), dict(first.get("method_args") or {})
         cells.append(Cell(label, name, len(points), expected, runs, complete, val, method,
                           first.get("weighting"), args, ablated(method, args)))
-    complete = [c for c in cells if c.complete]
-    if complete:
-        return max(complete, key=lambda c: c.val_avg)  # max keeps the first of equals
+    finished = [c for c in cells if c.complete]
+    if finished:
+        return max(finished, key=lambda c: c.val_avg)  # max keeps the first of equals
     return max(cells, key=lambda c: len(c.runs))  # shown as missing, with how many seeds finished
 
 
@@ -206,14 +214,21 @@ def _is_off(value: Any) -> bool:
     return value is False or (isinstance(value, str) and value.strip().lower() in ("false", "no", "0", "off"))
 
 
+def ablations_of(method: str) -> dict[str, str]:
+    """The components ``method`` declares it can switch off (:attr:`Objective.ablations`):
+    ``method_args`` key -> the papers' name, ``{"simax": "SIMax", "timin": "TIMin"}``."""
+    cls = objective_of(method)
+    return {a.key: a.name for a in cls.ablations} if cls is not None else {}
+
+
 def ablated(method: str, method_args: dict[str, Any]) -> tuple[str, ...]:
-    """The components of ``method`` that ``method_args`` switches off (see :data:`ABLATIONS`)."""
-    return tuple(k for k in ABLATIONS.get(method_family(method), {}) if _is_off(method_args.get(k)))
+    """The components of ``method`` that ``method_args`` switches off."""
+    return tuple(k for k in ablations_of(method) if _is_off(method_args.get(k)))
 
 
 def variant_name(cell: Cell) -> str:
     """``"full"`` or ``"w/o SIMax"``, ``"w/o SIMax & TIMin"``..."""
-    names = ABLATIONS.get(method_family(cell.method), {})
+    names = ablations_of(cell.method)
     return "w/o " + " & ".join(names[k] for k in cell.ablation) if cell.ablation else "full"
 
 

@@ -8,14 +8,14 @@ default's meaning changes. The store::
 
     STORE/sweep.yaml        copy of the last sweep file run into the store
     STORE/plan.json         every run ever planned into the store (id -> label, point, seed, ...)
-    STORE/index.jsonl       one line per finished run (appended and fsynced by one writer)
+    STORE/index.jsonl       one line per finished run (appended whole and fsynced, under the store lock)
     STORE/runs/<id>/        the run folder of `infomtl train` (results.json when finished)
     STORE/locks/<id>.lock   held by the process training the run (several sweeps may share a store)
     STORE/locks/store.lock  held while the plan or the index is written
 
 A run is finished iff ``runs/<id>/results.json`` exists (written by rename, so
-it is never partial). Running a sweep again skips finished runs, deletes and
-restarts unfinished ones, and, for a changed sweep file, adds the new ids;
+it is never partial). Running a sweep again skips finished runs, resumes
+unfinished ones (from their ``last/``), and, for a changed sweep file, adds the new ids;
 nothing finished is ever overwritten. Runs whose folder carries the id of the
 first id scheme (every option hashed) are renamed to their current id when a sweep
 plans them (:meth:`Store.adopt_legacy`).
@@ -36,9 +36,10 @@ from filelock import FileLock, Timeout
 
 from infomtl.config import TrainConfig
 from infomtl.errors import InfomtlError
+from infomtl.fileio import append_line, write_text, writing
 
 #: Options that do not change what a run computes, so they are left out of its id.
-NOT_HASHED = ("output_dir", "progress", "track_information", "feature_cache", "compile")  # do not change results
+NOT_HASHED = ("output_dir", "progress", "threads", "track_information", "feature_cache", "compile")
 
 #: Version of the id scheme: bump it only when a default's meaning changes (every id changes then).
 ID_SCHEMA = 2
@@ -103,7 +104,7 @@ def run_id(config: TrainConfig) -> str:
                    for k, v in spec[part].items() if base[part].get(k) != v}
         if changed:
             data["method_args"] = changed
-    return _digest(data)
+    return digest(data)
 
 
 def legacy_run_id(config: TrainConfig) -> str:
@@ -116,10 +117,11 @@ def legacy_run_id(config: TrainConfig) -> str:
     data = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
     if not is_single_task(config.method):
         data["method_spec"] = resolve_method(config.method, config.weighting, config.method_args).to_dict()
-    return _digest(data)
+    return digest(data)
 
 
-def _digest(data: dict[str, Any]) -> str:
+def digest(data: dict[str, Any]) -> str:
+    """The first 12 hex digits of the SHA-256 of ``data``'s canonical JSON (a run id)."""
     text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:12]
 
@@ -146,7 +148,8 @@ class Store:
 
     def lock_path(self, name: str) -> Path:
         folder = self.root / "locks"
-        folder.mkdir(parents=True, exist_ok=True)
+        with writing(folder):
+            folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{name}.lock"
 
     @contextmanager
@@ -202,11 +205,15 @@ class Store:
 
     def add_to_plan(self, runs: Iterable[PlannedRun]) -> None:
         """Merge ``runs`` into ``plan.json`` (temp file + rename); never drops a planned run."""
+        self.add_plan_entries({run.run_id: run.meta() for run in runs})
+
+    def add_plan_entries(self, entries: dict[str, dict[str, Any]]) -> None:
+        """Merge ``{id: meta}`` into ``plan.json`` (temp file + rename), keeping what is planned already."""
         with self.locked():
             plan = self.read_plan()
-            for run in runs:
-                plan.setdefault(run.run_id, run.meta())
-            _write_atomic(self.plan_path, json.dumps(plan, indent=1) + "\n")  # keeps the sweep's order
+            for rid, meta in entries.items():
+                plan.setdefault(rid, meta)
+            write_text(self.plan_path, json.dumps(plan, indent=1) + "\n")  # keeps the sweep's order
 
     def append_index(self, entry: dict[str, Any]) -> bool:
         """Append one finished run to the index (one write of one line, then fsync) unless it is
@@ -233,34 +240,20 @@ class Store:
             if renamed:
                 if self.index_path.is_file():
                     entries = [{**e, "id": renamed.get(e["id"], e["id"])} for e in self.read_index()]
-                    _write_atomic(self.index_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
+                    write_text(self.index_path, "".join(json.dumps(e, sort_keys=True) + "\n" for e in entries))
                 plan = self.read_plan()
                 plan = {renamed.get(k, k): {**v, "id": renamed.get(k, k)} for k, v in plan.items()}
-                _write_atomic(self.plan_path, json.dumps(plan, indent=1) + "\n")
+                write_text(self.plan_path, json.dumps(plan, indent=1) + "\n")
         return len(renamed)
 
     def _append_line(self, entry: dict[str, Any]) -> None:
-        line = (json.dumps(entry, sort_keys=True) + "\n").encode("utf-8")
-        fd = os.open(self.index_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-        try:
-            if os.fstat(fd).st_size:  # a torn last line (killed mid-write) gets its own line
-                with open(self.index_path, "rb") as fh:
-                    fh.seek(-1, os.SEEK_END)
-                    if fh.read(1) != b"\n":
-                        line = b"\n" + line
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+        line = json.dumps(entry, sort_keys=True)
+        if self.index_path.is_file() and self.index_path.stat().st_size:
+            with open(self.index_path, "rb") as fh:  # a torn last line (killed mid-write) gets its own line
+                fh.seek(-1, os.SEEK_END)
+                if fh.read(1) != b"\n":
+                    line = "\n" + line
+        append_line(self.index_path, line)
 
 
 def store_run_name(run_dir: str | Path) -> str | None:

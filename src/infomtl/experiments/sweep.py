@@ -6,33 +6,42 @@ local processes, or as tasks of a Ray cluster (``--engine ray``: one
 :func:`run_one` task per run holding ``cpus_per_run`` CPUs and ``gpus_per_run``
 GPUs; the store must be on a file system every node sees). Frozen-backbone runs'
 features are extracted once, in this process, before any run starts.
+
+A failed write (disk full, a read-only store) stops the sweep with the error; SIGINT /
+SIGTERM stop it at the next step boundary of the runs in progress, which are left
+resumable (``last/``), with the index written only for finished runs. Running the same
+command again resumes: an unfinished run of the plan continues from its ``last/``.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import shutil
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
+from infomtl.artifacts.run_folder import resume_config
 from infomtl.config import TrainConfig
 from infomtl.data.loading import load_data
-from infomtl.errors import ConfigError
+from infomtl.errors import ConfigError, InfomtlError, Interrupted
 from infomtl.experiments.plan import load_sweep
 from infomtl.experiments.store import PlannedRun, Store, run_id
-from infomtl.logs import quieted
+from infomtl.fileio import WriteError, writing
+from infomtl.logs import quieted, show_progress
 from infomtl.methods.registry import OBJECTIVES, resolve_method
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.building import uses_features
 from infomtl.modeling.feature_cache import AUTOCAST, FeatureCache
-from infomtl.training import train
+from infomtl.threads import available_cpus
+from infomtl.training import signals, train
 
 log = logging.getLogger(__name__)
 
@@ -45,11 +54,12 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
     A plain function of plain arguments, so it can run in this process, in a
     worker process, or as a task on a cluster engine (see docs/experiments.md). The run
     is claimed first (:meth:`Store.claim`); an unfinished folder from an earlier attempt
-    is then deleted; a finished run is left as it is.
+    is then resumed (``--resume``: it continues after its last saved step) when it holds
+    this run's config, else deleted; a finished run is left as it is.
     """
-    if threads:
-        torch.set_num_threads(threads)
     config = TrainConfig.from_dict(config_dict, "run")
+    if threads:
+        config.threads = threads
     rid = run_id(config)
     store = Store(Path(store_root))
     with store.claim(rid) as mine:
@@ -58,16 +68,30 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
         folder = store.run_dir(rid)
         if store.is_finished(rid):
             return "finished"
-        if folder.exists():
-            shutil.rmtree(folder)
-        config.output_dir = str(folder)
-        with quieted("infomtl.training"):  # the sweep reports each run in one line
-            train(config)
+        if _resumable(folder, rid):
+            config = TrainConfig(resume=str(folder))
+        else:
+            if folder.exists():
+                shutil.rmtree(folder)
+            config.output_dir = str(folder)
+        with quieted("infomtl.training", logging.ERROR):  # the sweep reports each run in one line
+            results = train(config).results
+        for message in results.get("collapse", []):  # the final model's, not every epoch's
+            log.warning("warning: run %s: %s", rid, message)
     return "trained"
 
 
+def _resumable(folder: Path, rid: str) -> bool:
+    """Whether ``folder`` is an unfinished run folder of run ``rid`` (same id from its config)."""
+    try:
+        return run_id(resume_config(folder)) == rid
+    except InfomtlError:
+        return False
+
+
 #: The options a run's cached features depend on (besides the backbone's own files).
-FEATURE_OPTIONS = ("backbone", "pooling", "max_length", "benchmark", "tasks", "task_dirs", "data_dir",
+FEATURE_OPTIONS = ("backbone", "pooling", "max_length", "benchmark", "tasks", "task_dirs", "hf_tasks",
+                   "tweeteval_source", "data_dir",
                    "goemotions_multilabel", "ei_reg_pair", "feature_cache", "mixed_precision", "cpu")
 
 
@@ -85,10 +109,10 @@ def prepare_features(configs: list[TrainConfig]) -> int:
         data = load_data(config)
         backbone = load_backbone(config.backbone, config.pooling, config.max_length)
         device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
-        cache = FeatureCache(backbone, config.feature_cache, device, progress=config.progress,
+        cache = FeatureCache(backbone, config.feature_cache, device, progress=show_progress(config.progress),
                              dtype=AUTOCAST[config.mixed_precision])
         parts = [part for task in data.tasks for part in data.splits[task.name].values()]
-        missing = [part for part in parts if cache._read(cache.path(part), len(part)) is None]
+        missing = [part for part in parts if not cache.cached(part)]
         if missing:
             log.info("features: %s (%s, max length %d) for %d split(s) of %d task(s) -> %s",
                      config.backbone, config.pooling, config.max_length, len(missing), len(data.tasks),
@@ -117,8 +141,13 @@ class RayOptions:
     gpus_per_run: float = 0.0
 
 
-def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions,
-              done: Callable[[str, str | None], None]) -> None:
+class _Done(Protocol):
+    """How a run's end is reported: its id, its error or ``None``, and :func:`run_one`'s outcome."""
+
+    def __call__(self, rid: str, error: str | None, outcome: str = "trained") -> None: ...
+
+
+def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions, done: _Done) -> None:
     """Train ``todo`` as Ray tasks (one :func:`run_one` each), reporting each as it ends.
 
     The store must be on a file system every Ray node sees; a task writes only its run
@@ -144,6 +173,12 @@ def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions,
                 done(rid, None, got)
 
 
+def sweep_command(sweep_path: str | Path, store_root: str | Path, workers: int = 1, ray: bool = False) -> str:
+    """The command line that runs (or resumes) a sweep."""
+    extra = " --engine ray" if ray else (f" --workers {workers}" if workers > 1 else "")
+    return f"infomtl sweep {shlex.quote(str(sweep_path))} --store {shlex.quote(str(store_root))}{extra}"
+
+
 def run_sweep(
     sweep_path: str | Path,
     store_root: str | Path,
@@ -151,14 +186,29 @@ def run_sweep(
     ray: RayOptions | None = None,
 ) -> SweepSummary:
     """Run every unfinished run of a sweep file into a store (see the module docstring);
-    with ``ray``, as tasks of a Ray cluster instead of local processes."""
+    with ``ray``, as tasks of a Ray cluster instead of local processes.
+
+    Raises :class:`~infomtl.fileio.WriteError` when a write fails and
+    :class:`~infomtl.errors.Interrupted` on SIGINT / SIGTERM, each with the command that resumes.
+    """
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
+    command = sweep_command(sweep_path, store_root, workers, ray is not None)
+    try:
+        with signals.graceful_stop():
+            return _run_sweep(sweep_path, Store(Path(store_root)), workers, ray)
+    except WriteError as exc:
+        raise exc.with_hint(f"once fixed, resume the sweep with: {command}") from None
+    except Interrupted as exc:
+        raise Interrupted(exc.signal_name, exc.saved, command, exc.exit_status) from None
+
+
+def _run_sweep(sweep_path: str | Path, store: Store, workers: int, ray: RayOptions | None) -> SweepSummary:
     runs = load_sweep(sweep_path)
-    store = Store(Path(store_root))
-    (store.root / "runs").mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(sweep_path, store.root / "sweep.yaml.tmp")
-    os.replace(store.root / "sweep.yaml.tmp", store.root / "sweep.yaml")
+    with writing(store.root / "sweep.yaml"):
+        (store.root / "runs").mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sweep_path, store.root / "sweep.yaml.tmp")
+        os.replace(store.root / "sweep.yaml.tmp", store.root / "sweep.yaml")
     store.add_to_plan(runs)
     adopted = store.adopt_legacy(runs)
     if adopted:
@@ -201,26 +251,67 @@ def run_sweep(
             _ray_runs(todo, str(store.root), ray, done)
     elif workers == 1:
         for run in todo:
+            _stop_if_asked(store, summary)
             try:
                 got = run_one(run.config.to_dict(), str(store.root))
+            except WriteError:
+                raise
             except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
                 done(run.run_id, f"{type(exc).__name__}: {exc}")
             else:
                 done(run.run_id, None, got)
     elif todo:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
-            futures = {
-                pool.submit(run_one, run.config.to_dict(), str(store.root), threads): run.run_id
-                for run in todo
-            }
-            for future in as_completed(futures):
+        _run_in_workers(todo, store, workers, done)
+    _stop_if_asked(store, summary)
+    return summary
+
+
+def _stop_if_asked(store: Store, summary: SweepSummary) -> None:
+    """Between runs: raise :class:`Interrupted` if a signal asked the sweep to stop."""
+    signum = signals.requested()
+    if signum is not None:
+        raise Interrupted(signals.signal_name(signum), f"{store.root}: {len(summary.finished)} run(s) trained and "
+                          "indexed, no run in progress", "", 128 + signum)
+
+
+def _run_in_workers(todo: list[PlannedRun], store: Store, workers: int,
+                    done: Callable[..., None]) -> None:
+    """Train ``todo`` in ``workers`` local processes. The workers ignore SIGINT / SIGTERM and
+    stop, at a step boundary, when this process sets their stop event on such a signal or
+    when one of them failed to write."""
+    threads = max(1, available_cpus() // workers)
+    context = get_context("spawn")
+    stop = context.Event()
+    failure: WriteError | None = None
+    saved: list[str] = []  # what each interrupted run kept
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context, initializer=signals.follow,
+                             initargs=(stop,)) as pool:
+        futures = {pool.submit(run_one, run.config.to_dict(), str(store.root), threads): run.run_id
+                   for run in todo}
+        pending = set(futures)
+        while pending:
+            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            for future in finished:
+                if future.cancelled():
+                    continue
                 exc = future.exception()
                 if exc is None:
                     done(futures[future], None, future.result())
+                elif isinstance(exc, Interrupted):
+                    saved.append(exc.saved)
+                elif isinstance(exc, WriteError):
+                    failure = failure or exc
                 else:
                     done(futures[future], f"{type(exc).__name__}: {exc}")
-    return summary
+            if (failure is not None or signals.requested() is not None) and not stop.is_set():
+                stop.set()  # runs in progress save and stop; runs not started are dropped
+                for future in pending:
+                    future.cancel()
+    if failure is not None:
+        raise failure
+    signum = signals.requested()
+    if signum is not None and saved:
+        raise Interrupted(signals.signal_name(signum), "; ".join(saved), "", 128 + signum)
 
 
 def describe_runs(runs: list[PlannedRun], store_root: str | Path) -> str:

@@ -211,7 +211,9 @@ class Batcher:
         if not self._queue:
             return []
         first = self._queue[0]
-        batch, rest, total = [], deque(), 0
+        batch: list[_Job] = []
+        rest: deque[_Job] = deque()
+        total = 0
         for job in self._queue:
             if job.kind == first.kind and (not batch or total + len(job.texts) <= self.settings.max_batch):
                 batch.append(job)
@@ -223,7 +225,7 @@ class Batcher:
 
     async def _answer(self, batch: list[_Job]) -> None:
         texts = [t for job in batch for t in job.texts]
-        pairs = [p for job in batch for p in job.pairs] if batch[0].pairs is not None else None
+        pairs = [p for job in batch for p in (job.pairs or [])] if batch[0].pairs is not None else None
         tasks = None if batch[0].tasks is None else list(batch[0].tasks)
         started = time.perf_counter()
         try:

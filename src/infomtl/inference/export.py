@@ -15,33 +15,36 @@ with a top-level ``infomtl.json`` listing them (``"parts"``) and one model card.
 Loading (:func:`load_export_units`, used by :func:`infomtl.load`) checks every file
 against its SHA-256 before use, reads tensors with safetensors only and JSON/YAML for
 the rest: nothing is unpickled, and a changed or truncated file stops with an error
-naming it.
+naming it. An export written by a later infomtl that this one cannot read says so, with
+both versions ("written by infomtl 0.3.0, this is 0.1.0: upgrade infomtl to load it").
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
-import os
 import shutil
+from collections.abc import Collection
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from infomtl.artifacts.run_folder import RunFolder, load_run
+from infomtl.artifacts.run_folder import RunFolder, load_run, newer_version_message, readable_by_this_version
 from infomtl.config import TrainConfig, load_yaml
 from infomtl.errors import InfomtlError
-from infomtl.fileio import JSONError, loads_json, read_json
+from infomtl.fileio import JSONError, loads_json, read_json, write_folder, write_json, write_text, writing
 from infomtl.inference.units import ModelUnit, pair_modes
 from infomtl.methods import Method, MethodSpec
 from infomtl.modeling.backbones import load_backbone_files, quiet_transformers
 from infomtl.modeling.model import MultiTaskModel, SharedMLP
 from infomtl.tables import markdown_table
 from infomtl.tasks import Task
-from infomtl.version import __version__
+from infomtl.version import __version__, is_newer
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 MANIFEST = "infomtl.json"
 FORMAT = "infomtl-export"
@@ -56,16 +59,12 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _checksums(folder: Path, skip: set[Path] = frozenset()) -> dict[str, str]:
+def _checksums(folder: Path, skip: Collection[Path] = frozenset()) -> dict[str, str]:
     return {
         p.relative_to(folder).as_posix(): sha256_file(p)
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p not in skip
     }
-
-
-def _write_json(path: Path, data: Any) -> None:
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 # --------------------------------------------------------------------------- export
@@ -75,70 +74,64 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     """Export a run (or STL) folder into the new folder ``out_dir`` (see the module docstring).
 
     The export is written to a temporary folder next to ``out_dir`` and renamed into
-    place, so an interrupted export leaves no half-written ``out_dir``.
+    place (:func:`~infomtl.fileio.write_folder`), so an interrupted or failed export leaves
+    no half-written ``out_dir``; its files get the umask's permissions, model files included.
     """
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
         raise InfomtlError(f"{run_dir}: no such run folder")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InfomtlError(f"{out_dir} already exists and is not empty; choose a new folder")
-    tmp = out_dir.with_name(out_dir.name + ".tmp-export")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        run = RunFolder(run_dir)
+    run = RunFolder(run_dir)
+
+    def write(tmp: Path) -> None:
         if run.single_task:
-            parts = run.parts()
             manifest: dict[str, Any] = {"format": FORMAT, "format_version": FORMAT_VERSION,
                                         "infomtl_version": __version__, "parts": {}}
             tasks = []
-            for name, sub in parts.items():
+            for name, sub in run.parts().items():
                 meta = _export_single(sub, tmp / name)
                 manifest["parts"][name] = name
                 tasks.extend(meta["tasks"])
-            results = _read_results(run_dir)
-            shutil.copyfile(run_dir / "config.yaml", tmp / "training-config.yaml")
-            (tmp / "README.md").write_text(
-                model_card(run_dir, tasks, results, _config_dict(run_dir), manifest_method=None),
-                encoding="utf-8",
-            )
+            _write_common(run_dir, tmp, tasks, manifest_method=None)
             manifest["tasks"] = tasks
             # part folders are verified by their own manifests; list them here too
             manifest["files"] = _checksums(tmp)
-            _write_json(tmp / MANIFEST, manifest)
+            write_json(tmp / MANIFEST, manifest)
         else:
             meta = _export_single(run_dir, tmp)
-            shutil.copyfile(run_dir / "config.yaml", tmp / "training-config.yaml")
-            (tmp / "README.md").write_text(
-                model_card(run_dir, meta["tasks"], _read_results(run_dir), _config_dict(run_dir),
-                           manifest_method=meta["method"]),
-                encoding="utf-8",
-            )
+            _write_common(run_dir, tmp, meta["tasks"], manifest_method=meta["method"])
             meta["files"] = _checksums(tmp, {tmp / MANIFEST})
-            _write_json(tmp / MANIFEST, meta)
-        if out_dir.exists():
-            out_dir.rmdir()
-        os.replace(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+            write_json(tmp / MANIFEST, meta)
+
+    write_folder(out_dir, write)
     return out_dir
+
+
+def _write_common(run_dir: Path, dest: Path, tasks: list[dict[str, Any]],
+                  manifest_method: dict[str, Any] | None) -> None:
+    """The training config and the model card of an export."""
+    with writing(dest / "training-config.yaml"):
+        shutil.copyfile(run_dir / "config.yaml", dest / "training-config.yaml")
+    write_text(dest / "README.md", model_card(run_dir, tasks, _read_results(run_dir), _config_dict(run_dir),
+                                               manifest_method=manifest_method))
 
 
 def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
     """Write one run's encoder, heads and manifest into ``dest``; return the manifest."""
     run = load_run(run_dir)
     meta = read_json(run_dir / "run.json")
-    dest.mkdir(parents=True, exist_ok=True)
     encoder_dir = dest / "encoder"
-    with quiet_transformers():
-        run.model.encoder.save_pretrained(encoder_dir, safe_serialization=True)
+    with writing(encoder_dir), quiet_transformers():
+        dest.mkdir(parents=True, exist_ok=True)
+        cast("PreTrainedModel", run.model.encoder).save_pretrained(encoder_dir, safe_serialization=True)
         run.backbone.tokenizer.save_pretrained(encoder_dir)
     tensors = {k: v.detach().cpu().clone().contiguous()  # decoder.* (and shared_mlp.* in fast mode)
                for k, v in run.model.state_dict().items() if not k.startswith("encoder.")}
     tensors.update({f"method.{k}": v.detach().cpu().clone().contiguous()
                     for k, v in run.method.state_dict().items()})
-    save_file(tensors, str(dest / "heads.safetensors"), metadata={"format": FORMAT})
+    with writing(dest / "heads.safetensors"):
+        save_file(tensors, str(dest / "heads.safetensors"), metadata={"format": FORMAT})
     cfg = run.config
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -157,11 +150,11 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
         "shared_mlp": ({"width": cfg.mlp_width, "dropout": cfg.mlp_dropout}
                        if run.model.shared_mlp is not None else None),
         "train_sizes": [int(n) for n in meta["train_sizes"]],
-        "pairs": pair_modes(cfg, run.tasks),
+        "pairs": pair_modes(cfg, run.tasks, run_dir),
         "checkpoint": {k: run.state[k] for k in ("epoch", "step", "select_by", "score") if k in run.state},
     }
     manifest["files"] = _checksums(dest)
-    _write_json(dest / MANIFEST, manifest)
+    write_json(dest / MANIFEST, manifest)
     return manifest
 
 
@@ -179,7 +172,7 @@ def training_command(config: dict[str, Any]) -> str:
     defaults = TrainConfig()
     parts = ["infomtl train"]
     for f in dataclasses.fields(TrainConfig):
-        if f.name in ("output_dir", "progress") or f.name not in config:
+        if f.name in ("output_dir", "progress", "threads") or f.name not in config:
             continue
         value = config[f.name]
         if value == getattr(defaults, f.name):
@@ -189,6 +182,10 @@ def training_command(config: dict[str, Any]) -> str:
             parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
         elif value is None:
             continue
+        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):  # --hf-task, repeated
+            flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+            parts += [f"{flag} " + ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}"
+                                            for k, v in item.items()) for item in value]
         elif isinstance(value, list):
             parts.append(f"{flag} {','.join(map(str, value))}")
         elif isinstance(value, dict):
@@ -285,8 +282,11 @@ def verify_export(folder: Path) -> dict[str, Any]:
         raise InfomtlError(f"{path}: not valid JSON, changed or truncated ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise InfomtlError(f"{path}: not an infomtl export manifest")
-    version = manifest.get("format_version")
+    version, writer = manifest.get("format_version"), manifest.get("infomtl_version")
     if not isinstance(version, int) or version > FORMAT_VERSION:
+        if is_newer(writer):
+            raise InfomtlError(f"{newer_version_message(folder, str(writer), 'load')} "
+                               f"(export format {version!r}, this infomtl reads {FORMAT_VERSION})")
         raise InfomtlError(
             f"{path}: export format version {version!r} is newer than this infomtl reads "
             f"({FORMAT_VERSION}); upgrade infomtl"
@@ -317,7 +317,9 @@ def load_export_units(folder: str | Path) -> list[ModelUnit]:
         for sub in parts.values():
             units.extend(load_export_units(folder / str(sub)))
         return units
-    return [_load_single(folder, manifest)]
+    writer = manifest.get("infomtl_version")
+    with readable_by_this_version(folder, None if writer is None else str(writer)):
+        return [_load_single(folder, manifest)]
 
 
 def _load_single(folder: Path, manifest: dict[str, Any]) -> ModelUnit:

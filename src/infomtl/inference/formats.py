@@ -50,11 +50,12 @@ def read_inputs(path: str, fmt: str | None = None, stdin: TextIO | None = None
         raw = stream.buffer.read() if hasattr(stream, "buffer") else stream.read()
         if isinstance(raw, bytes):
             try:
-                raw = raw.decode("utf-8-sig")
+                content = raw.decode("utf-8-sig")
             except UnicodeDecodeError as exc:
-                line = raw.count(b"\n", 0, exc.start) + 1
-                raise DataError(where, "invalid UTF-8 on standard input", line=line) from None
-        content = raw
+                bad_line = raw.count(b"\n", 0, exc.start) + 1
+                raise DataError(where, "invalid UTF-8 on standard input", line=bad_line) from None
+        else:
+            content = raw
     else:
         where = path
         content = read_text(Path(path))

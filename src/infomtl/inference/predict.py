@@ -120,7 +120,7 @@ class Predictor:
         results: list[dict[str, dict[str, Any]]] = [{} for _ in texts]
         if not texts:
             return results
-        groups = []
+        groups: list[tuple[ModelUnit, str, list[int]]] = []
         for unit in self.units:
             by_mode: dict[str, list[int]] = {}
             for t, task in enumerate(unit.tasks):

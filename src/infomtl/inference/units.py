@@ -15,6 +15,7 @@ from typing import Any
 from infomtl.artifacts.run_folder import load_run
 from infomtl.data.folder import load_task_folder
 from infomtl.errors import InfomtlError
+from infomtl.fileio import read_json
 from infomtl.modeling.model import MultiTaskModel
 from infomtl.tasks import Task
 
@@ -39,8 +40,13 @@ class ModelUnit:
         return int(pad if pad is not None else 0)
 
 
-def pair_modes(config: Any, tasks: list[Task]) -> dict[str, str]:
-    """How each task of a run saw text pairs in training (see :data:`PAIR_MODES`)."""
+def pair_modes(config: Any, tasks: list[Task], run_dir: Path | None = None) -> dict[str, str]:
+    """How each task of a run saw text pairs in training (see :data:`PAIR_MODES`): as its
+    ``run.json`` records it, else (runs of earlier versions) from its config."""
+    meta_path = run_dir / "run.json" if run_dir is not None else None
+    recorded = read_json(meta_path).get("pairs") if meta_path is not None and meta_path.is_file() else None
+    if isinstance(recorded, dict) and all(recorded.get(t.name) in PAIR_MODES for t in tasks):
+        return {t.name: recorded[t.name] for t in tasks}
     modes = {t.name: "none" for t in tasks}
     if config.task_dirs:
         for folder in config.task_dirs:
@@ -55,9 +61,8 @@ def pair_modes(config: Any, tasks: list[Task]) -> dict[str, str]:
     return modes
 
 
-
 def unit_from_run(folder: Path) -> ModelUnit:
     """The unit of a run folder's best checkpoint."""
     run = load_run(folder)
     return ModelUnit(run.model, run.backbone.tokenizer, run.config.max_length, run.tasks,
-                 pair_modes(run.config, run.tasks))
+                     pair_modes(run.config, run.tasks, folder))

@@ -7,6 +7,7 @@ Importing this package registers every built-in method.
 """
 
 from infomtl.methods.base import (
+    Ablation,
     BackwardContext,
     GradientAggregator,
     Hyper,
@@ -29,7 +30,9 @@ from infomtl.methods.registry import (
     OBJECTIVES,
     WEIGHTINGS,
     MethodSpec,
+    ablation_args,
     method_names,
+    objective_of,
     register_objective,
     register_weighting,
     resolve_method,
@@ -50,6 +53,7 @@ from infomtl.methods.weightings import (  # noqa: F401  (registration)
 __all__ = [
     "OBJECTIVES",
     "WEIGHTINGS",
+    "Ablation",
     "BackwardContext",
     "GradientAggregator",
     "Hyper",
@@ -59,7 +63,9 @@ __all__ = [
     "MethodSpec",
     "Objective",
     "Weighting",
+    "ablation_args",
     "method_names",
+    "objective_of",
     "register_objective",
     "register_weighting",
     "resolve_method",

@@ -68,6 +68,17 @@ class LossTerms:
     task_aux: dict[int, torch.Tensor] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Ablation:
+    """A component of a method that a variant switches off: the boolean hyperparameter
+    ``key`` set to False (``--ablate KEY``), the papers' ``name`` of the component (the
+    report's "w/o NAME" row) and what the variant trains without it."""
+
+    key: str
+    name: str
+    help: str
+
+
 @dataclass
 class Hyper:
     """Base of the hyperparameter dataclasses (no fields)."""
@@ -76,15 +87,21 @@ class Hyper:
         """Raise ``ValueError`` for an invalid value."""
 
 
+#: the hyperparameter base under another name, for annotations inside classes whose
+#: ``Hyper`` class attribute shadows it
+BaseHyper = Hyper
+
+
 class Component(nn.Module):
     """What objectives and weightings share: a name, hyperparameters, a reference."""
 
     name: ClassVar[str] = ""
     aliases: ClassVar[tuple[str, ...]] = ()
     reference: ClassVar[str] = ""
-    Hyper: ClassVar[type[Hyper]] = Hyper
+    Hyper: ClassVar[type[BaseHyper]] = BaseHyper
+    hp: BaseHyper
 
-    def __init__(self, hp: Hyper) -> None:
+    def __init__(self, hp: BaseHyper) -> None:
         super().__init__()
         self.hp = hp
 
@@ -123,9 +140,16 @@ class Objective(Component):
     needs_all_tasks: ClassVar[bool] = False
     #: the decoder reads token states ``(states, attention_mask, rows)`` instead of pooled ``h``
     token_states: ClassVar[bool] = False
+    #: the components an ablation switches off (each a boolean hyperparameter)
+    ablations: ClassVar[tuple[Ablation, ...]] = ()
+    #: the ablation table's name for EW, the variant without everything the method adds
+    #: ("w/o SIMax & TIMin (= EW)"); None: no such row
+    without_all: ClassVar[str | None] = None
+    #: switching every ablation off gives EW's model (so a trained variant replaces that row)
+    ablations_reduce_to_ew: ClassVar[bool] = False
 
     def __init__(
-        self, hp: Hyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int
+        self, hp: BaseHyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int
     ) -> None:
         super().__init__(hp)
         self.tasks = tasks
@@ -157,7 +181,8 @@ class WeightingHyper(Hyper):
 class Weighting(Component):
     """Combines the per-task losses (or gradients) of a step into one update."""
 
-    Hyper: ClassVar[type[Hyper]] = WeightingHyper
+    Hyper: ClassVar[type[WeightingHyper]] = WeightingHyper
+    hp: WeightingHyper
     #: the method needs every task's loss in every step (no ``per-task`` regime)
     needs_all_tasks: ClassVar[bool] = False
     #: regime the trainer picks when the user does not choose one

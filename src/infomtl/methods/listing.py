@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import re
 
+from infomtl.methods.base import Component
 from infomtl.methods.registry import DEFAULT_OBJECTIVE, OBJECTIVES, WEIGHTINGS
 from infomtl.methods.single_task import SINGLE_TASK_METHODS
 
@@ -21,11 +24,12 @@ def describe_methods() -> str:
         if cls.needs_all_tasks:
             note += "; needs every task each step (mixed or uniform regime)"
         lines += _entry(label, cls, note)
+        lines += [f"      --ablate {a.key}: {a.help} (w/o {a.name})" for a in cls.ablations]
     lines.append("")
     lines.append("Weightings (--method NAME, or --weighting NAME with an objective):")
-    for name, cls in sorted(WEIGHTINGS.items()):
-        regime = "needs every task each step" if cls.needs_all_tasks else "any regime"
-        lines += _entry(name, cls, f"default regime: {cls.default_regime}; {regime}")
+    for name, wcls in sorted(WEIGHTINGS.items()):
+        regime = "needs every task each step" if wcls.needs_all_tasks else "any regime"
+        lines += _entry(name, wcls, f"default regime: {wcls.default_regime}; {regime}")
     lines.append("")
     lines.append("Single-task baselines (--method NAME: one run per task, one combined results.json):")
     for name, base in SINGLE_TASK_METHODS.items():
@@ -37,12 +41,31 @@ def describe_methods() -> str:
             f"      reference: {base.reference}",
         ]
     lines.append("")
+    lines.append("Zero-shot baseline (infomtl baseline llm: no training, not a --method):")
+    lines += [
+        "  llm-zero-shot: every val/test row asked to a language model with its task's description, instruction",
+        "      and allowed answers; the first allowed answer in the reply is the label, else the training split's",
+        "      majority (counted as invalid); official metrics, Avg and the invalid-answer rate per task",
+        "      models: --backend openai (an OpenAI-compatible chat endpoint: --base-url, --model, key from",
+        "      $OPENAI_API_KEY) or --backend hf (a local Hugging Face causal LM: --model ID_OR_FOLDER)",
+        "      reference: the zero-shot GPT-3.5 row of InfoMTL's Table 3 (Hu et al., AAAI 2025)",
+    ]
+    lines.append("")
     lines.append("Set hyperparameters with --method-args key=value,... (or method_args: in YAML).")
     return "\n".join(lines)
 
 
-def _entry(label: str, cls: type, note: str) -> list[str]:
-    doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+def summary(cls: type) -> str:
+    """The first paragraph of a class's docstring on one line, in plain text (Sphinx
+    markup such as ````w_t```` and ``:class:`~a.B``` reduced to its text)."""
+    doc = inspect.cleandoc(cls.__doc__ or "")
+    first = " ".join(doc.split("\n\n")[0].split())
+    first = re.sub(r":[a-z]+:`~?(?:[\w.]+\.)?([^`]+)`", r"\1", first)  # :class:`~infomtl.X` -> X
+    return first.replace("``", "")
+
+
+def _entry(label: str, cls: type[Component], note: str) -> list[str]:
+    doc = summary(cls)
     aliases = f" (aliases: {', '.join(cls.aliases)})" if cls.aliases else ""
     fields = dataclasses.fields(cls.Hyper)
     hp = ", ".join(f"{f.name}={f.default!r}" for f in fields) or "none"

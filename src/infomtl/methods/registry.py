@@ -16,10 +16,10 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
-from infomtl.errors import ConfigError
-from infomtl.methods.base import Hyper, Objective, Weighting
+from infomtl.errors import ConfigError, did_you_mean, unknown_names
+from infomtl.methods.base import Component, Hyper, Objective, Weighting, WeightingHyper
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 WEIGHTINGS: dict[str, type[Weighting]] = {}
@@ -31,24 +31,31 @@ DEFAULT_OBJECTIVE = "linear"
 DEFAULT_WEIGHTING = "ew"
 
 
-def _register(table: dict[str, type], cls: type) -> type:
+ObjectiveT = TypeVar("ObjectiveT", bound=Objective)
+WeightingT = TypeVar("WeightingT", bound=Weighting)
+HyperT = TypeVar("HyperT", bound=Hyper)
+
+
+def _claim_names(cls: type[Component]) -> str:
+    """Check that ``cls``'s name and aliases are free, record the aliases, return the name."""
     for key in (cls.name, *cls.aliases):
         if not key or key in OBJECTIVES or key in WEIGHTINGS or key in _ALIASES:
             raise ValueError(f"method name {key!r} is empty or already registered")
-    table[cls.name] = cls
     for alias in cls.aliases:
         _ALIASES[alias] = cls.name
+    return cls.name
+
+
+def register_objective(cls: type[ObjectiveT]) -> type[ObjectiveT]:
+    """Class decorator: register a representation objective under ``cls.name``."""
+    OBJECTIVES[_claim_names(cls)] = cls
     return cls
 
 
-def register_objective(cls: type[Objective]) -> type[Objective]:
-    """Class decorator: register a representation objective under ``cls.name``."""
-    return _register(OBJECTIVES, cls)
-
-
-def register_weighting(cls: type[Weighting]) -> type[Weighting]:
+def register_weighting(cls: type[WeightingT]) -> type[WeightingT]:
     """Class decorator: register a loss weighter or gradient aggregator under ``cls.name``."""
-    return _register(WEIGHTINGS, cls)
+    WEIGHTINGS[_claim_names(cls)] = cls
+    return cls
 
 
 def canonical(name: str) -> str:
@@ -74,7 +81,7 @@ class MethodSpec:
     objective: str
     weighting: str
     objective_hp: Hyper
-    weighting_hp: Hyper
+    weighting_hp: WeightingHyper
 
     @property
     def name(self) -> str:
@@ -123,36 +130,40 @@ def resolve_method(
         if wname not in WEIGHTINGS:
             hint = f" ({wname} is an objective: use --method {wname})" if wname in OBJECTIVES else ""
             raise ConfigError(
-                f"unknown weighting {weighting!r}; expected one of "
+                f"unknown weighting {weighting!r}{did_you_mean(str(weighting), WEIGHTINGS)}; expected one of "
                 f"{', '.join(sorted(WEIGHTINGS))}{hint}"
             )
     else:
-        raise ConfigError(f"unknown method {method!r}; expected one of {', '.join(method_names())}")
+        hint = ("; the zero-shot LLM baseline is not trained: run `infomtl baseline llm`"
+                if "llm" in name or "zero" in name else "")
+        raise ConfigError(f"unknown method {method!r}{did_you_mean(method, method_names())}; "
+                          f"expected one of {', '.join(method_names())}{hint}")
     ocls, wcls = OBJECTIVES[objective], WEIGHTINGS[wname]
     args = dict(args or {})
-    ohp = _build_hyper(ocls, args)
-    whp = _build_hyper(wcls, args)
+    ohp = _build_hyper(ocls.Hyper, ocls.name, args)
+    whp = _build_hyper(wcls.Hyper, wcls.name, args)
     if args:
         valid = sorted({f.name for c in (ocls, wcls) for f in dataclasses.fields(c.Hyper)})
+        unknown = unknown_names("hyperparameter", sorted(args), valid)
         raise ConfigError(
-            f"unknown hyperparameter(s) {', '.join(sorted(args))} for method "
-            f"{MethodSpec(objective, wname, ohp, whp).name}; valid: {', '.join(valid) or 'none'}"
+            f"method {MethodSpec(objective, wname, ohp, whp).name}: {unknown}; valid: {', '.join(valid) or 'none'}"
         )
     return MethodSpec(objective, wname, ohp, whp)
 
 
-def _build_hyper(cls: type, args: dict[str, Any]) -> Hyper:
-    """Take the keys of ``cls.Hyper`` out of ``args``, coerce and validate them."""
-    hints = typing.get_type_hints(cls.Hyper)
+def _build_hyper(kind: type[HyperT], method: str, args: dict[str, Any]) -> HyperT:
+    """Take the keys of the hyperparameter dataclass ``kind`` (method ``method``) out of
+    ``args``, coerce and validate them."""
+    hints = typing.get_type_hints(kind)
     values = {}
-    for f in dataclasses.fields(cls.Hyper):
+    for f in dataclasses.fields(kind):
         if f.name in args:
-            values[f.name] = _coerce(cls.name, f.name, args.pop(f.name), hints[f.name])
-    hp = cls.Hyper(**values)
+            values[f.name] = _coerce(method, f.name, args.pop(f.name), hints[f.name])
+    hp = kind(**values)
     try:
         hp.validate()
     except ValueError as exc:
-        raise ConfigError(f"method {cls.name}: {exc}") from exc
+        raise ConfigError(f"method {method}: {exc}") from exc
     return hp
 
 
@@ -178,3 +189,25 @@ def _coerce(method: str, key: str, value: Any, kind: Any) -> Any:
         name = getattr(kind, "__name__", str(kind))
         raise ConfigError(f"method {method}: {key} must be a {name}, got {value!r}") from None
     return value
+
+
+def objective_of(method: str) -> type[Objective] | None:
+    """The objective class ``method`` names (None for a weighting, whose objective has no
+    ablations, or an unknown name)."""
+    return OBJECTIVES.get(canonical(method))
+
+
+def ablation_args(method: str, names: list[str]) -> dict[str, bool]:
+    """The ``method_args`` of ``--ablate``: each named component of the method switched off,
+    ``--method infomtl --ablate simax`` → ``{"simax": False}``. A name the method does not
+    declare (:attr:`Objective.ablations`) is an error listing the ones it has."""
+    cls = objective_of(method)
+    declared = {a.key: a for a in (cls.ablations if cls is not None else ())}
+    args: dict[str, bool] = {}
+    for raw in names:
+        key = raw.strip().replace("-", "_")
+        if key not in declared:
+            valid = ", ".join(declared) or "none"
+            raise ConfigError(f"--ablate {raw}: method {method} has no such component (its ablations: {valid})")
+        args[key] = False
+    return args

@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from infomtl.config import TrainConfig
-from infomtl.errors import ConfigError
+from infomtl.data.loading import task_refs
+from infomtl.data.refs import config_for_task
+from infomtl.errors import ConfigError, unknown_names
 from infomtl.methods.registry import OBJECTIVES, canonical, resolve_method
 from infomtl.metrics import average, task_score
 from infomtl.tasks import Task
@@ -81,7 +83,7 @@ def check_single_task_config(config: TrainConfig) -> SingleTaskMethod:
         unknown = sorted(set(config.method_args) - valid)
         if unknown:
             raise ConfigError(
-                f"--method {base.name}: unknown hyperparameter(s) {', '.join(unknown)}; "
+                f"--method {base.name}: {unknown_names('hyperparameter', unknown, valid)}; "
                 f"valid: {', '.join(sorted(valid)) or 'none'}"
             )
     try:
@@ -92,11 +94,13 @@ def check_single_task_config(config: TrainConfig) -> SingleTaskMethod:
 
 
 def task_config(config: TrainConfig, task: str, folder: Path) -> TrainConfig:
-    """The config of one task's run inside an STL run."""
+    """The config of one task's run inside an STL run: ``config`` reduced to that task's source."""
     base = _baseline(config)
+    ref = next((r for r in task_refs(config) if r.name == task), None)
+    if ref is None:
+        raise ConfigError(f"task {task!r} is not a task of this run")
     return dataclasses.replace(
-        config,
-        tasks=[task],
+        config_for_task(config, ref),
         method=base.task_method,
         weighting=None,
         method_args=dict(config.method_args) if base.takes_method_args else {},

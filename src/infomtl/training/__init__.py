@@ -1,7 +1,8 @@
 """Training: :func:`train` (public) above the trainer loop, the single-task runner and
 the epoch hooks.
 
-``api`` (``train``) → ``stl``, ``hooks`` → ``trainer`` → ``optim``, ``sharded``.
+``api`` (``train``) → ``stl``, ``hooks`` → ``trainer`` → ``steps`` (→ ``optim``, ``sharded``),
+``run_state`` (→ ``signals``).
 """
 
 from infomtl.training.api import train

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from infomtl.config import TrainConfig
 from infomtl.methods import Method
@@ -16,7 +17,9 @@ def build_optimizer(cfg: TrainConfig, model: MultiTaskModel, method: Method) -> 
     ``log Σ'_t``): no weight decay, ``--scalar-lr`` (default ``--lr``), and outside the
     clipped gradient norm (the group is marked ``task_scalars``): their gradients (γ or ½
     per task) would otherwise take up the norm and shrink every other gradient."""
-    decay, no_decay, scalars = [], [], [p for p in method.parameters() if p.requires_grad]
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    scalars = [p for p in method.parameters() if p.requires_grad]
     for name, param in model.named_parameters():
         if not param.requires_grad:
             continue

@@ -75,7 +75,7 @@ def forward_sharded(
     order = torch.from_numpy(shard_order(plan, world)).to(acc.device, non_blocking=True)
     n = len(batch)
     anchor = rep.pooled.float().sum() * 0.0 if stand_in else None
-    if stand_in and rep.states is not None:
+    if anchor is not None and rep.states is not None:
         anchor = anchor + rep.states.float().sum() * 0.0
 
     def gathered(x: torch.Tensor, grad: bool = True) -> torch.Tensor:
@@ -88,6 +88,7 @@ def forward_sharded(
     pooled = torch.cat([gathered(rep.pooled[v * n : (v + 1) * n]) for v in range(views)])
     states = mask = None
     if rep.states is not None:
+        assert rep.mask is not None  # token states come with their attention mask
         states, mask = gathered(rep.states), gathered(rep.mask, grad=False)
     targets = collate_targets(splits, plan).to(acc.device)
     with acc.autocast():

@@ -4,7 +4,8 @@ The baselines (``--method stl``, ``stl-cnn``) are defined in
 :mod:`infomtl.methods.single_task`. The driver writes an ordinary run folder per task under the STL folder and then
 one combined ``results.json`` with the layout of a multi-task run (per split:
 ``tasks`` → metric scores, ``scores`` → task score, ``avg`` over tasks, ``loss``
-summed over tasks) plus ``"method": "stl"`` and ``"runs": {task: subfolder}``::
+summed over tasks; ``collapse``: every task's collapse messages) plus ``"method": "stl"``
+and ``"runs": {task: subfolder}``::
 
     run_dir/
       config.yaml      the STL config (tasks resolved)
@@ -29,13 +30,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from infomtl.artifacts.run_folder import check_output_dir, new_run_dir, resume_config
+from infomtl.artifacts.run_folder import check_output_dir, new_run_dir, resume_command, resume_config
 from infomtl.config import TrainConfig
-from infomtl.data.loading import prepare_data
-from infomtl.errors import ConfigError, InfomtlError
-from infomtl.fileio import read_json, write_json
-from infomtl.methods.single_task import check_single_task_config, combine_scores, task_config
+from infomtl.data.loading import prepare_data, task_refs
+from infomtl.data.refs import task_entries
+from infomtl.errors import ConfigError, InfomtlError, Interrupted
+from infomtl.fileio import WriteError, read_json, write_json, write_text
+from infomtl.methods.single_task import SingleTaskMethod, check_single_task_config, combine_scores, task_config
 from infomtl.tasks import Task
+from infomtl.training.run_state import with_resume_hint
 from infomtl.training.trainer import EpochHook, Trainer, TrainResult
 
 log = logging.getLogger(__name__)
@@ -60,14 +63,26 @@ def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()
         raise ConfigError(f"--method {base.name} on several processes needs --output-dir")
     if not resuming:
         check_output_dir(config.output_dir)
-    names = prepare_data(config).task_names  # validates every task's data up front
-    config.tasks = list(names)
-    if resuming:
-        run_dir = Path(str(config.resume))
-    else:
-        run_dir = new_run_dir(config.output_dir) if main else Path(str(config.output_dir))
-        if main:
-            config.save(run_dir / "config.yaml")
+    data = prepare_data(config)  # validates every task's data up front
+    names = data.task_names
+    config.tasks = task_entries(config, task_refs(config, data))  # entries naming exactly these tasks
+    run_dir = Path(str(config.resume)) if resuming else (
+        new_run_dir(config.output_dir) if main else Path(str(config.output_dir)))
+    try:
+        if main and not resuming:
+            write_text(run_dir / "config.yaml", config.to_yaml())
+        return _train_tasks(config, base, names, run_dir, resuming, epoch_hooks, data.source_label(config.benchmark))
+    except Interrupted as exc:  # the command resumes the STL folder, not the task's run
+        raise Interrupted(exc.signal_name, exc.saved, resume_command(run_dir), exc.exit_status) from None
+    except WriteError as exc:
+        raise with_resume_hint(exc, run_dir) from None
+
+
+def _train_tasks(config: TrainConfig, base: SingleTaskMethod, names: Sequence[str], run_dir: Path, resuming: bool,
+                 epoch_hooks: Sequence[EpochHook], benchmark: str) -> TrainResult:
+    """Train (or, resuming, finish) each task's run in ``run_dir``, then combine their results
+    (``benchmark``: what the tasks come from, for results.json)."""
+    main = _world()[1]
     progress = log.info if main else log.debug  # one process speaks for all
     progress("%s: one %s run per task (%s) -> %s", base.name, base.task_method, ", ".join(names), run_dir)
     start = time.perf_counter()
@@ -103,7 +118,7 @@ def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()
         "task_method": base.task_method,
         "method_spec": spec,
         "backbone": config.backbone,
-        "benchmark": config.benchmark if not config.task_dirs else "folders",
+        "benchmark": benchmark,
         "seed": config.seed,
         "regime": regime,
         "freeze_backbone": config.freeze_backbone,
@@ -115,6 +130,7 @@ def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()
     for split in ("val", "test"):
         if all(split in r for r in per_task.values()):
             results[split] = combine_scores(tasks, {n: r[split] for n, r in per_task.items()})
+    results["collapse"] = [m for r in per_task.values() for m in r.get("collapse", [])]
     results["train_time_s"] = round(time.perf_counter() - start, 2)
     if main:
         write_json(run_dir / "results.json", results)

@@ -1,26 +1,9 @@
 """Training on ``accelerate``: the papers' recipe, on a laptop CPU or a GPU cluster.
 
-One step: encode the mixed batch once (twice stacked for two-view objectives),
-run each head on its task's rows, let the method turn the outputs into one loss
-(or one set of gradients), clip the gradient norm, step. After each epoch the
-model is scored on the validation split; the best epoch (by validation Avg, or
-loss) is checkpointed; training stops after ``patience`` epochs without
-improvement; the best checkpoint is then scored on val and test.
-
-**Several processes** (``torchrun`` / ``accelerate launch``): one step on W processes
-equals one step on one process with the same global batch; see
-:mod:`infomtl.training.sharded`.
-
-**Gradient accumulation** (``--grad-accumulation N``): the encoder runs each step in
-micro-batches of ⌈B/N⌉ rows under activation checkpointing (see :mod:`infomtl.modeling.model`),
-so only one micro-batch's activations are alive at a time; the backward recomputes each
-micro-batch and sums its gradient. The heads, objective and weighting still see the
-whole step, so the update is exactly that of one step on the whole batch for every
-method (weightings that need the step's losses, PCGrad's per-task gradients, InfoMTL's
-InfoNCE and class-balanced KL included); only the encoder's dropout masks differ, since
-micro-batches draw them separately. The price is one more encoder forward per step
-(per backward pass with PCGrad: T + 1). In the frozen-backbone fast mode there are no
-encoder activations to save, and the option has no effect.
+After each epoch the model is scored on the validation split; the best epoch (by
+validation Avg, or loss) is checkpointed; training stops after ``patience`` epochs
+without improvement; the best checkpoint is then scored on val and test. The
+optimisation step itself: :class:`~infomtl.training.steps.Steps`.
 
 The run folder's files: :mod:`infomtl.artifacts.run_folder`.
 
@@ -28,14 +11,16 @@ Per epoch the writes are: the log line, then ``checkpoint/`` (if improved), then
 ``last/`` (atomically). A resume continues after ``last/``'s epoch, dropping log lines
 of later epochs; a kill between ``checkpoint/`` and ``last/`` just retrains that epoch,
 which (same state, same data order) rewrites the same best checkpoint.
-``results.json`` is written last and marks a finished run.
+``results.json`` is written last and marks a finished run. SIGINT / SIGTERM stop the run
+at the next step boundary, with ``last/`` written there (:mod:`infomtl.training.run_state`);
+a write that fails stops it with :class:`~infomtl.fileio.WriteError` and the command that
+resumes.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -63,24 +48,26 @@ from infomtl.artifacts.run_folder import (
 )
 from infomtl.config import TrainConfig
 from infomtl.data.batching import (
-    Batch,
     Batcher,
     EncodedSplit,
-    collate,
     encode,
 )
 from infomtl.data.loading import limit_data, load_data
 from infomtl.errors import ConfigError
-from infomtl.fileio import recover_folder, write_json
-from infomtl.methods import OBJECTIVES, BackwardContext, Method, MethodSpec, resolve_method
+from infomtl.fileio import WriteError, append_line, recover_folder, write_json, write_text
+from infomtl.logs import show_progress
+from infomtl.methods import OBJECTIVES, Method, MethodSpec, resolve_method
 from infomtl.modeling.backbones import Backbone, load_backbone
-from infomtl.modeling.building import build_model, compile_encoder, shared_size, uses_features
+from infomtl.modeling.building import build_model, shared_size, uses_features
 from infomtl.modeling.feature_cache import FeatureCache
-from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task
+from infomtl.threads import busy_note
+from infomtl.training import signals
+from infomtl.training.collapse import collapse_messages
 from infomtl.training.epoch_stats import EpochStats
-from infomtl.training.optim import build_optimizer, build_scheduler, clipped_parameters
-from infomtl.training.sharded import forward_sharded
+from infomtl.training.run_state import RunState, interrupted, with_resume_hint
+from infomtl.training.steps import Steps
+from infomtl.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +87,7 @@ class TrainResult:
     results: dict[str, Any]
 
 
-class Trainer:
+class Trainer(Steps):
     """Runs one configured training job end to end (see the module docstring)."""
 
     def __init__(self, config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()) -> None:
@@ -132,6 +119,8 @@ class Trainer:
         # only the main process creates the run folder
         if config.resume is None and self.accelerator.is_main_process:
             check_output_dir(config.output_dir)
+        # bars from the main process only (stderr); off when stderr is not a terminal unless asked
+        self.show_progress = show_progress(config.progress) and self.accelerator.is_main_process
         set_seed(config.seed)
         full = load_data(config)
         self.data = limit_data(config, full)
@@ -142,7 +131,7 @@ class Trainer:
         self.feature_cache = cache = None
         if uses_features(config, token_states):
             self.feature_cache = cache = FeatureCache(
-                self.backbone, config.feature_cache, self.accelerator.device, progress=config.progress,
+                self.backbone, config.feature_cache, self.accelerator.device, progress=self.show_progress,
                 dtype=self.autocast_dtype)
         self.encoded: dict[str, list[EncodedSplit]] = {}
         for split in ("train", "val", "test"):
@@ -165,79 +154,6 @@ class Trainer:
         )
         self.model = build_model(config, self.backbone, self.method.build_decoder())
 
-    # -- setup -------------------------------------------------------------------------
-
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.mixed_precision)
-
-    # -- one step --------------------------------------------------------------------------
-
-    def setup(self, total_steps: int) -> None:
-        """Build the optimizer and schedule and hand everything to ``accelerate``.
-
-        Under several processes the model is placed on the device but not wrapped in
-        ``DistributedDataParallel``: the step averages the gradients itself (module
-        docstring), and every process starts from process 0's parameters.
-        """
-        acc, cfg = self.accelerator, self.config
-        self.model.micro_batches = cfg.grad_accumulation
-        if cfg.compile and self.feature_cache is None:
-            compile_encoder(self.model)
-        optimizer = build_optimizer(cfg, self.model, self.method)
-        scheduler = build_scheduler(cfg, optimizer, total_steps)
-        if acc.num_processes > 1:
-            self.model.to(acc.device)
-            self.optimizer, self.scheduler = acc.prepare(optimizer, scheduler)
-        else:
-            self.model, self.optimizer, self.scheduler = acc.prepare(self.model, optimizer, scheduler)
-        self.method.to(acc.device)
-        inner = acc.unwrap_model(self.model)
-        distributed.broadcast_tensors(
-            [*inner.parameters(), *inner.buffers(), *self.method.parameters(), *self.method.buffers()]
-        )
-        # shared = the encoder (or the MLP above a frozen one) plus any layer the decoder
-        # shares between tasks (a bottleneck)
-        shared = [p for p in inner.encoder.parameters() if p.requires_grad]
-        if inner.shared_mlp is not None:
-            shared += list(inner.shared_mlp.parameters())
-        shared += [p for p in getattr(inner.decoder, "shared_parameters", list)() if p.requires_grad]
-        heads = [list(h.parameters()) for h in getattr(inner.decoder, "heads", [])]
-        self.ctx = BackwardContext(acc.backward, shared, heads, distributed.all_reduce_mean)
-        self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
-        self.clipped = clipped_parameters(self.optimizer)
-
-    def train_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """One optimisation step on the global step ``plan`` (the ``step``-th of the run)."""
-        total, terms, weights = self.backward_step(plan, step)
-        if self.config.grad_clip > 0:
-            self.accelerator.clip_grad_norm_(self.clipped, self.config.grad_clip)
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.method.on_step_end(terms)
-        return total, terms, weights
-
-    def backward_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
-        """Forward and backward of the global step ``plan``: leaves in ``.grad`` the
-        gradient of the step's loss on the whole global batch (the same on every process);
-        returns the loss, its terms and the task weights. No host synchronisation."""
-        out, batch = self._forward(plan, step)
-        total, terms, weights = self.method.loss(out, batch)
-        self.method.backward(total, terms, self.ctx)
-        distributed.all_reduce_gradients(self.params)
-        return total, terms, weights
-
-    def _forward(self, plan: list[np.ndarray], step: int) -> tuple[ModelOutput, Batch]:
-        acc, views = self.accelerator, self.method.views
-        if acc.num_processes == 1:
-            batch = collate(self.encoded["train"], plan, self.pad_id).to(acc.device)
-            with acc.autocast():
-                return self.model(batch, views=views), batch
-        return forward_sharded(
-            self.model, self.encoded["train"], plan, self.pad_id, acc, self.config.seed, step, views
-        )
-
     # -- loop --------------------------------------------------------------------------
 
     def _progress(self, message: str, *args: Any) -> None:
@@ -246,6 +162,21 @@ class Trainer:
             log.info(message, *args)
 
     def run(self) -> TrainResult:
+        """Train, validate, checkpoint and test (module docstring). A failed write raises
+        :class:`~infomtl.fileio.WriteError` with the command that resumes; SIGINT / SIGTERM
+        stop at the next step boundary with ``last/`` saved (:mod:`infomtl.training.signals`)."""
+        self.run_dir: Path | None = None
+        try:
+            with signals.graceful_stop(enabled=self.accelerator.num_processes == 1):
+                return self._run(*self._open_run_dir())
+        except WriteError as exc:
+            if self.run_dir is None:
+                raise
+            raise with_resume_hint(exc, self.run_dir) from None
+
+    def _open_run_dir(self) -> tuple[Path, Path | None]:
+        """The run folder (new, or the one resumed) with its ``config.yaml`` and ``run.json``,
+        and its ``last/`` when there is a state to resume from."""
         cfg, acc = self.config, self.accelerator
         last_dir = None
         if cfg.resume is not None:
@@ -260,14 +191,17 @@ class Trainer:
             if (run_dir / "last" / "state.json").is_file():
                 last_dir = run_dir / "last"
         else:
-            run_dir = new_run_dir(cfg.output_dir) if acc.is_main_process else None
-            run_dir = Path(distributed.broadcast_object(None if run_dir is None else str(run_dir)))
+            made = new_run_dir(cfg.output_dir) if acc.is_main_process else None
+            run_dir = Path(distributed.broadcast_object(None if made is None else str(made)))
         self.run_dir = run_dir
         if acc.is_main_process:
             if last_dir is None:
-                cfg.save(run_dir / "config.yaml")
+                write_text(run_dir / "config.yaml", cfg.to_yaml())
             write_json(run_dir / "run.json", {
+                "infomtl_version": __version__,
                 "tasks": [t.to_dict() for t in self.tasks],
+                "sources": dict(self.data.sources),  # task -> tweeteval, folder:PATH, hf:DATASET[:CONFIG]
+                "pairs": self.data.pair_modes(),  # how each task's text pair reaches the encoder
                 "method": self.spec.to_dict(),
                 "method_name": self.spec.name,
                 "regime": self.regime,
@@ -275,6 +209,24 @@ class Trainer:
                 "backbone": cfg.backbone,
                 **({"backbone_fingerprint": self.feature_cache.fingerprint} if self.feature_cache else {}),
             })
+        return run_dir, last_dir
+
+    def _save_last(self, at: RunState, start: float, stats: EpochStats | None = None) -> None:
+        """``last/``: the training state after ``at`` (mid-epoch: with the epoch's running sums)."""
+        at.elapsed = time.perf_counter() - start
+        if not self.accelerator.is_main_process:
+            return
+        assert self.run_dir is not None  # set when the run starts
+        state, tensors = at.to_state(), None
+        if stats is not None:
+            tensors, state["epoch_stats"] = stats.state()
+        save_training_state(
+            self.run_dir / "last", self.accelerator.unwrap_model(self.model), self.method, self.optimizer,
+            self.scheduler, state, self.accelerator.scaler, tensors,
+        )
+
+    def _run(self, run_dir: Path, last_dir: Path | None) -> TrainResult:
+        cfg, acc = self.config, self.accelerator
         steps_per_epoch = self.batcher.steps_per_epoch()
         if cfg.max_steps is not None:
             steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
@@ -282,103 +234,111 @@ class Trainer:
         model, scheduler = self.model, self.scheduler
 
         log_path = run_dir / "log.jsonl"
-        best_score, best_epoch, bad_epochs, step = -math.inf, 0, 0, 0
-        first_epoch, elapsed, stopped = 1, 0.0, False
+        at, saved = RunState(), {}
         if last_dir is not None:
-            state = load_training_state(
+            saved = load_training_state(
                 last_dir, acc.unwrap_model(model), self.method, self.optimizer, scheduler, acc.scaler,
             )
-            first_epoch = int(state["epoch"]) + 1
-            step, bad_epochs, best_epoch = int(state["step"]), int(state["bad_epochs"]), int(state["best_epoch"])
-            best_score, elapsed, stopped = float(state["best_score"]), float(state["elapsed"]), bool(state["stopped"])
+            at = RunState.from_state(saved)
             if acc.is_main_process:
-                truncate_log(log_path, first_epoch - 1)
-            self._progress("resuming %s after epoch %d", run_dir, first_epoch - 1)
-        start = time.perf_counter() - elapsed
+                truncate_log(log_path, at.epoch)
+            self._progress("resuming %s after %s", run_dir, at.where())
+        start = time.perf_counter() - at.elapsed
         self._progress(
-            "training %s on %s (%d rows, %d steps/epoch, regime %s) with %s on %s -> %s",
-            self.spec.name, ", ".join(t.name for t in self.tasks), sum(self.train_sizes),
-            steps_per_epoch, self.regime, cfg.backbone, acc.device, run_dir,
+            "training %s on %s (%d rows, %d steps/epoch, regime %s) with %s on %s (CPU threads: %d) -> %s",
+            self.spec.name, ", ".join(t.name for t in self.tasks), sum(self.train_sizes), steps_per_epoch,
+            self.regime, cfg.backbone, acc.device, torch.get_num_threads(), run_dir,
         )
-        epoch = first_epoch - 1
-        for epoch in range(first_epoch, 1 if stopped else cfg.epochs + 1):
+        if acc.is_main_process and (note := busy_note(torch.get_num_threads())) is not None:
+            log.warning("%s", note)
+        fresh = 0  # steps since last/ was written
+        epoch = at.epoch
+        for epoch in range(at.epoch + 1, 1 if at.stopped else cfg.epochs + 1):
             model.train()
             self.method.train()
             stats = EpochStats([t.name for t in self.tasks], acc.device)
+            if at.epoch_step:  # resumed mid-epoch
+                stats.load(saved["extra_tensors"], saved["epoch_stats"])
             steps = self.batcher.epoch(epoch)[:steps_per_epoch]
-            bar = tqdm(steps, desc=f"epoch {epoch}", disable=not (cfg.progress and acc.is_main_process),
-                       leave=False, dynamic_ncols=True)
+            bar = tqdm(steps[at.epoch_step:], desc=f"epoch {epoch}", initial=at.epoch_step, total=len(steps),
+                       disable=not self.show_progress, leave=False, dynamic_ncols=True, unit="step")
             epoch_start = time.perf_counter()
             for plan in bar:
-                total, terms, weights = self.train_step(plan, step)
-                step += 1
+                if signals.requested() is not None:  # a step boundary: save and stop
+                    bar.close()
+                    if fresh:
+                        self._save_last(at, start, stats)
+                    raise interrupted(run_dir, at, saved_now=fresh > 0)
+                total, terms, weights = self.train_step(plan, at.step)
+                at.step, at.epoch_step, fresh = at.step + 1, at.epoch_step + 1, fresh + 1
                 stats.add(total, terms, weights)
             bar.close()
             self.method.on_epoch_end(epoch, stats.mean_task_losses())
             train_log = stats.summary()
-            val_preds, val_loss = self._predict("val")
+            val_preds, val_loss = self._predict("val", f"epoch {epoch} val")
             val = score_predictions(self.tasks, self._golds("val"), val_preds)
+            collapsed = collapse_messages(self.tasks, self._golds("val"), val_preds, cfg)
+            for message in collapsed if acc.is_main_process else ():
+                log.warning("warning: epoch %d: %s", epoch, message)
             score = val["avg"] if cfg.select_by == "avg" else -val_loss
-            improved = score > best_score
+            improved = score > at.best_score
             record = {
                 "epoch": epoch,
-                "step": step,
+                "step": at.step,
                 "lr": scheduler.get_last_lr()[0],
                 "train": train_log,
                 "val": {"avg": val["avg"], "loss": val_loss, "tasks": val["tasks"]},
                 "method": self.method.log_values(),
                 "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
                 "best": improved,
+                **({"collapse": collapsed} if collapsed else {}),
             }
             for hook in self.epoch_hooks:
                 record.update(hook(self))
             if acc.is_main_process:
-                with log_path.open("a", encoding="utf-8") as fh:
-                    fh.write(json.dumps(record) + "\n")
+                append_line(log_path, json.dumps(record))
             self._progress(
                 "epoch %d: train loss %.4f  val Avg %.2f  val loss %.4f%s",
                 epoch, train_log["loss"], val["avg"], val_loss, "  *" if improved else "",
             )
             if improved:
-                best_score, best_epoch, bad_epochs = score, epoch, 0
+                at.best_score, at.best_epoch, at.bad_epochs = score, epoch, 0
                 if acc.is_main_process:
                     save_checkpoint(
                         run_dir / "checkpoint", acc.unwrap_model(model), self.method, self.backbone,
-                        {"epoch": epoch, "step": step, "select_by": cfg.select_by, "score": score},
+                        {"epoch": epoch, "step": at.step, "select_by": cfg.select_by, "score": score},
                     )
             else:
-                bad_epochs += 1
-            stopped = bool(cfg.patience and bad_epochs >= cfg.patience)
-            if acc.is_main_process:
-                save_training_state(
-                    run_dir / "last", acc.unwrap_model(model), self.method, self.optimizer, scheduler,
-                    {"epoch": epoch, "step": step, "best_score": best_score, "best_epoch": best_epoch,
-                     "bad_epochs": bad_epochs, "stopped": stopped,
-                     "elapsed": time.perf_counter() - start},
-                    acc.scaler,
-                )
-            if stopped:
+                at.bad_epochs += 1
+            at.stopped = bool(cfg.patience and at.bad_epochs >= cfg.patience)
+            at.epoch, at.epoch_step, fresh = epoch, 0, 0
+            self._save_last(at, start)
+            if at.stopped:
                 self._progress("early stop: no improvement for %d epochs", cfg.patience)
                 break
+        if signals.requested() is not None:  # before the test: last/ holds the last epoch
+            raise interrupted(run_dir, at, saved_now=False)
         acc.wait_for_everyone()
         load_weights(run_dir / "checkpoint", acc.unwrap_model(model), self.method)
         results: dict[str, Any] = {
             "method": self.spec.name,
             "method_spec": self.spec.to_dict(),
             "backbone": cfg.backbone,
-            "benchmark": cfg.benchmark if not cfg.task_dirs else "folders",
+            "benchmark": self.data.source_label(cfg.benchmark),
             "seed": cfg.seed,
             "regime": self.regime,
-            "best_epoch": best_epoch,
+            "best_epoch": at.best_epoch,
             "epochs_run": epoch,
             "train_sizes": dict(zip([t.name for t in self.tasks], self.train_sizes, strict=True)),
         }
         for split in ("val", "test"):
             if split not in self.encoded:
                 continue
-            preds, loss = self._predict(split)
+            preds, loss = self._predict(split, f"best epoch {split}")
             scored = score_predictions(self.tasks, self._golds(split), preds, self._groups(split))
             results[split] = {**scored, "loss": loss}
+            if split == "val":  # the final model's, for the closing summary
+                results["collapse"] = collapse_messages(self.tasks, self._golds(split), preds, cfg)
             if acc.is_main_process:
                 write_predictions(run_dir / "predictions" / split, self.tasks, preds)
         results["train_time_s"] = round(time.perf_counter() - start, 2)
@@ -387,11 +347,12 @@ class Trainer:
             write_json(run_dir / "results.json", results)
         return TrainResult(run_dir, results)
 
-    def _predict(self, split: str) -> tuple[list[np.ndarray], float]:
+    def _predict(self, split: str, bar: str | None = None) -> tuple[list[np.ndarray], float]:
         return predict_splits(
             self.accelerator.unwrap_model(self.model), self.method, self.tasks, self.encoded[split],
             self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.autocast_dtype,
             self.accelerator.process_index, self.accelerator.num_processes,
+            progress=bar if self.show_progress else None,
         )
 
     def _golds(self, split: str) -> list[np.ndarray]:

@@ -47,7 +47,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,6 +56,7 @@ import torch
 from torch import nn
 
 from infomtl.data.batching import Batch
+from infomtl.fileio import write_text
 from infomtl.methods.base import Hyper, LossTerms, Objective
 from infomtl.methods.registry import register_objective
 from infomtl.methods.weightings.common import task_kpi
@@ -194,6 +194,7 @@ class HierarchicalMTL(Objective):
     aliases = ("hmtl",)
     reference = "de Freitas et al. 2022, Multi-task learning with a hierarchy of task noise"
     Hyper = HierarchicalMTLHyper
+    hp: HierarchicalMTLHyper
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -215,7 +216,8 @@ class HierarchicalMTL(Objective):
 
     def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
         z, n, q = out.extras["z"], out.extras["noise_logvar"], out.extras["prior_logvar"]
-        losses, parts, kpis = {}, {}, {}
+        losses, kpis = {}, {}
+        parts: dict[tuple[str, int | None], torch.Tensor] = {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             ce = task_loss(task, o.train_output, y)
@@ -234,9 +236,11 @@ class HierarchicalMTL(Objective):
         for (name, t), value in terms.components.items():
             if name != "snr" or t is None:
                 continue
-            if self._snr_sum is None or self._snr_sum.device != value.device:
+            if self._snr_sum is None:
                 self._snr_sum = torch.zeros(len(self.tasks), device=value.device)
                 self._snr_count = [0] * len(self.tasks)
+            elif self._snr_sum.device != value.device:  # restored from a saved state
+                self._snr_sum = self._snr_sum.to(value.device)
             self._snr_sum[t] += value.float()
             self._snr_count[t] += 1
 
@@ -251,6 +255,17 @@ class HierarchicalMTL(Objective):
         }
         self._snr_sum.zero_()
         self._snr_count = [0] * len(self.tasks)
+
+    def extra_state(self) -> dict[str, Any]:
+        """The epoch's running SNR sums (a run stopped mid-epoch resumes them)."""
+        if self._snr_sum is None:
+            return {}
+        return {"snr_sum": self._snr_sum.tolist(), "snr_count": list(self._snr_count)}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        if "snr_sum" in state:
+            self._snr_sum = torch.tensor(state["snr_sum"], dtype=torch.float32)
+            self._snr_count = [int(c) for c in state["snr_count"]]
 
     # -- task clustering ---------------------------------------------------------------
 
@@ -284,13 +299,13 @@ class HierarchicalMTL(Objective):
         if info is None:
             return
         folder = Path(folder)
-        _write_atomic(folder / "task_distances.json", json.dumps(info, indent=2) + "\n")
+        write_text(folder / "task_distances.json", json.dumps(info, indent=2) + "\n")
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(["task", *info["tasks"]])
         for name, row in zip(info["tasks"], info["matrix"], strict=True):
             writer.writerow([name, *(f"{v:.6g}" for v in row)])
-        _write_atomic(folder / "task_distances.csv", buffer.getvalue())
+        write_text(folder / "task_distances.csv", buffer.getvalue())
 
     def log_values(self) -> dict[str, Any]:
         n = self.noise_logvar()
@@ -303,8 +318,3 @@ class HierarchicalMTL(Objective):
             values["snr"] = dict(self.epoch_snr)
         return {self.name: values}
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)

@@ -24,9 +24,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
 from infomtl.data.batching import Batch
-from infomtl.methods.base import Hyper, LossTerms, Objective
+from infomtl.methods.base import Ablation, Hyper, LossTerms, Objective
 from infomtl.methods.registry import register_objective
 from infomtl.methods.weightings.common import task_kpi
 from infomtl.modeling.bounds import KL_REDUCTIONS, gaussian_kl, info_nce, reduce_kl
@@ -63,6 +64,13 @@ class InfoMTL(Objective):
     name = "infomtl"
     reference = "Hu et al., AAAI 2025 (InfoMTL)"
     Hyper = InfoMTLHyper
+    ablations = (
+        Ablation("simax", "SIMax", "without shared information maximisation (alpha = 0, one view)"),
+        Ablation("timin", "TIMin", "without task-specific information minimisation (linear heads)"),
+    )
+    without_all = "w/o SIMax & TIMin (= EW)"
+    ablations_reduce_to_ew = True
+    hp: InfoMTLHyper
 
     @property
     def views(self) -> int:  # type: ignore[override]
@@ -70,6 +78,7 @@ class InfoMTL(Objective):
 
     def build_decoder(self) -> TaskHeads:
         d, p, hidden = self.hidden_size, self.head_dropout, self.head_hidden
+        heads: list[nn.Module]
         if self.hp.timin:
             heads = [GaussianHead(d, t.num_outputs, p, hidden) for t in self.tasks]
         else:
@@ -77,7 +86,8 @@ class InfoMTL(Objective):
         return TaskHeads(heads)
 
     def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
-        losses, parts, kpis = {}, {}, {}
+        losses, kpis = {}, {}
+        parts: dict[tuple[str, int | None], torch.Tensor] = {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             ce = task_loss(task, o.train_output, y)

@@ -102,6 +102,7 @@ class MTVIB(Objective):
     aliases = ("mtvib",)
     reference = "Qian et al. 2020, Multi-Task Variational Information Bottleneck (arXiv:2007.00339)"
     Hyper = MTVIBHyper
+    hp: MTVIBHyper
     default_weighting = "uw"
 
     def build_decoder(self) -> VIBDecoder:
@@ -111,7 +112,8 @@ class MTVIB(Objective):
         )
 
     def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
-        losses, parts, kpis = {}, {}, {}
+        losses, kpis = {}, {}
+        parts: dict[tuple[str, int | None], torch.Tensor] = {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             losses[t] = task_loss(task, o.train_output, y)

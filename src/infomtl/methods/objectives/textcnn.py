@@ -52,6 +52,7 @@ class TextCNNObjective(LinearObjective):
     name = "textcnn"
     reference = "Kim 2014 (Convolutional Neural Networks for Sentence Classification)"
     Hyper = TextCNNHyper
+    hp: TextCNNHyper
     token_states = True
 
     def build_decoder(self) -> TokenTaskHeads:

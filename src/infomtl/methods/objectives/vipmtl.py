@@ -55,7 +55,7 @@ from typing import Any
 import torch
 
 from infomtl.data.batching import Batch
-from infomtl.methods.base import Hyper, LossTerms, Objective
+from infomtl.methods.base import Ablation, Hyper, LossTerms, Objective
 from infomtl.methods.registry import register_objective
 from infomtl.methods.weightings.common import task_kpi
 from infomtl.modeling.bounds import KL_REDUCTIONS, gaussian_kl, reduce_kl
@@ -100,13 +100,20 @@ class VIPMTLHyper(Hyper):
 
 @register_objective
 class VIPMTL(Objective):
-    """InfoMTL's Gaussian heads + variance normalisation z' = z / √Σ'_t, + γ_t·log Σ'_t
-    (see the module docstring for the full rule)."""
+    """InfoMTL's Gaussian heads with variance normalisation z' = z / √Σ'_t and a γ_t·log Σ'_t term.
+
+    The full rule is in the module docstring.
+    """
 
     name = "vipmtl"
     aliases = ("vip-mtl",)
     reference = "Hu et al., ACL 2025 (VIP-MTL)"
     Hyper = VIPMTLHyper
+    ablations = (
+        Ablation("variance_norm", "VI", "without variance normalisation (w/o VI: Σ'_t fixed at 1, no gamma term)"),
+    )
+    without_all = "w/o VIP (= EW)"
+    hp: VIPMTLHyper
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -132,15 +139,17 @@ class VIPMTL(Objective):
         return decoder
 
     def loss_terms(self, out: ModelOutput, batch: Batch) -> LossTerms:
-        losses, parts, kpis, task_aux = {}, {}, {}, {}
+        losses, kpis, task_aux = {}, {}, {}
+        parts: dict[tuple[str, int | None], torch.Tensor] = {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             ce = task_loss(task, o.train_output, y)
             kpis[t] = task_kpi(task, o.train_output, y)
             parts[("ce", t)] = ce.detach()
-            normalized = isinstance(o, NormalizedHeadOutput) and o.raw_mean is not None
-            if normalized and self.hp.kl_target == "raw":
-                mu, logvar = o.raw_mean, o.raw_logvar
+            norm = o if isinstance(o, NormalizedHeadOutput) else None
+            logvar: torch.Tensor | None
+            if norm is not None and self.hp.kl_target == "raw":
+                mu, logvar = norm.raw_mean, norm.raw_logvar
             else:  # the normalised q_{φ*} (or a plain Gaussian head output)
                 mu, logvar = o.mean, o.logvar
             loss = ce
@@ -151,19 +160,20 @@ class VIPMTL(Objective):
                 parts[("kl", t)] = kl.detach()
                 loss = loss + self.hp.beta * kl
             losses[t] = loss
-            if normalized and o.logvar is not None:  # the normalised variance σ²/Σ' (log)
-                parts[("output_variance", t)] = torch.exp(o.logvar.detach().float()).mean()
-            if self.hp.variance_norm and normalized:
-                parts[("s", t)] = o.log_scale.detach().float()
-                if o.penalty_log_scale is not None:
-                    task_aux[t] = self.gamma_of(task) * o.penalty_log_scale.float()
+            if norm is not None and norm.logvar is not None:  # the normalised variance σ²/Σ' (log)
+                parts[("output_variance", t)] = torch.exp(norm.logvar.detach().float()).mean()
+            if self.hp.variance_norm and norm is not None:
+                parts[("s", t)] = norm.log_scale.detach().float()
+                if norm.penalty_log_scale is not None:
+                    task_aux[t] = self.gamma_of(task) * norm.penalty_log_scale.float()
         return LossTerms(losses, None, parts, kpis, task_aux=task_aux)
 
     def log_scales(self) -> torch.Tensor | None:
         """The ``(T,)`` current ``s_t = log Σ'_t`` of the built decoder (detached, CPU)."""
         if not self._decoders:
             return None
-        return torch.stack([h.log_scale.detach().float().cpu() for h in self._decoders[0].heads])
+        heads = [h for h in self._decoders[0].heads if isinstance(h, VarianceNormalizedGaussianHead)]
+        return torch.stack([h.log_scale.detach().float().cpu() for h in heads])
 
     def log_values(self) -> dict[str, Any]:
         s = self.log_scales()

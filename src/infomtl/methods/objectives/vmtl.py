@@ -88,7 +88,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -205,6 +205,8 @@ class VMTLHyper(Hyper):
 class VMTLDecoder(nn.Module):
     """Stochastic shared latent, per-task layers A_t with mixed priors, linear heads."""
 
+    _others: torch.Tensor  # buffer: (T, T) off-diagonal mask
+
     def __init__(
         self, hidden_size: int, dim: int, outputs: list[int], dropout: float, samples: int,
         gumbel_tau: float, prior_tau: float = 0.1,
@@ -296,7 +298,7 @@ class VMTLDecoder(nn.Module):
             else:
                 prior_mu, prior_var = torch.zeros_like(post_mu), torch.ones_like(post_var)
             kl_a = gaussian_kl_between(post_mu, post_var, prior_mu, prior_var).mean(dim=(1, 2))
-        l2 = torch.stack([self.heads[t].weight.float().pow(2).mean() for t in tasks])
+        l2 = torch.stack([cast(nn.Linear, self.heads[t]).weight.float().pow(2).mean() for t in tasks])
         return kl_a + 0.5 * l2
 
     def forward(
@@ -341,6 +343,7 @@ class VMTL(Objective):
     name = "vmtl"
     reference = "Shen et al., NeurIPS 2021, Variational Multi-Task Learning with Gumbel-Softmax Priors"
     Hyper = VMTLHyper
+    hp: VMTLHyper
     needs_all_tasks = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -376,7 +379,8 @@ class VMTL(Objective):
             present, self._decoders[0].weight_kl(present, self.mixed_weight_prior), strict=True
         ))
         coef_w = self.hp.kl_w * self.kl_w_factor
-        losses, parts, kpis = {}, {}, {}
+        losses, kpis = {}, {}
+        parts: dict[tuple[str, int | None], torch.Tensor] = {}
         for t, o in out.heads.items():
             task, y = self.tasks[t], batch.labels[t]
             samples = ex.get(f"samples.{t}")

@@ -62,6 +62,8 @@ class DynamicTaskPrioritization(LoggedWeighter):
     name = "dtp"
     reference = "Guo et al., ECCV 2018 (Dynamic Task Prioritization); rule as in the MTL survey"
     Hyper = DTPHyper
+    hp: DTPHyper
+    kpi: torch.Tensor  # buffer: κ̄ per task
     needs_all_tasks = True
 
     def __init__(self, hp: DTPHyper, tasks: list[Task], train_sizes: list[int]) -> None:

@@ -52,6 +52,9 @@ class DynamicWeightAverage(LoggedWeighter):
     name = "dwa"
     reference = "Liu, Johns & Davison, CVPR 2019 (MTAN, dynamic weight average)"
     Hyper = DWAHyper
+    hp: DWAHyper
+    _history: torch.Tensor  # buffers (rows: L̄(e−2), L̄(e−1)) and the window in progress
+    _window_sum: torch.Tensor
     needs_all_tasks = True
 
     def __init__(self, hp: DWAHyper, tasks: list[Task], train_sizes: list[int]) -> None:

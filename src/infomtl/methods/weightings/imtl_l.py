@@ -37,8 +37,9 @@ class IMTLLHyper(WeightingHyper):
 
 @register_weighting
 class IMTLL(DirectLoss):
-    """IMTL-L (loss part of IMTL): ``L = Σ_t (e^{s_t} ℓ_t − s_t)``, ``s_t`` learnable,
-    init 0, no weight decay; at the optimum ``e^{s_t} ℓ_t = 1`` (scale-balanced losses).
+    """IMTL-L (loss part of IMTL): ``L = Σ_t (e^{s_t} ℓ_t − s_t)``, so ``e^{s_t} ℓ_t = 1`` at the optimum.
+
+    ``s_t`` is learnable, init 0, no weight decay: the losses are balanced in scale.
 
     The bound ``s ≤ s_max`` (10) is a projection applied in place after each
     optimizer step (:meth:`on_step_end`), so the gradient is the rule's exactly.
@@ -49,6 +50,7 @@ class IMTLL(DirectLoss):
     aliases = ("imtl_l", "imtll")
     reference = "Liu et al., ICLR 2021 (Towards Impartial Multi-task Learning), loss balance part"
     Hyper = IMTLLHyper
+    hp: IMTLLHyper
     needs_all_tasks = True
 
     def __init__(self, hp: IMTLLHyper, tasks: list[Task], train_sizes: list[int]) -> None:

@@ -103,7 +103,9 @@ def draw_orders(num_tasks: int, generator: torch.Generator, device: torch.device
 
 @register_weighting
 class PCGrad(GradientAggregator):
-    """PCGrad: ``θ_shared`` gets ``Σ_i g̃_i`` with ``g̃_i`` = ``g_i`` projected off every
+    """PCGrad: each task's gradient of the shared parameters is projected off the ones it conflicts with.
+
+    ``θ_shared`` gets ``Σ_i g̃_i`` with ``g̃_i`` = ``g_i`` projected off every
     conflicting ``g_j`` (``g̃_i·g_j < 0``) in random order; heads get their own task's
     gradient; the auxiliary term its plain gradient (full rule in the module doc).
 
@@ -119,6 +121,7 @@ class PCGrad(GradientAggregator):
     name = "pcgrad"
     reference = "Yu et al., NeurIPS 2020 (Gradient Surgery for Multi-Task Learning)"
     Hyper = SeedHyper
+    hp: SeedHyper
     needs_all_tasks = True
 
     def __init__(self, hp: SeedHyper, tasks: list[Task], train_sizes: list[int]) -> None:
@@ -197,7 +200,7 @@ class PCGrad(GradientAggregator):
                     pairs.sum().float(),
                 ]
             )
-            self._stats = stats if self._stats is None else self._stats + stats
+            self._stats = stats if self._stats is None else self._stats.to(stats.device) + stats
 
     def on_epoch_end(self, epoch: int, mean_losses: torch.Tensor) -> None:
         self._epoch_stats, self._stats = self._stats, None
@@ -215,10 +218,14 @@ class PCGrad(GradientAggregator):
         }
 
     def extra_state(self) -> dict[str, Any]:
-        return {"generator": self.random.state()}
+        """The generator, and the epoch's running statistics (a run stopped mid-epoch resumes them)."""
+        stats = {} if self._stats is None else {"stats": self._stats.tolist()}
+        return {"generator": self.random.state(), **stats}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.random.load(state.get("generator", {}))
+        if "stats" in state:
+            self._stats = torch.tensor(state["stats"], dtype=torch.float32)
 
 
 __all__ = ["PCGrad", "draw_orders", "pcgrad_coefficients", "project_conflicting"]

@@ -21,8 +21,9 @@ def rlw_weights(noise: torch.Tensor) -> torch.Tensor:
 
 @register_weighting
 class RandomLossWeighting(LoggedWeighter):
-    """RLW (normal): ``λ = softmax(ε)``, ``ε ~ N(0, I_T)`` drawn each training step from
-    the method's own generator, ``L = T · Σ_t λ_t ℓ_t`` (weights ``T·λ``, mean 1).
+    """RLW (normal): ``L = T · Σ_t λ_t ℓ_t`` with ``λ = softmax(ε)``, ``ε ~ N(0, I_T)`` drawn every step.
+
+    ``ε`` comes from the method's own generator; the weights ``T·λ`` have mean 1.
 
     The generator (seed ``seed``) lives on the loss device; its state is kept in
     :meth:`extra_state`, so a resumed run draws the same sequence. Outside training
@@ -32,6 +33,7 @@ class RandomLossWeighting(LoggedWeighter):
     name = "rlw"
     reference = "Lin et al., TMLR 2022 (Reasonable Effectiveness of Random Weighting)"
     Hyper = SeedHyper
+    hp: SeedHyper
     needs_all_tasks = True
 
     def __init__(self, hp: SeedHyper, tasks: list[Task], train_sizes: list[int]) -> None:

@@ -34,6 +34,7 @@ class TaskSizeWeighting(LoggedWeighter):
 
     name = "tw"
     reference = "task weighting by training-set size (e.g. Sanh et al. 2019 proportional mixing)"
+    _weights: torch.Tensor  # buffer
 
     def __init__(self, hp: WeightingHyper, tasks: list[Task], train_sizes: list[int]) -> None:
         super().__init__(hp, tasks, train_sizes)

@@ -38,9 +38,10 @@ class UWHyper(WeightingHyper):
 
 @register_weighting
 class UncertaintyWeighting(DirectLoss):
-    """UW: ``L = Σ_t c_t e^{−s_t} ℓ_t + ½ s_t``, ``c_t = 1`` (classification and
-    multi-label: likelihoods of a categorical / Bernoulli), ``½`` (regression: a
-    Gaussian likelihood), ``s_t = log σ_t²`` learnable, init 0, no weight decay.
+    """UW: ``L = Σ_t c_t e^{−s_t} ℓ_t + ½ s_t`` with a learned log variance ``s_t = log σ_t²`` per task.
+
+    ``c_t = 1`` (classification and multi-label: likelihoods of a categorical /
+    Bernoulli), ``½`` (regression: a Gaussian likelihood); ``s_t`` init 0, no weight decay.
 
     The bound ``s ≥ s_min`` (−5) is a projection: :meth:`on_step_end` clamps ``s`` in
     place after each optimizer step, so the loss and its gradient are those of the
@@ -52,6 +53,8 @@ class UncertaintyWeighting(DirectLoss):
     aliases = ("uncertainty",)
     reference = "Kendall, Gal & Cipolla, CVPR 2018 (homoscedastic uncertainty weighting)"
     Hyper = UWHyper
+    hp: UWHyper
+    _regression: torch.Tensor  # buffer: the task is a regression
     needs_all_tasks = True
 
     def __init__(self, hp: UWHyper, tasks: list[Task], train_sizes: list[int]) -> None:
