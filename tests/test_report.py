@@ -180,3 +180,11 @@ def test_report_of_a_folder_that_is_not_a_store_is_a_one_line_error(tmp_path: Pa
     assert main(["report", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "not a results store" in err and err.count("\n") == 1
+
+
+def test_latex_escapes_every_special_character() -> None:
+    from infomtl.tables import latex_escape
+
+    assert latex_escape(r"a\b^c~d & 5% x_1 #2 $3 {4}") == (
+        r"a\textbackslash{}b\textasciicircum{}c\textasciitilde{}d \& 5\% x\_1 \#2 \$3 \{4\}")
+    assert latex_escape("60.1 ± 0.2 †") == r"60.1 $\pm$ 0.2 $^\dagger$"

@@ -43,11 +43,11 @@ def test_a_run_of_a_later_version_that_this_one_cannot_read_says_to_upgrade(tiny
     run = _written_by(Path(shutil.copytree(tiny_run, tmp_path / "run")), LATER, a_later_option=1)
     assert main(["evaluate", str(run)]) == 2
     one_error_line(capsys.readouterr().err, f"{run}: written by infomtl {LATER}, this is {__version__}: "
-                   "upgrade infomtl to load it", "unknown option 'a_later_option'")
+                   "upgrade infomtl to load it", "unknown option: a_later_option")
     # the same files without a version: the plain error
     _written_by(run, None)
     assert main(["evaluate", str(run)]) == 2
-    err = one_error_line(capsys.readouterr().err, "unknown option 'a_later_option'")
+    err = one_error_line(capsys.readouterr().err, "unknown option: a_later_option")
     assert "upgrade" not in err
 
 

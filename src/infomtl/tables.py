@@ -84,11 +84,14 @@ def to_csv(table: Table) -> str:
 
 
 _LATEX = {"&": r"\&", "%": r"\%", "_": r"\_", "#": r"\#", "$": r"\$", "{": r"\{", "}": r"\}",
+          "\\": r"\textbackslash{}", "^": r"\textasciicircum{}", "~": r"\textasciitilde{}",
           "±": r"$\pm$", MARK: r"$^\dagger$", "Δ": r"$\Delta$", "↓": r"$\downarrow$", "↑": r"$\uparrow$",
           "ε": r"$\epsilon$", "Î": r"$\hat{I}$"}
 
 
 def latex_escape(text: str) -> str:
+    """``text`` with LaTeX's special characters (``& % _ # $ { } \\ ^ ~``) escaped and the
+    tables' symbols (±, †, Δ...) in math mode."""
     return "".join(_LATEX.get(ch, ch) for ch in text)
 
 
