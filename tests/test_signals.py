@@ -140,7 +140,8 @@ def test_sigterm_to_infomtl_train_then_resume_equals_an_uninterrupted_run(tmp_pa
 
 
 def _slow_sweep(tmp_path: Path) -> Path:
-    base = {"benchmark": "synthetic", "backbone": "tiny", "max_length": 32, "batch_size": 8, "epochs": 2,
+    # epochs enough that a run cannot finish between the signal and its stop (a fast machine)
+    base = {"benchmark": "synthetic", "backbone": "tiny", "max_length": 32, "batch_size": 8, "epochs": 5,
             "max_train_examples": 160, "max_eval_examples": 32, "lr": 2e-3, "pooling": "mean", "progress": False}
     path = tmp_path / "sweep.yaml"
     path.write_text(yaml.safe_dump({"base": base, "methods": [{"method": "ew"}], "seeds": [0, 1]}))

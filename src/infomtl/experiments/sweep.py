@@ -290,7 +290,7 @@ def _run_in_workers(todo: list[PlannedRun], store: Store, workers: int,
                    for run in todo}
         pending = set(futures)
         while pending:
-            finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            finished, pending = wait(pending, timeout=0.1, return_when=FIRST_COMPLETED)
             for future in finished:
                 if future.cancelled():
                     continue
