@@ -26,7 +26,7 @@ from infomtl.methods import (
 )
 from infomtl.methods.objectives.hmtl import cluster_tasks, hmtl_kl, signal_to_noise, task_distances
 from infomtl.methods.objectives.mtvib import vib_kl
-from infomtl.methods.objectives.vmtl import (
+from infomtl.methods.objectives.vmtl_priors import (
     anneal_factor,
     gaussian_kl_between,
     mixing_weights,
