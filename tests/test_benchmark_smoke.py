@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from benchmark_modules import BENCHMARKS, load_benchmark_module
 from infomtl.data.batching import EncodedSplit, collate
 from infomtl.modeling.model import MultiTaskModel, TaskHeads
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
-
-
-def _flops_module():
-    spec = importlib.util.spec_from_file_location("benchmark_flops", BENCHMARKS / "flops.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-flops = _flops_module()
+flops = load_benchmark_module("flops.py")
 
 
 def _two_layer_bert(vocab_size: int = 100) -> torch.nn.Module:

@@ -7,30 +7,20 @@ the same texts, requests were batched together, the RSS stays bounded, SIGTERM e
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
-import sys
-from pathlib import Path
 
 import pytest
+
+from benchmark_modules import load_benchmark_module
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 MIB = 1024 * 1024
 
 
-def _load_module():
-    spec = importlib.util.spec_from_file_location("benchmark_serve_load", BENCHMARKS / "serve_load.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-load = _load_module()
+load = load_benchmark_module("serve_load.py")
 
 
 def test_many_concurrent_requests_are_batched_and_answered_as_predict_would(tiny_run, tmp_path) -> None:

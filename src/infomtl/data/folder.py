@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from infomtl.data.folder_tweeteval import is_tweeteval_layout, load_tweeteval_folder
-from infomtl.data.rows import RawLabel, Row, build_task, encode_labels
+from infomtl.data.rows import RawLabel, Row, build_task, encode_labels, regression_targets
 from infomtl.data.task_yaml import read_task_spec
 from infomtl.data.textio import read_text, split_lines
 from infomtl.data.types import SPLITS, MultiTaskData, TaskData
@@ -217,15 +217,7 @@ def _json_label(path: Path, lineno: int, value: Any, kind: TaskKind) -> RawLabel
             if isinstance(item, bool) or not isinstance(item, (int, str)) or item == "":
                 raise DataError(path, f"label must be a label name or an integer id, got {item!r}", line=lineno)
         return [v.strip() if isinstance(v, str) else v for v in value]
-    values = value if isinstance(value, list) else [value]
-    out = []
-    for item in values:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-            raise DataError(path, f"regression target must be a finite number, got {item!r}", line=lineno)
-        out.append(float(item))
-    if not out:
-        raise DataError(path, "regression target list is empty", line=lineno)
-    return out
+    return regression_targets(value, path, lineno)
 
 
 def _read_tsv(path: Path, lines: list[str], kind: TaskKind) -> list[Row]:

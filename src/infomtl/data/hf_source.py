@@ -26,13 +26,12 @@ is a :class:`~infomtl.errors.DataError` naming the dataset, the split and the ro
 from __future__ import annotations
 
 import logging
-import math
 import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from infomtl.data.rows import Row, build_task, encode_labels
+from infomtl.data.rows import Row, build_task, encode_labels, regression_targets
 from infomtl.data.task_yaml import TaskSpec
 from infomtl.data.types import TaskData
 from infomtl.errors import ConfigError, DataError, DatasetSplit, InfomtlError
@@ -316,12 +315,4 @@ def _label(where: DatasetSplit, i: int, value: Any, kind: TaskKind, names: tuple
         if not isinstance(value, list):
             raise DataError(where, f"a multi-label row needs a list of labels, got {value!r}", line=i)
         return [one(v) for v in value]
-    values = value if isinstance(value, list) else [value]
-    out = []
-    for item in values:
-        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-            raise DataError(where, f"regression target must be a finite number, got {item!r}", line=i)
-        out.append(float(item))
-    if not out:
-        raise DataError(where, "regression target list is empty", line=i)
-    return out
+    return regression_targets(value, where, i)

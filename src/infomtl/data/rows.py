@@ -9,6 +9,7 @@ Errors name ``where`` (a file, or a dataset and split) and the row's ``line``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,6 +73,20 @@ def build_task(spec: TaskSpec, default_name: str, kind: TaskKind, train_where: o
     if any(getattr(spec, key) is not None for key in ("instruction", "answers", "template", "scale")):
         spec.prompt(task)  # the LLM baseline's keys are checked with the rest of task.yaml
     return task, inferred
+
+
+def regression_targets(value: Any, where: object, line: int | None) -> list[float]:
+    """A regression row's targets: one number or a non-empty list of finite numbers (not
+    booleans); anything else is a :class:`DataError` at ``where``, ``line``."""
+    values = value if isinstance(value, list) else [value]
+    out = []
+    for item in values:
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
+            raise DataError(where, f"regression target must be a finite number, got {item!r}", line=line)
+        out.append(float(item))
+    if not out:
+        raise DataError(where, "regression target list is empty", line=line)
+    return out
 
 
 def is_int_label(value: RawLabel) -> bool:
