@@ -91,3 +91,34 @@ def test_cli_information_untracked_run(runs, capsys):
     assert main(["analyze", "information", str(plain.run_dir)]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error:") and "--track-information" in err and "\n" not in err
+
+
+def test_information_rows_draws_one_subset_for_both_estimates(trainer):
+    from infomtl.analysis.information import _batches
+
+    sizes = [len(s) for s in trainer.encoded["val"]]
+    full = _batches(sizes, 8, seed=3, drop_last=False)
+    part = _batches(sizes, 8, seed=3, drop_last=False, max_rows=20)
+    assert sum(len(r) for step in part for r in step) == 20
+    # the subset is the first 20 pairs of the full seeded order, so it does not depend on B
+    flat = [(t, int(i)) for step in full for t, rows in enumerate(step) for i in rows]
+    other = {(t, int(i)) for step in _batches(sizes, 5, seed=3, drop_last=False, max_rows=20)
+             for t, rows in enumerate(step) for i in rows}
+    assert {(t, int(i)) for step in part for t, rows in enumerate(step) for i in rows} == other
+    assert other <= set(flat)
+    est = information_estimates(trainer.model, trainer.tasks, trainer.encoded["val"], trainer.pad_id, "cpu",
+                                batch_size=8, max_rows=20)
+    assert len(est["ixz_batches"]) == 2  # 20 rows in batches of 8, the partial one dropped
+    with pytest.raises(Exception, match="at least 2 validation rows"):
+        information_estimates(trainer.model, trainer.tasks, trainer.encoded["val"], trainer.pad_id, "cpu",
+                              max_rows=1)
+
+
+def test_information_rows_is_checked_and_not_part_of_the_run_id():
+    from infomtl.config import TrainConfig
+    from infomtl.errors import ConfigError
+    from infomtl.experiments.store import run_id
+
+    with pytest.raises(ConfigError, match="--information-rows must be >= 2, got 1"):
+        TrainConfig(information_rows=1).validate()
+    assert run_id(TrainConfig(information_rows=64)) == run_id(TrainConfig())

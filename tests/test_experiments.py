@@ -228,3 +228,32 @@ def test_dry_run_lists_runs_and_trains_nothing(tmp_path: Path, capsys) -> None:
 def test_sweep_presets_expand(preset: Path) -> None:
     runs = load_sweep(preset)
     assert runs and len({r.run_id for r in runs}) == len(runs)
+
+
+def test_only_and_seed_order_pick_the_runs_without_changing_them(tmp_path: Path, capsys) -> None:
+    from infomtl.experiments.plan import select_runs
+
+    methods = [{"method": "ew"}, {"method": "infomtl"}, {"method": "uw"}]
+    runs = load_sweep(_sweep(tmp_path, seeds=(0, 1), methods=methods))
+    assert [(r.label, r.config.seed) for r in select_runs(runs)] == [
+        ("ew", 0), ("ew", 1), ("infomtl", 0), ("infomtl", 1), ("uw", 0), ("uw", 1)]
+    picked = select_runs(runs, only=["uw", "ew"], order="seeds")
+    assert [(r.label, r.config.seed) for r in picked] == [("ew", 0), ("uw", 0), ("ew", 1), ("uw", 1)]
+    assert {r.run_id for r in picked} <= {r.run_id for r in runs}
+    with pytest.raises(ConfigError, match=r"--only: unknown row label: infomtll \(did you mean `infomtl`\?\)"):
+        select_runs(runs, only=["infomtll"])
+    with pytest.raises(ConfigError, match="--order"):
+        select_runs(runs, order="random")
+    path = _sweep(tmp_path, seeds=(0, 1), methods=methods)
+    assert main(["sweep", str(path), "--store", str(tmp_path / "s"), "--only", "uw", "--order", "seeds",
+                 "--dry-run"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[3] for line in out[:-1]] == ["uw", "uw"] and out[-1] == "2 runs, 0 finished, 2 to run"
+
+
+def test_a_sweep_with_only_trains_those_rows_and_plans_all(tmp_path: Path) -> None:
+    path, store = _sweep(tmp_path, seeds=(0,)), tmp_path / "store"
+    summary = run_sweep(path, store, only=["infomtl"])
+    runs = load_sweep(path)
+    assert summary.finished == [next(r.run_id for r in runs if r.label == "infomtl")]
+    assert len(Store(store).read_plan()) == 2  # the plan (and the report) know the other row

@@ -164,6 +164,9 @@ class TrainConfig:
         shown="the CPUs of this process's affinity mask, at most its CPU quota and $OMP_NUM_THREADS")
     track_information: bool = option(
         False, "log information-plane estimates per epoch (val set, two dropout views)", "runtime")
+    information_rows: int | None = option(
+        None, "validation rows the information estimates use: a subset drawn with the run's seed, the "
+        "same every epoch and for every method", "runtime", metavar="N", shown="every row")
     resume: str | None = option(
         None, "continue an interrupted run folder from its last complete epoch; every other "
         "option is taken from RUN_DIR/config.yaml (flags other than --threads and --progress are ignored)", "runtime",
@@ -192,6 +195,8 @@ class TrainConfig:
             raise ConfigError(f"--multilabel-threshold must be in (0, 1), got {threshold}")
         if self.threads is not None and not self.threads >= 1:
             raise ConfigError(f"--threads must be >= 1, got {self.threads}")
+        if self.information_rows is not None and not self.information_rows >= 2:
+            raise ConfigError(f"--information-rows must be >= 2, got {self.information_rows}")
         if not self.grad_accumulation >= 1:
             raise ConfigError(f"--grad-accumulation must be >= 1, got {self.grad_accumulation}")
         if self.scalar_lr is not None and not self.scalar_lr > 0:

@@ -33,12 +33,13 @@ from infomtl.errors import InfomtlError
 from infomtl.modeling.bounds import gaussian_kl, info_nce
 
 
-def _batches(sizes: list[int], batch_size: int, seed: int, drop_last: bool = True) -> list[list[np.ndarray]]:
-    """Fixed mixed batches: all (task, row) pairs in a seeded order, cut into ``batch_size``
-    rows; a last partial batch is dropped unless it is the only one. Each batch is a
-    collate ``step`` (row indices per task)."""
+def _batches(sizes: list[int], batch_size: int, seed: int, drop_last: bool = True,
+             max_rows: int | None = None) -> list[list[np.ndarray]]:
+    """Fixed mixed batches: all (task, row) pairs in a seeded order (the first ``max_rows``
+    of them if given), cut into ``batch_size`` rows; a last partial batch is dropped unless
+    it is the only one. Each batch is a collate ``step`` (row indices per task)."""
     pairs = np.array([(t, i) for t, n in enumerate(sizes) for i in range(n)], dtype=np.int64).reshape(-1, 2)
-    pairs = pairs[np.random.default_rng(seed).permutation(len(pairs))]
+    pairs = pairs[np.random.default_rng(seed).permutation(len(pairs))][:max_rows]
     cuts = [pairs[s : s + batch_size] for s in range(0, len(pairs), batch_size)]
     if drop_last and len(cuts) > 1 and len(cuts[-1]) < batch_size:
         cuts.pop()
@@ -64,15 +65,19 @@ def information_estimates(
     device: torch.device | str,
     batch_size: int = 128,
     seed: int = 0,
+    max_rows: int | None = None,
 ) -> dict[str, Any]:
     """``{"ixz": float, "izzt": {task: float}, "batch_size": B, "ixz_batches": [per batch]}``
-    on ``val_splits`` (see the module docstring); the model's mode and the global RNG
-    state are restored afterwards."""
+    on ``val_splits``, or on ``max_rows`` of their rows drawn with ``seed`` (both estimates on
+    the same rows; see the module docstring); the model's mode and the global RNG state are
+    restored afterwards."""
     device = torch.device(device)
     sizes = [len(s) for s in val_splits]
     if sum(sizes) < 2:
         raise InfomtlError("information estimates need at least 2 validation rows")
-    batches = _batches(sizes, batch_size, seed)
+    if max_rows is not None and max_rows < 2:
+        raise InfomtlError(f"information estimates need at least 2 validation rows, got --information-rows {max_rows}")
+    batches = _batches(sizes, batch_size, seed, max_rows=max_rows)
     b = sum(len(x) for x in batches[0])
     was_training = model.training
     devices = [device] if device.type == "cuda" else []
@@ -92,7 +97,7 @@ def information_estimates(
                 n = len(out.h)
                 ixz.append(math.log(n) - float(info_nce(out.h, out.h_views, tau=1.0)))
             model.eval()
-            for step in _batches(sizes, b, seed, drop_last=False):  # every row
+            for step in _batches(sizes, b, seed, drop_last=False, max_rows=max_rows):  # every row (of the subset)
                 batch = collate(val_splits, step, pad_id).to(device)
                 out = model(batch, views=1)
                 for t, head in out.heads.items():

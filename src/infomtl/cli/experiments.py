@@ -10,18 +10,18 @@ from infomtl.errors import InfomtlError
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from infomtl.experiments.plan import load_sweep
+    from infomtl.experiments.plan import load_sweep, select_runs
     from infomtl.experiments.sweep import RayOptions, describe_runs, run_sweep
 
     if args.dry_run:
-        print(describe_runs(load_sweep(args.config), args.store))
+        print(describe_runs(select_runs(load_sweep(args.config), args.only, args.order), args.store))
         return 0
     ray = None
     if args.engine == "ray":
         if args.cpus_per_run <= 0 or args.gpus_per_run < 0:
             raise InfomtlError("--cpus-per-run must be > 0 and --gpus-per-run >= 0")
         ray = RayOptions(args.ray_address, args.cpus_per_run, args.gpus_per_run)
-    summary = run_sweep(args.config, args.store, workers=args.workers, ray=ray)
+    summary = run_sweep(args.config, args.store, workers=args.workers, ray=ray, only=args.only, order=args.order)
     print(f"{summary.total} runs: {summary.skipped} already finished, {len(summary.finished)} trained, "
           f"{len(summary.failed)} failed"
           + (f", {len(summary.busy)} left to another sweep on the store" if summary.busy else "")
@@ -53,6 +53,11 @@ def add_experiment_commands(sub: Any) -> None:
     sweep.add_argument("--workers", type=int, default=1,
                        help="parallel training processes on this machine (default: 1, in-process)")
     sweep.add_argument("--dry-run", action="store_true", help="list the runs and which are finished; train nothing")
+    sweep.add_argument("--only", action="append", default=None, metavar="LABEL",
+                       help="train only the rows with this label (repeatable; default: every row)")
+    sweep.add_argument("--order", choices=("rows", "seeds"), default="rows",
+                       help="rows: runs as the file lists them; seeds: every row's first seed first, so a "
+                       "sweep stopped part-way holds a comparison over fewer seeds (default: rows)")
     sweep.add_argument("--engine", choices=("local", "ray"), default="local",
                        help="local: this machine (--workers processes); ray: one Ray task per run on a "
                        "Ray cluster, store on a shared file system (needs infomtl[ray]; default: local)")

@@ -209,3 +209,26 @@ def _default_label(entry: dict[str, Any]) -> str:
 def load_sweep(path: str | Path) -> list[PlannedRun]:
     """Read and expand a sweep file (see the module docstring)."""
     return expand_sweep(load_yaml(path), str(path))
+
+
+#: ``infomtl sweep --order``: runs as the file lists them, or every row's first seed first
+ORDERS = ("rows", "seeds")
+
+
+def select_runs(runs: list[PlannedRun], only: list[str] | None = None, order: str = "rows") -> list[PlannedRun]:
+    """The runs a sweep trains this time: those of the rows labelled in ``only`` (all when
+    empty), in ``order`` — ``rows``: as the file lists them; ``seeds``: by seed, then as listed,
+    so a sweep stopped part-way holds every row at its first seeds (a comparison over fewer
+    seeds rather than some rows over all seeds and others over none). Neither changes a run."""
+    if order not in ORDERS:
+        raise ConfigError(f"--order {order!r}: expected one of {', '.join(ORDERS)}")
+    if only:
+        labels = list(dict.fromkeys(r.label for r in runs))
+        unknown = [name for name in only if name not in labels]
+        if unknown:
+            raise ConfigError(f"--only: {unknown_names('row label', unknown, labels)} "
+                              f"(the sweep's rows: {', '.join(labels)})")
+        runs = [r for r in runs if r.label in only]
+    if order == "seeds":
+        runs = sorted(runs, key=lambda r: r.config.seed)  # stable: rows keep the file's order
+    return runs

@@ -32,7 +32,7 @@ from infomtl.artifacts.run_folder import resume_config
 from infomtl.config import TrainConfig
 from infomtl.data.loading import load_data
 from infomtl.errors import ConfigError, InfomtlError, Interrupted
-from infomtl.experiments.plan import load_sweep
+from infomtl.experiments.plan import load_sweep, select_runs
 from infomtl.experiments.store import PlannedRun, Store, run_id
 from infomtl.fileio import WriteError, writing
 from infomtl.logs import quieted, show_progress
@@ -173,9 +173,12 @@ def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions, done
                 done(rid, None, got)
 
 
-def sweep_command(sweep_path: str | Path, store_root: str | Path, workers: int = 1, ray: bool = False) -> str:
+def sweep_command(sweep_path: str | Path, store_root: str | Path, workers: int = 1, ray: bool = False,
+                  only: list[str] | None = None, order: str = "rows") -> str:
     """The command line that runs (or resumes) a sweep."""
     extra = " --engine ray" if ray else (f" --workers {workers}" if workers > 1 else "")
+    extra += "".join(f" --only {shlex.quote(label)}" for label in only or [])
+    extra += f" --order {order}" if order != "rows" else ""
     return f"infomtl sweep {shlex.quote(str(sweep_path))} --store {shlex.quote(str(store_root))}{extra}"
 
 
@@ -184,33 +187,38 @@ def run_sweep(
     store_root: str | Path,
     workers: int = 1,
     ray: RayOptions | None = None,
+    only: list[str] | None = None,
+    order: str = "rows",
 ) -> SweepSummary:
     """Run every unfinished run of a sweep file into a store (see the module docstring);
-    with ``ray``, as tasks of a Ray cluster instead of local processes.
+    with ``ray``, as tasks of a Ray cluster instead of local processes; ``only`` and ``order``
+    as :func:`~infomtl.experiments.plan.select_runs` (the store's plan keeps every run).
 
     Raises :class:`~infomtl.fileio.WriteError` when a write fails and
     :class:`~infomtl.errors.Interrupted` on SIGINT / SIGTERM, each with the command that resumes.
     """
     if workers < 1:
         raise ConfigError(f"--workers must be >= 1, got {workers}")
-    command = sweep_command(sweep_path, store_root, workers, ray is not None)
+    command = sweep_command(sweep_path, store_root, workers, ray is not None, only, order)
     try:
         with signals.graceful_stop():
-            return _run_sweep(sweep_path, Store(Path(store_root)), workers, ray)
+            return _run_sweep(sweep_path, Store(Path(store_root)), workers, ray, only, order)
     except WriteError as exc:
         raise exc.with_hint(f"once fixed, resume the sweep with: {command}") from None
     except Interrupted as exc:
         raise Interrupted(exc.signal_name, exc.saved, command, exc.exit_status) from None
 
 
-def _run_sweep(sweep_path: str | Path, store: Store, workers: int, ray: RayOptions | None) -> SweepSummary:
-    runs = load_sweep(sweep_path)
+def _run_sweep(sweep_path: str | Path, store: Store, workers: int, ray: RayOptions | None,
+               only: list[str] | None = None, order: str = "rows") -> SweepSummary:
+    planned = load_sweep(sweep_path)
+    runs = select_runs(planned, only, order)
     with writing(store.root / "sweep.yaml"):
         (store.root / "runs").mkdir(parents=True, exist_ok=True)
         shutil.copyfile(sweep_path, store.root / "sweep.yaml.tmp")
         os.replace(store.root / "sweep.yaml.tmp", store.root / "sweep.yaml")
-    store.add_to_plan(runs)
-    adopted = store.adopt_legacy(runs)
+    store.add_to_plan(planned)
+    adopted = store.adopt_legacy(planned)
     if adopted:
         log.info("store %s: %d finished run(s) renamed from the first id scheme to stable ids", store.root, adopted)
     indexed = {e["id"] for e in store.read_index()}

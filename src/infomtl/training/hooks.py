@@ -15,13 +15,14 @@ from infomtl.training.trainer import EpochHook, Trainer
 
 
 def information_plane(trainer: Trainer) -> dict[str, Any]:
-    """``--track-information``: information-plane estimates on the val split (the RNG
-    state is restored, so the run's results are unchanged)."""
+    """``--track-information``: information-plane estimates on the val split, or on
+    ``--information-rows`` of it (the RNG state is restored, so the run's results are unchanged)."""
     if "val" not in trainer.encoded:
         return {}
     est = information_estimates(
         trainer.accelerator.unwrap_model(trainer.model), trainer.tasks, trainer.encoded["val"],
         trainer.pad_id, trainer.accelerator.device, batch_size=128, seed=trainer.config.seed,
+        max_rows=trainer.config.information_rows,
     )
     return {"information": {"ixz": est["ixz"], "izzt": est["izzt"], "batch_size": est["batch_size"]}}
 

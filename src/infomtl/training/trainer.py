@@ -60,6 +60,7 @@ from infomtl.methods import OBJECTIVES, Method, MethodSpec, resolve_method
 from infomtl.modeling.backbones import Backbone, load_backbone
 from infomtl.modeling.building import build_model, shared_size, uses_features
 from infomtl.modeling.feature_cache import FeatureCache
+from infomtl.precision import slow_bf16_warning
 from infomtl.tasks import Task
 from infomtl.threads import busy_note
 from infomtl.training import signals
@@ -111,6 +112,9 @@ class Trainer(Steps):
             cpu=cpu, mixed_precision=config.mixed_precision,
             dataloader_config=DataLoaderConfiguration(split_batches=True),
         )
+        warning = slow_bf16_warning(config.mixed_precision, self.accelerator.device.type)
+        if warning and self.accelerator.is_main_process:
+            log.warning(warning)
         if self.accelerator.num_processes != launched:
             raise ConfigError(
                 f"launched as {launched} processes but accelerate set up "
