@@ -19,12 +19,13 @@ import pytest
 
 from infomtl.artifacts.evaluation import evaluate_run, score_predictions
 from infomtl.cli import build_parser
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.config import TrainConfig
 from infomtl.data.affecteval import EI_REG_EMOTIONS
 from infomtl.data.loading import prepare_data
 from infomtl.errors import ConfigError
 from infomtl.methods import method_names
 from infomtl.metrics import pearson, score_task, spearman
+from infomtl.options import load_yaml
 from infomtl.tasks import TWEETEVAL_TASKS, TaskKind
 from infomtl.training import train
 

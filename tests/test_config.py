@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from infomtl.config import TrainConfig, coerce, load_yaml, parse_key_values
+from infomtl.config import TrainConfig
 from infomtl.errors import ConfigError, InfomtlError
+from infomtl.options import coerce, load_yaml, parse_key_values
 
 # --------------------------------------------------------------------------- #
 # from_dict coercion

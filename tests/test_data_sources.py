@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.config import TrainConfig
 from infomtl.data import load_task_folder, prepare_data
 from infomtl.data.loading import BENCHMARKS, load_data, task_refs
 from infomtl.data.refs import config_for_task, resolve_task_refs, task_entries
@@ -19,6 +19,7 @@ from infomtl.data.task_yaml import read_task_spec
 from infomtl.data.types import TaskData
 from infomtl.errors import ConfigError, DataError
 from infomtl.experiments.plan import expand_sweep
+from infomtl.options import load_yaml
 from infomtl.tasks import Task, TaskKind
 
 

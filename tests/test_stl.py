@@ -10,7 +10,7 @@ import torch
 
 from infomtl.artifacts.evaluation import evaluate_run
 from infomtl.artifacts.run_folder import load_run
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.config import TrainConfig
 from infomtl.errors import ConfigError
 from infomtl.methods import resolve_method
 from infomtl.methods.listing import describe_methods
@@ -18,6 +18,7 @@ from infomtl.metrics import average, task_score
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.heads import TextCNNHead
 from infomtl.modeling.model import MultiTaskModel, TaskHeads, TokenTaskHeads
+from infomtl.options import load_yaml
 from infomtl.tasks import Task
 from infomtl.training import train
 

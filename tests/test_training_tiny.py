@@ -12,10 +12,11 @@ import torch
 
 from infomtl.artifacts.evaluation import evaluate_run, predict_splits
 from infomtl.artifacts.run_folder import load_run
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.config import TrainConfig
 from infomtl.data.loading import prepare_data
 from infomtl.errors import InfomtlError
 from infomtl.modeling.backbones import load_backbone
+from infomtl.options import load_yaml
 from infomtl.training import Trainer
 
 METHODS = ("ew", "infomtl")

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 
 from fakes import MIXED_TASKS, fake_batch
 from infomtl.artifacts.run_folder import load_run
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.config import TrainConfig
 from infomtl.data.batching import Batch
 from infomtl.errors import ConfigError
 from infomtl.methods import OBJECTIVES, Method, resolve_method
@@ -25,6 +25,7 @@ from infomtl.modeling.heads import (
 )
 from infomtl.modeling.losses import predict
 from infomtl.modeling.model import ModelOutput
+from infomtl.options import load_yaml
 from infomtl.tasks import Task, TaskKind
 from infomtl.training import Trainer, resolve_spec
 

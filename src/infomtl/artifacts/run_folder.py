@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from infomtl.artifacts.checkpoint import load_weights
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.config import TrainConfig
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.fileio import read_json, write_text, writing
 from infomtl.methods import Method, MethodSpec
@@ -35,6 +35,7 @@ from infomtl.modeling.backbones import Backbone, load_backbone, load_backbone_fi
 from infomtl.modeling.building import build_model, shared_size
 from infomtl.modeling.feature_cache import backbone_fingerprint
 from infomtl.modeling.model import MultiTaskModel
+from infomtl.options import load_yaml
 from infomtl.tasks import Task
 from infomtl.version import __version__, is_newer
 

@@ -15,8 +15,9 @@ from typing import Any
 
 import yaml
 
-from infomtl.config import TrainConfig, option, option_values
+from infomtl.config import TrainConfig
 from infomtl.errors import ConfigError
+from infomtl.options import option, option_values
 
 BACKENDS = ("openai", "hf")
 SPLIT_CHOICES = ("train", "val", "test")

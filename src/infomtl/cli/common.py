@@ -9,7 +9,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from infomtl.config import load_yaml
+from infomtl.options import load_yaml
 from infomtl.tables import markdown_table
 
 #: Exit status of a user error (bad flag, missing file, invalid data).

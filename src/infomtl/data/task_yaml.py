@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from infomtl.config import safe_load_yaml
 from infomtl.data.textio import read_text
 from infomtl.errors import DataError, did_you_mean, unknown_names
+from infomtl.options import safe_load_yaml
 from infomtl.prompts import Prompt, default_prompt
 from infomtl.tasks import Metric, Task, TaskKind
 

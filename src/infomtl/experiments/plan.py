@@ -44,12 +44,13 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.config import TrainConfig
 from infomtl.data.loading import BENCHMARKS
 from infomtl.data.refs import BENCHMARK_TASK_NAMES, is_path_entry, resolve_task_refs
 from infomtl.data.types import choose_task_names
 from infomtl.errors import ConfigError, InfomtlError, unknown_names
 from infomtl.experiments.store import PlannedRun, run_id
+from infomtl.options import load_yaml
 from infomtl.training import resolve_spec
 
 SWEEP_KEYS = ("base", "methods", "seeds", "train_ratios", "benchmarks", "backbones", "task_sets")

@@ -39,7 +39,8 @@ from infomtl.errors import InfomtlError
 from infomtl.fileio import append_line, write_text, writing
 
 #: Options that do not change what a run computes, so they are left out of its id.
-NOT_HASHED = ("output_dir", "progress", "threads", "track_information", "information_rows", "feature_cache", "compile")
+NOT_HASHED = ("output_dir", "progress", "threads", "track_information", "information_rows", "report_to",
+              "feature_cache", "compile")
 
 #: Version of the id scheme: bump it only when a default's meaning changes (every id changes then).
 ID_SCHEMA = 2

@@ -276,7 +276,7 @@ class BackwardContext:
     with ``reduce_mean`` first; the trainer averages ``.grad`` after ``backward``.
     """
 
-    backward: Any  # callable(loss) -> None, e.g. accelerator.backward
+    backward: Any  # callable(loss) -> None: the run's MixedPrecision.backward (loss scaling under fp16)
     shared_parameters: list[nn.Parameter]
     head_parameters: list[list[nn.Parameter]]
     reduce_mean: Any = _identity  # callable(tensor) -> None, in place

@@ -13,13 +13,13 @@ into a validated :class:`MethodSpec` before any model is loaded:
 from __future__ import annotations
 
 import dataclasses
-import math
 import typing
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from infomtl.errors import ConfigError, did_you_mean, unknown_names
 from infomtl.methods.base import Component, Hyper, Objective, Weighting, WeightingHyper
+from infomtl.options import scalar
 
 OBJECTIVES: dict[str, type[Objective]] = {}
 WEIGHTINGS: dict[str, type[Weighting]] = {}
@@ -169,26 +169,10 @@ def _build_hyper(kind: type[HyperT], method: str, args: dict[str, Any]) -> Hyper
 
 def _coerce(method: str, key: str, value: Any, kind: Any) -> Any:
     try:
-        if kind is bool:
-            if isinstance(value, str):
-                low = value.strip().lower()
-                if low not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError(value)
-                return low in ("true", "1", "yes")
-            return bool(value)
-        if kind is int:
-            return int(value)
-        if kind is float:
-            number = float(value)
-            if not math.isfinite(number):
-                raise ValueError(value)
-            return number
-        if kind is str:
-            return str(value)
+        return scalar(value, kind)
     except (TypeError, ValueError):
         name = getattr(kind, "__name__", str(kind))
         raise ConfigError(f"method {method}: {key} must be a {name}, got {value!r}") from None
-    return value
 
 
 def objective_of(method: str) -> type[Objective] | None:

@@ -36,6 +36,8 @@ name is the main process's. Multi-node runs need the run folder on a shared file
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any
 
 import numpy as np
@@ -55,10 +57,11 @@ def forward_sharded(
     seed: int,
     step: int,
     views: int,
+    autocast: Callable[[], AbstractContextManager[Any]],
 ) -> tuple[ModelOutput, Batch]:
     """Encode this process's shard of the global step ``plan``, gather the global
     batch's representation, decode the whole global batch (see the module docstring);
-    ``acc`` is the run's ``accelerate.Accelerator``."""
+    ``acc`` is the run's ``accelerate.Accelerator``, ``autocast`` its precision's context."""
     rank, world = acc.process_index, acc.num_processes
     shards = [shard(plan, r, world) for r in range(world)]
     counts = [sum(len(idx) for idx in part) for part in shards]
@@ -70,7 +73,7 @@ def forward_sharded(
     if model.token_states:  # pad like the global batch: same states at padded positions
         width = max(len(splits[t].input_ids[i]) for t, idx in enumerate(plan) for i in idx)
     batch = collate(splits, local, pad_id, width).to(acc.device)
-    with distributed.process_rng(seed, step, rank, acc.device), acc.autocast():
+    with distributed.process_rng(seed, step, rank, acc.device), autocast():
         rep = model.represent(batch, views)
     order = torch.from_numpy(shard_order(plan, world)).to(acc.device, non_blocking=True)
     n = len(batch)
@@ -91,6 +94,6 @@ def forward_sharded(
         assert rep.mask is not None  # token states come with their attention mask
         states, mask = gathered(rep.states), gathered(rep.mask, grad=False)
     targets = collate_targets(splits, plan).to(acc.device)
-    with acc.autocast():
+    with autocast():
         out = model.decode(Representation(pooled, states, mask), targets, views)
     return out, targets

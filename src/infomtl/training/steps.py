@@ -35,6 +35,7 @@ from infomtl.methods import BackwardContext, Method
 from infomtl.modeling.building import compile_encoder
 from infomtl.modeling.feature_cache import FeatureCache
 from infomtl.modeling.model import ModelOutput, MultiTaskModel
+from infomtl.training.amp import MixedPrecision
 from infomtl.training.optim import build_optimizer, build_scheduler, clipped_parameters
 from infomtl.training.sharded import forward_sharded
 
@@ -50,9 +51,11 @@ class Steps:
     encoded: dict[str, list[EncodedSplit]]
     pad_id: int
 
+    amp: MixedPrecision
+
     @property
     def autocast_dtype(self) -> torch.dtype | None:
-        return {"bf16": torch.bfloat16, "fp16": torch.float16}.get(self.config.mixed_precision)
+        return self.amp.dtype
 
     # -- one step --------------------------------------------------------------------------
 
@@ -86,7 +89,7 @@ class Steps:
             shared += list(inner.shared_mlp.parameters())
         shared += [p for p in getattr(inner.decoder, "shared_parameters", list)() if p.requires_grad]
         heads = [list(h.parameters()) for h in getattr(inner.decoder, "heads", [])]
-        self.ctx = BackwardContext(acc.backward, shared, heads, distributed.all_reduce_mean)
+        self.ctx = BackwardContext(self.amp.backward, shared, heads, distributed.all_reduce_mean)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.clipped = clipped_parameters(self.optimizer)
 
@@ -94,8 +97,9 @@ class Steps:
         """One optimisation step on the global step ``plan`` (the ``step``-th of the run)."""
         total, terms, weights = self.backward_step(plan, step)
         if self.config.grad_clip > 0:
-            self.accelerator.clip_grad_norm_(self.clipped, self.config.grad_clip)
-        self.optimizer.step()
+            self.amp.unscale(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.clipped, self.config.grad_clip)
+        self.amp.step(self.optimizer)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.method.on_step_end(terms)
@@ -115,8 +119,8 @@ class Steps:
         acc, views = self.accelerator, self.method.views
         if acc.num_processes == 1:
             batch = collate(self.encoded["train"], plan, self.pad_id).to(acc.device)
-            with acc.autocast():
+            with self.amp.autocast():
                 return self.model(batch, views=views), batch
         return forward_sharded(
-            self.model, self.encoded["train"], plan, self.pad_id, acc, self.config.seed, step, views
+            self.model, self.encoded["train"], plan, self.pad_id, acc, self.config.seed, step, views, self.amp.autocast
         )

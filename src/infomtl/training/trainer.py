@@ -64,10 +64,12 @@ from infomtl.precision import slow_bf16_warning
 from infomtl.tasks import Task
 from infomtl.threads import busy_note
 from infomtl.training import signals
+from infomtl.training.amp import MixedPrecision
 from infomtl.training.collapse import collapse_messages
 from infomtl.training.epoch_stats import EpochStats
 from infomtl.training.run_state import RunState, interrupted, with_resume_hint
 from infomtl.training.steps import Steps
+from infomtl.training.tracking import Tracking, check_trackers
 from infomtl.version import __version__
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,6 @@ class Trainer(Steps):
 
     def __init__(self, config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()) -> None:
         from accelerate import Accelerator
-        from accelerate.state import AcceleratorState
         from accelerate.utils import DataLoaderConfiguration, set_seed
 
         self.config = config.validate()
@@ -104,14 +105,12 @@ class Trainer(Steps):
         # on the CPU (accelerate would otherwise set up one independent process per rank)
         launched = int(os.environ.get("WORLD_SIZE", "1"))
         cpu = config.cpu or (launched > 1 and not torch.cuda.is_available())
-        # one process may train several runs (sweep workers, STL) with different mixed
-        # precisions: forget the previous run's (the distributed state is kept)
-        AcceleratorState._reset_state()
-        # split_batches: the schedule steps once per (global) step under several processes
-        self.accelerator = Accelerator(
-            cpu=cpu, mixed_precision=config.mixed_precision,
-            dataloader_config=DataLoaderConfiguration(split_batches=True),
-        )
+        # split_batches: the schedule steps once per (global) step under several processes;
+        # the precision is the run's own (training/amp.py), as one process may train several
+        # runs of different precisions and accelerate keeps one per process
+        self.accelerator = Accelerator(cpu=cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
+        self.amp = MixedPrecision(config.mixed_precision, self.accelerator.device)
+        self.report_to = check_trackers(config.report_to)  # before any work: a missing package stops here
         warning = slow_bf16_warning(config.mixed_precision, self.accelerator.device.type)
         if warning and self.accelerator.is_main_process:
             log.warning(warning)
@@ -170,13 +169,20 @@ class Trainer(Steps):
         :class:`~infomtl.fileio.WriteError` with the command that resumes; SIGINT / SIGTERM
         stop at the next step boundary with ``last/`` saved (:mod:`infomtl.training.signals`)."""
         self.run_dir: Path | None = None
+        self.tracking: Tracking | None = None
         try:
             with signals.graceful_stop(enabled=self.accelerator.num_processes == 1):
-                return self._run(*self._open_run_dir())
+                run_dir, last_dir = self._open_run_dir()
+                if self.accelerator.is_main_process and self.report_to:
+                    self.tracking = Tracking(self.report_to, run_dir, self.config.to_dict())
+                return self._run(run_dir, last_dir)
         except WriteError as exc:
             if self.run_dir is None:
                 raise
             raise with_resume_hint(exc, self.run_dir) from None
+        finally:
+            if self.tracking is not None:
+                self.tracking.finish()
 
     def _open_run_dir(self) -> tuple[Path, Path | None]:
         """The run folder (new, or the one resumed) with its ``config.yaml`` and ``run.json``,
@@ -226,7 +232,7 @@ class Trainer(Steps):
             tensors, state["epoch_stats"] = stats.state()
         save_training_state(
             self.run_dir / "last", self.accelerator.unwrap_model(self.model), self.method, self.optimizer,
-            self.scheduler, state, self.accelerator.scaler, tensors,
+            self.scheduler, state, self.amp.scaler, tensors,
         )
 
     def _run(self, run_dir: Path, last_dir: Path | None) -> TrainResult:
@@ -241,7 +247,7 @@ class Trainer(Steps):
         at, saved = RunState(), {}
         if last_dir is not None:
             saved = load_training_state(
-                last_dir, acc.unwrap_model(model), self.method, self.optimizer, scheduler, acc.scaler,
+                last_dir, acc.unwrap_model(model), self.method, self.optimizer, scheduler, self.amp.scaler,
             )
             at = RunState.from_state(saved)
             if acc.is_main_process:
@@ -301,6 +307,8 @@ class Trainer(Steps):
                 record.update(hook(self))
             if acc.is_main_process:
                 append_line(log_path, json.dumps(record))
+            if self.tracking is not None:
+                self.tracking.log(record, epoch)
             self._progress(
                 "epoch %d: train loss %.4f  val Avg %.2f  val loss %.4f%s",
                 epoch, train_log["loss"], val["avg"], val_loss, "  *" if improved else "",
@@ -346,6 +354,8 @@ class Trainer(Steps):
             if acc.is_main_process:
                 write_predictions(run_dir / "predictions" / split, self.tasks, preds)
         results["train_time_s"] = round(time.perf_counter() - start, 2)
+        if self.tracking is not None:
+            self.tracking.log({"best": {s: results[s] for s in ("val", "test") if s in results}}, epoch)
         if acc.is_main_process:
             self.method.write_artifacts(run_dir)
             write_json(run_dir / "results.json", results)

@@ -25,8 +25,8 @@ Implementation (exact, on the device, no host synchronisation):
    linear surrogate shifts the shared gradients by exactly ``δ`` (its value is not
    reported). Gradients therefore *accumulate* into ``.grad`` like any backward,
    and whatever the engine does to the loss applies to the whole update: under fp16
-   the ``GradScaler`` of ``accelerate`` scales the loss (and so ``Σ g̃ + ∇aux``) and
-   unscales before clipping and the step; on CPU or with bf16 there is no scaler.
+   the run's ``GradScaler`` (training/amp.py) scales the loss (and so ``Σ g̃ + ∇aux``) and
+   unscales before clipping and the step; with bf16 or fp32 there is no scaler.
    The per-task gradients of step 1 are taken of the unscaled losses, so under fp16
    a very small gradient may underflow in the fp16 backward: prefer bf16 with PCGrad.
    Under several processes (:mod:`infomtl.distributed`) every process computes the
