@@ -26,12 +26,15 @@ def train(config: TrainConfig) -> TrainResult:
     return _train(config)
 
 
-def load(path, device: str = "cpu"):
-    """A predictor for a run folder, an STL folder or an export folder.
+def load(path, device: str = "cpu", revision: str | None = None):
+    """A predictor for a run folder, an STL folder, an export folder, or the Hugging Face Hub
+    repo id of an export (``infomtl.load("user/model", revision="v1")``; an existing local
+    path wins over a repo id).
 
     ``infomtl.load(path).predict(texts)`` returns one ``{task: prediction}`` dict
-    per text; see :mod:`infomtl.inference.predict`. torch is imported on the first call only.
+    per text; see :mod:`infomtl.inference.predict` and :mod:`infomtl.inference.hub`.
+    torch is imported on the first call only.
     """
     from infomtl.inference.predict import load as _load
 
-    return _load(path, device=device)
+    return _load(path, device=device, revision=revision)

@@ -1,4 +1,4 @@
-"""``infomtl predict``, ``export`` and ``serve``: using a trained run."""
+"""``infomtl predict``, ``export``, ``serve`` and ``push``: using a trained run."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from infomtl.cli.hub import MODEL_HELP, add_push_command, add_revision_option
 from infomtl.errors import InfomtlError
 from infomtl.inference.batcher import BatchSettings
 from infomtl.inference.formats import INPUT_FORMATS, OUTPUT_FORMATS, read_inputs, write_outputs
@@ -17,7 +18,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     texts, pairs = read_inputs(args.input, args.input_format)
-    predictor = load(args.run_dir)
+    predictor = load(args.run_dir, revision=args.revision)
     if tasks is not None:
         predictor._choose(tasks)  # unknown task names fail before any work
     progress = args.progress
@@ -43,26 +44,28 @@ def cmd_predict(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from infomtl.inference.export import export_run
 
-    out = export_run(args.run_dir, args.out_dir)
+    out = export_run(args.run_dir, args.out_dir, license=args.license)
     print(f"exported {args.run_dir} to {out}; load it with infomtl.load({str(out)!r}) "
           f"or `infomtl predict {out} --input FILE`")
     return 0
 
 
 def add_inference_commands(sub: argparse._SubParsersAction) -> None:
-    """The ``predict``, ``export`` and ``serve`` commands."""
+    """The ``predict``, ``export``, ``serve`` and ``push`` commands."""
     _add_predict_export(sub)
     _add_serve(sub)
+    add_push_command(sub)
 
 
 def _add_predict_export(sub: argparse._SubParsersAction) -> None:
     pr = sub.add_parser("predict", help="predict every task for new texts with a trained run or export",
                         description="Label texts with every task of a run folder, STL folder or export "
-                        "folder. Input: one text per line (text), JSONL objects with \"text\" and an "
+                        "folder, or an export on the Hugging Face Hub by repo id. Input: one text per line (text), "
+                        "JSONL objects with \"text\" and an "
                         "optional \"text_pair\", or TSV (text, optional pair; optional header 'text'). "
                         "Every input line must hold a text; outputs follow the input order.")
-    pr.add_argument("run_dir", metavar="RUN_OR_EXPORT",
-                    help="run folder (infomtl train) or export folder (infomtl export)")
+    pr.add_argument("run_dir", metavar="RUN_OR_EXPORT", help=MODEL_HELP)
+    add_revision_option(pr)
     pr.add_argument("--input", required=True, metavar="FILE", help="input file, or - for standard input")
     pr.add_argument("--input-format", choices=INPUT_FORMATS, default=None,
                     help="input format (default: by extension: .jsonl, .tsv, else text)")
@@ -81,6 +84,8 @@ def _add_predict_export(sub: argparse._SubParsersAction) -> None:
                         "SHA-256 of every file, and a model card README.md with the run's metrics.")
     ex.add_argument("run_dir", help="run folder written by `infomtl train`")
     ex.add_argument("out_dir", metavar="OUT", help="new (or empty) folder to write")
+    ex.add_argument("--license", default=None, metavar="ID",
+                    help="the model card's license, a Hub license id such as apache-2.0 or mit (default: other)")
     ex.set_defaults(func=cmd_export)
 
 
@@ -91,7 +96,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     batching = BatchSettings(max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
                              max_queue=args.max_queue, request_timeout_s=args.request_timeout)
     serve(args.run_dir, host=args.host, port=args.port, limits=limits, batch_size=args.batch_size,
-          access_log=args.access_log, batching=batching, max_tokens=args.max_tokens)
+          access_log=args.access_log, batching=batching, max_tokens=args.max_tokens, revision=args.revision)
     return 0
 
 
@@ -104,8 +109,8 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                         "a limit get a 4xx JSON error, a full queue a 503 with Retry-After, a request "
                         "unanswered in time a 504. SIGTERM stops accepting, answers the requests in "
                         "flight and exits 0. Needs the serve extra: pip install 'infomtl[serve]'.")
-    sv.add_argument("run_dir", metavar="RUN_OR_EXPORT",
-                    help="run folder (infomtl train) or export folder (infomtl export)")
+    sv.add_argument("run_dir", metavar="RUN_OR_EXPORT", help=MODEL_HELP)
+    add_revision_option(sv)
     sv.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
     sv.add_argument("--port", type=int, default=8000, help="port to bind; 0 picks a free one (default: 8000)")
     lim = sv.add_argument_group("limits per request")

@@ -1,4 +1,4 @@
-"""The ``infomtl`` command line: train, evaluate, predict, export, serve, demo, methods, download,
+"""The ``infomtl`` command line: train, evaluate, predict, export, serve, push, demo, methods, download,
 sweep, report, analyze, baseline (one module per command group).
 
 User errors, and writes that fail (disk full, read-only folder), print one line

@@ -7,7 +7,8 @@ An export folder holds::
     infomtl.json             format version, tasks, method, pooling, lengths, pair settings,
                              and the SHA-256 of every other file
     training-config.yaml     the config the run was trained with
-    README.md                a model card: tasks, method, backbone, metrics, training command
+    README.md                a model card with Hub metadata: tasks, method, backbone, metrics,
+                             training command (:mod:`infomtl.inference.model_card`)
 
 An STL run (one model per task) exports one such folder per task under ``OUT/<task>/``
 with a top-level ``infomtl.json`` listing them (``"parts"``) and one model card.
@@ -21,7 +22,6 @@ both versions ("written by infomtl 0.3.0, this is 0.1.0: upgrade infomtl to load
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import shutil
 from collections.abc import Collection
@@ -32,14 +32,14 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from infomtl.artifacts.run_folder import RunFolder, load_run, newer_version_message, readable_by_this_version
-from infomtl.config import TrainConfig, load_yaml
+from infomtl.config import load_yaml
 from infomtl.errors import InfomtlError
 from infomtl.fileio import JSONError, loads_json, read_json, write_folder, write_json, write_text, writing
+from infomtl.inference.model_card import DEFAULT_LICENSE, check_license, model_card
 from infomtl.inference.units import ModelUnit, pair_modes
 from infomtl.methods import Method, MethodSpec
 from infomtl.modeling.backbones import load_backbone_files, quiet_transformers
 from infomtl.modeling.model import MultiTaskModel, SharedMLP
-from infomtl.tables import markdown_table
 from infomtl.tasks import Task
 from infomtl.version import __version__, is_newer
 
@@ -70,8 +70,10 @@ def _checksums(folder: Path, skip: Collection[Path] = frozenset()) -> dict[str, 
 # --------------------------------------------------------------------------- export
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
-    """Export a run (or STL) folder into the new folder ``out_dir`` (see the module docstring).
+def export_run(run_dir: str | Path, out_dir: str | Path, license: str | None = None) -> Path:
+    """Export a run (or STL) folder into the new folder ``out_dir`` (see the module docstring);
+    ``license`` is the model card's, a Hub license id (default: ``other``, see
+    :mod:`infomtl.inference.model_card`).
 
     The export is written to a temporary folder next to ``out_dir`` and renamed into
     place (:func:`~infomtl.fileio.write_folder`), so an interrupted or failed export leaves
@@ -83,6 +85,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise InfomtlError(f"{out_dir} already exists and is not empty; choose a new folder")
     run = RunFolder(run_dir)
+    license = check_license(license or DEFAULT_LICENSE)
 
     def write(tmp: Path) -> None:
         if run.single_task:
@@ -93,14 +96,14 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
                 meta = _export_single(sub, tmp / name)
                 manifest["parts"][name] = name
                 tasks.extend(meta["tasks"])
-            _write_common(run_dir, tmp, tasks, manifest_method=None)
+            _write_common(run_dir, tmp, tasks, None, license)
             manifest["tasks"] = tasks
             # part folders are verified by their own manifests; list them here too
             manifest["files"] = _checksums(tmp)
             write_json(tmp / MANIFEST, manifest)
         else:
             meta = _export_single(run_dir, tmp)
-            _write_common(run_dir, tmp, meta["tasks"], manifest_method=meta["method"])
+            _write_common(run_dir, tmp, meta["tasks"], meta["method"], license)
             meta["files"] = _checksums(tmp, {tmp / MANIFEST})
             write_json(tmp / MANIFEST, meta)
 
@@ -109,12 +112,12 @@ def export_run(run_dir: str | Path, out_dir: str | Path) -> Path:
 
 
 def _write_common(run_dir: Path, dest: Path, tasks: list[dict[str, Any]],
-                  manifest_method: dict[str, Any] | None) -> None:
+                  manifest_method: dict[str, Any] | None, license: str) -> None:
     """The training config and the model card of an export."""
     with writing(dest / "training-config.yaml"):
         shutil.copyfile(run_dir / "config.yaml", dest / "training-config.yaml")
     write_text(dest / "README.md", model_card(run_dir, tasks, _read_results(run_dir), _config_dict(run_dir),
-                                               manifest_method=manifest_method))
+                                               manifest_method, license))
 
 
 def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
@@ -165,107 +168,6 @@ def _read_results(run_dir: Path) -> dict[str, Any]:
 
 def _config_dict(run_dir: Path) -> dict[str, Any]:
     return load_yaml(run_dir / "config.yaml")
-
-
-def training_command(config: dict[str, Any]) -> str:
-    """The ``infomtl train`` command line that reproduces a run's config (non-default options)."""
-    defaults = TrainConfig()
-    parts = ["infomtl train"]
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("output_dir", "progress", "threads") or f.name not in config:
-            continue
-        value = config[f.name]
-        if value == getattr(defaults, f.name):
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
-        elif value is None:
-            continue
-        elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):  # --hf-task, repeated
-            flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
-            parts += [f"{flag} " + ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}"
-                                            for k, v in item.items()) for item in value]
-        elif isinstance(value, list):
-            parts.append(f"{flag} {','.join(map(str, value))}")
-        elif isinstance(value, dict):
-            parts.append(f"{flag} {','.join(f'{k}={v}' for k, v in value.items())}")
-        else:
-            parts.append(f"{flag} {value}")
-    return " \\\n    ".join(parts)
-
-
-def model_card(run_dir: Path, tasks: list[dict[str, Any]], results: dict[str, Any],
-               config: dict[str, Any], manifest_method: dict[str, Any] | None) -> str:
-    """The export's README.md: tasks, method, backbone, metrics and how it was trained."""
-    method = results.get("method") or config.get("method", "?")
-    lines = [
-        f"# infomtl model: {method} on {', '.join(t['name'] for t in tasks)}",
-        "",
-        f"Exported with infomtl {__version__} from the run folder `{run_dir.name}`.",
-        "",
-        f"- **Method:** {method}"
-        + (f" (objective {manifest_method['objective']}, weighting {manifest_method['weighting']})"
-           if manifest_method and "objective" in manifest_method else ""),
-        f"- **Backbone:** {config.get('backbone', '?')} ({config.get('pooling', 'cls')} pooling, "
-        f"max length {config.get('max_length', '?')} tokens)",
-        f"- **Benchmark:** {results.get('benchmark', config.get('benchmark', '?'))}, seed {config.get('seed', '?')}",
-        "",
-        "## Tasks",
-        "",
-    ]
-    rows = []
-    for t in tasks:
-        outputs = ", ".join(t["labels"] or t["targets"])
-        rows.append([t["name"], t["kind"], outputs, t.get("description", "")])
-    lines += [markdown_table(["task", "kind", "labels / outputs", "description"], rows), ""]
-    lines += ["## Metrics", ""]
-    metric_rows = []
-    for split in ("val", "test"):
-        scored = results.get(split)
-        if not isinstance(scored, dict):
-            continue
-        for name, metrics in scored.get("tasks", {}).items():
-            for metric, value in metrics.items():
-                metric_rows.append([split, name, metric, f"{value:.2f}"])
-        if "avg" in scored:
-            metric_rows.append([split, "**Avg**", "", f"{scored['avg']:.2f}"])
-    if metric_rows:
-        lines += [markdown_table(["split", "task", "metric", "score"], metric_rows), ""]
-    else:
-        lines += ["No results.json in the run folder: no metrics recorded.", ""]
-    lines += [
-        "## Training",
-        "",
-        "The run was trained with the config in `training-config.yaml`:",
-        "",
-        "```bash",
-        "infomtl train --config training-config.yaml",
-        "```",
-        "",
-        "which is the same as:",
-        "",
-        "```bash",
-        training_command(config),
-        "```",
-        "",
-        "## Use",
-        "",
-        "```bash",
-        "infomtl predict THIS_FOLDER --input texts.txt",
-        "```",
-        "",
-        "```python",
-        "import infomtl",
-        "",
-        'predictor = infomtl.load("THIS_FOLDER")',
-        'print(predictor.predict(["a text to label"]))',
-        "```",
-        "",
-        "Loading checks every file against the SHA-256 in `infomtl.json` and never unpickles code.",
-        "",
-    ]
-    return "\n".join(lines)
 
 
 # --------------------------------------------------------------------------- loading

@@ -1,8 +1,9 @@
 """Using a trained model: every task's prediction for new texts.
 
 :func:`load` accepts a run folder written by ``infomtl train``, an STL folder (one
-sub-run per task; their predictors are combined) or an export folder written by
-``infomtl export`` (see :mod:`infomtl.inference.export`), and returns a :class:`Predictor`::
+sub-run per task; their predictors are combined), an export folder written by
+``infomtl export`` (see :mod:`infomtl.inference.export`) or the Hub repo id of one
+(``infomtl push``; :mod:`infomtl.inference.hub`), and returns a :class:`Predictor`::
 
     predictor = infomtl.load("runs/my-run")
     predictor.predict(["what a great day", "this is awful"])
@@ -41,6 +42,7 @@ from infomtl.artifacts.run_folder import RunFolder
 from infomtl.data.batching import Batch
 from infomtl.errors import InfomtlError
 from infomtl.inference.export import MANIFEST, load_export_units
+from infomtl.inference.hub import resolve_model
 from infomtl.inference.units import ModelUnit, unit_from_run
 from infomtl.tasks import Task, TaskKind
 
@@ -268,14 +270,17 @@ def _format(task: Task, output: Any) -> dict[str, Any]:
 
 
 
-def load(path: str | Path, device: str = "cpu") -> Predictor:
-    """A :class:`Predictor` for a run folder, an STL folder or an export folder.
+def load(path: str | Path, device: str = "cpu", revision: str | None = None) -> Predictor:
+    """A :class:`Predictor` for a run folder, an STL folder, an export folder, or the id of a
+    Hugging Face Hub repo holding an export (``"user/model"``, at ``revision``: a branch, tag or
+    commit), downloaded into the Hugging Face cache (:mod:`infomtl.inference.hub`; an existing
+    local path wins over a repo id).
 
     Nothing is unpickled: weights are read from safetensors files, everything else
     from JSON/YAML. An export folder's files are checked against their SHA-256
     first (a changed or truncated file stops with a clear error).
     """
-    folder = Path(path)
+    folder = resolve_model(path, revision)
     if not folder.is_dir():
         raise InfomtlError(f"{folder}: no such run or export folder")
     run = RunFolder(folder)
