@@ -43,8 +43,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from infomtl.inference.export import export_run
+    from infomtl.inference.onnx_export import export_onnx
 
-    out = export_run(args.run_dir, args.out_dir, license=args.license)
+    export = export_onnx if args.format == "onnx" else export_run
+    out = export(args.run_dir, args.out_dir, license=args.license)
     print(f"exported {args.run_dir} to {out}; load it with infomtl.load({str(out)!r}) "
           f"or `infomtl predict {out} --input FILE`")
     return 0
@@ -81,11 +83,15 @@ def _add_predict_export(sub: argparse._SubParsersAction) -> None:
     ex = sub.add_parser("export", help="write a self-contained folder for a trained run",
                         description="Export a run (or STL) folder: encoder and tokenizer (save_pretrained, "
                         "safetensors), heads in safetensors, tasks and method in infomtl.json with the "
-                        "SHA-256 of every file, and a model card README.md with the run's metrics.")
+                        "SHA-256 of every file, and a model card README.md with the run's metrics. "
+                        "--format onnx writes the encoder and all task heads as one ONNX graph instead, "
+                        "run with onnxruntime by predict and serve (pip install \"infomtl[onnx]\").")
     ex.add_argument("run_dir", help="run folder written by `infomtl train`")
     ex.add_argument("out_dir", metavar="OUT", help="new (or empty) folder to write")
     ex.add_argument("--license", default=None, metavar="ID",
                     help="the model card's license, a Hub license id such as apache-2.0 or mit (default: other)")
+    ex.add_argument("--format", choices=("safetensors", "onnx"), default="safetensors",
+                    help="safetensors: encoder and heads for PyTorch; onnx: one ONNX graph (default: safetensors)")
     ex.set_defaults(func=cmd_export)
 
 

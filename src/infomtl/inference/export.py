@@ -12,6 +12,8 @@ An export folder holds::
 
 An STL run (one model per task) exports one such folder per task under ``OUT/<task>/``
 with a top-level ``infomtl.json`` listing them (``"parts"``) and one model card.
+``--format onnx`` (:mod:`infomtl.inference.onnx_export`) writes each model as one ONNX
+graph and its tokenizer instead of ``encoder/`` and ``heads.safetensors``.
 
 Loading (:func:`load_export_units`, used by :func:`infomtl.load`) checks every file
 against its SHA-256 before use, reads tensors with safetensors only and JSON/YAML for
@@ -24,18 +26,19 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from infomtl.artifacts.run_folder import RunFolder, load_run, newer_version_message, readable_by_this_version
+from infomtl.artifacts.run_folder import LoadedRun, RunFolder, load_run, newer_version_message, readable_by_this_version
 from infomtl.config import load_yaml
 from infomtl.errors import InfomtlError
 from infomtl.fileio import JSONError, loads_json, read_json, write_folder, write_json, write_text, writing
 from infomtl.inference.model_card import DEFAULT_LICENSE, check_license, model_card
+from infomtl.inference.onnx_units import load_onnx_unit
 from infomtl.inference.units import ModelUnit, pair_modes
 from infomtl.methods import Method, MethodSpec
 from infomtl.modeling.backbones import load_backbone_files, quiet_transformers
@@ -70,7 +73,8 @@ def _checksums(folder: Path, skip: Collection[Path] = frozenset()) -> dict[str, 
 # --------------------------------------------------------------------------- export
 
 
-def export_run(run_dir: str | Path, out_dir: str | Path, license: str | None = None) -> Path:
+def export_run(run_dir: str | Path, out_dir: str | Path, license: str | None = None,
+               write_part: Callable[[Path, Path], dict[str, Any]] | None = None) -> Path:
     """Export a run (or STL) folder into the new folder ``out_dir`` (see the module docstring);
     ``license`` is the model card's, a Hub license id (default: ``other``, see
     :mod:`infomtl.inference.model_card`).
@@ -78,7 +82,11 @@ def export_run(run_dir: str | Path, out_dir: str | Path, license: str | None = N
     The export is written to a temporary folder next to ``out_dir`` and renamed into
     place (:func:`~infomtl.fileio.write_folder`), so an interrupted or failed export leaves
     no half-written ``out_dir``; its files get the umask's permissions, model files included.
+    ``write_part(run_dir, dest)`` writes one model's files and manifest into ``dest`` and
+    returns the manifest (default: the safetensors weights; the ONNX graph:
+    :func:`infomtl.inference.onnx_export.export_onnx`).
     """
+    write_part = write_part or _export_single
     run_dir, out_dir = Path(run_dir), Path(out_dir)
     if not run_dir.is_dir():
         raise InfomtlError(f"{run_dir}: no such run folder")
@@ -93,8 +101,10 @@ def export_run(run_dir: str | Path, out_dir: str | Path, license: str | None = N
                                         "infomtl_version": __version__, "parts": {}}
             tasks = []
             for name, sub in run.parts().items():
-                meta = _export_single(sub, tmp / name)
+                meta = write_part(sub, tmp / name)
                 manifest["parts"][name] = name
+                if "model_format" in meta:
+                    manifest["model_format"] = meta["model_format"]
                 tasks.extend(meta["tasks"])
             _write_common(run_dir, tmp, tasks, None, license)
             manifest["tasks"] = tasks
@@ -102,7 +112,7 @@ def export_run(run_dir: str | Path, out_dir: str | Path, license: str | None = N
             manifest["files"] = _checksums(tmp)
             write_json(tmp / MANIFEST, manifest)
         else:
-            meta = _export_single(run_dir, tmp)
+            meta = write_part(run_dir, tmp)
             _write_common(run_dir, tmp, meta["tasks"], meta["method"], license)
             meta["files"] = _checksums(tmp, {tmp / MANIFEST})
             write_json(tmp / MANIFEST, meta)
@@ -123,7 +133,6 @@ def _write_common(run_dir: Path, dest: Path, tasks: list[dict[str, Any]],
 def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
     """Write one run's encoder, heads and manifest into ``dest``; return the manifest."""
     run = load_run(run_dir)
-    meta = read_json(run_dir / "run.json")
     encoder_dir = dest / "encoder"
     with writing(encoder_dir), quiet_transformers():
         dest.mkdir(parents=True, exist_ok=True)
@@ -135,6 +144,15 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
                     for k, v in run.method.state_dict().items()})
     with writing(dest / "heads.safetensors"):
         save_file(tensors, str(dest / "heads.safetensors"), metadata={"format": FORMAT})
+    manifest = run_manifest(run, run_dir)
+    manifest["files"] = _checksums(dest)
+    write_json(dest / MANIFEST, manifest)
+    return manifest
+
+
+def run_manifest(run: LoadedRun, run_dir: Path) -> dict[str, Any]:
+    """The manifest of one exported model, without its file checksums."""
+    meta = read_json(run_dir / "run.json")
     cfg = run.config
     manifest: dict[str, Any] = {
         "format": FORMAT,
@@ -156,8 +174,6 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
         "pairs": pair_modes(cfg, run.tasks, run_dir),
         "checkpoint": {k: run.state[k] for k in ("epoch", "step", "select_by", "score") if k in run.state},
     }
-    manifest["files"] = _checksums(dest)
-    write_json(dest / MANIFEST, manifest)
     return manifest
 
 
@@ -221,6 +237,12 @@ def load_export_units(folder: str | Path) -> list[ModelUnit]:
         return units
     writer = manifest.get("infomtl_version")
     with readable_by_this_version(folder, None if writer is None else str(writer)):
+        model_format = manifest.get("model_format", "safetensors")
+        if model_format == "onnx":
+            return [load_onnx_unit(folder, manifest)]
+        if model_format != "safetensors":
+            raise InfomtlError(f"{folder / MANIFEST}: unknown model_format {model_format!r} "
+                               "(this infomtl reads safetensors and onnx)")
         return [_load_single(folder, manifest)]
 
 

@@ -278,7 +278,8 @@ def load(path: str | Path, device: str = "cpu", revision: str | None = None) -> 
 
     Nothing is unpickled: weights are read from safetensors files, everything else
     from JSON/YAML. An export folder's files are checked against their SHA-256
-    first (a changed or truncated file stops with a clear error).
+    first (a changed or truncated file stops with a clear error). An ONNX export
+    (``infomtl export --format onnx``) runs with onnxruntime, on the CPU only.
     """
     folder = resolve_model(path, revision)
     if not folder.is_dir():

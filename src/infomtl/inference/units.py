@@ -3,14 +3,16 @@ predicts (a run has one unit, an STL folder one per task), and how each task saw
 text pairs in training.
 
 Units are built from a run folder (:func:`unit_from_run`) or an export folder
-(:func:`infomtl.inference.export.load_export_units`).
+(:func:`infomtl.inference.export.load_export_units`). A unit's model is a
+:class:`~infomtl.modeling.model.MultiTaskModel`, or for an ONNX export an
+:class:`~infomtl.inference.onnx_units.OnnxModel` that runs the same forward in onnxruntime.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from infomtl.artifacts.run_folder import load_run
 from infomtl.data.folder import load_task_folder
@@ -24,11 +26,22 @@ from infomtl.tasks import Task
 PAIR_MODES = ("none", "first", "second")
 
 
+class UnitModel(Protocol):
+    """What a predictor needs of a unit's model: ``model(batch, views=1).heads[t].mean`` is
+    task t's ``(N, C)`` logits or values on the rows ``batch.rows[t]``."""
+
+    def to(self, device: Any) -> Any: ...
+
+    def eval(self) -> Any: ...
+
+    def __call__(self, batch: Any, views: int = 1) -> Any: ...
+
+
 @dataclass
 class ModelUnit:
     """One trained model and the tasks it predicts (an STL predictor holds several)."""
 
-    model: MultiTaskModel
+    model: MultiTaskModel | UnitModel
     tokenizer: Any
     max_length: int
     tasks: list[Task]
