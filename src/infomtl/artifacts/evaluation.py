@@ -149,7 +149,8 @@ def write_predictions(folder: Path, tasks: list[Task], preds: list[np.ndarray]) 
     """``folder/{task}.txt``: one prediction per line, aligned with the input file.
 
     Classification: the label id; multi-label: comma-separated label ids;
-    regression: tab-separated values.
+    regression: tab-separated values with 9 significant digits (float32 precision, so that
+    scores recomputed from the file match the run's even for nearly constant predictions).
     """
     with writing(folder):
         folder.mkdir(parents=True, exist_ok=True)
@@ -159,7 +160,7 @@ def write_predictions(folder: Path, tasks: list[Task], preds: list[np.ndarray]) 
         elif task.kind is TaskKind.MULTILABEL:
             lines = [",".join(str(i) for i in np.flatnonzero(row)) for row in pred]
         else:
-            lines = ["\t".join(f"{v:.6g}" for v in np.atleast_1d(row)) for row in pred]
+            lines = ["\t".join(f"{v:.9g}" for v in np.atleast_1d(row)) for row in pred]
         write_text(folder / f"{task.name}.txt", "".join(line + "\n" for line in lines))
 
 
