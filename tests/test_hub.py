@@ -299,6 +299,8 @@ def test_push_without_a_network_is_one_line(exported, monkeypatch, capsys) -> No
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{port}")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)  # CI runs with HF_HUB_OFFLINE=1
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     assert main(["push", str(exported), "user/name"]) == 2
     err = capsys.readouterr().err
