@@ -57,6 +57,13 @@ class Interrupted(KeyboardInterrupt):
         return type(self), (self.signal_name, self.saved, self.resume, self.exit_status)
 
 
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """What an exception says, for a one-line error: the first line of its message, at most
+    ``limit`` characters, or its type's name when it says nothing."""
+    lines = str(exc).strip().splitlines()
+    return lines[0][:limit] if lines else type(exc).__name__
+
+
 def did_you_mean(name: object, valid: Iterable[object]) -> str:
     """`` (did you mean `epochs`?)`` for the valid name closest to ``name`` (difflib's
     ratio of at least 0.6), or ``""`` when none is that close."""

@@ -34,7 +34,7 @@ from typing import Any
 from infomtl.data.rows import Row, build_task, encode_labels, regression_targets
 from infomtl.data.task_yaml import TaskSpec
 from infomtl.data.types import TaskData
-from infomtl.errors import ConfigError, DataError, DatasetSplit, InfomtlError
+from infomtl.errors import ConfigError, DataError, DatasetSplit, InfomtlError, first_line
 from infomtl.tasks import Task, TaskKind
 
 log = logging.getLogger(__name__)
@@ -153,8 +153,7 @@ def open_dataset(source: HFSource) -> dict[str, Any]:
     except InfomtlError:
         raise
     except Exception as exc:  # datasets raises many kinds (not found, offline, parse errors)
-        reason = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-        raise DataError(source.display, f"cannot load the dataset ({type(exc).__name__}: {reason})") from None
+        raise DataError(source.display, f"cannot load the dataset ({type(exc).__name__}: {first_line(exc)})") from None
     if not isinstance(obj, dict):  # a DatasetDict is a dict of split -> Dataset
         raise DataError(source.display, "holds a single split; save a DatasetDict with train and "
                         "validation splits (Dataset.train_test_split can make one)")

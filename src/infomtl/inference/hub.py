@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from infomtl.errors import ConfigError, InfomtlError
+from infomtl.errors import ConfigError, InfomtlError, first_line
 from infomtl.version import __version__
 
 
@@ -100,5 +100,4 @@ def download(repo_id: str, revision: str | None = None) -> str:
 def _cause(exc: BaseException) -> str:
     """The first line of what the Hub client said (through to the error that caused it)."""
     inner = exc.__cause__ or exc
-    text = str(inner).strip().splitlines()
-    return f"{type(inner).__name__}: {text[0][:200]}" if text else type(inner).__name__
+    return f"{type(inner).__name__}: {first_line(inner, 200)}" if str(inner).strip() else type(inner).__name__

@@ -47,10 +47,10 @@ import torch
 from torch import nn
 
 from infomtl.artifacts.run_folder import load_run
-from infomtl.errors import InfomtlError
+from infomtl.errors import InfomtlError, first_line
 from infomtl.fileio import write_json, writing
 from infomtl.inference.export import MANIFEST, _checksums, export_run, run_manifest
-from infomtl.inference.onnx_units import INPUT_NAMES, ONNX_FILE, TOKENIZER_DIR, OnnxModel, first_line, require_onnx
+from infomtl.inference.onnx_units import INPUT_NAMES, ONNX_FILE, TOKENIZER_DIR, OnnxModel, require_onnx
 from infomtl.modeling.backbones import quiet_transformers
 from infomtl.modeling.model import MultiTaskModel
 
@@ -150,7 +150,7 @@ def _trace(graph: OnnxGraph, example: tuple[torch.Tensor, ...], inputs: list[str
                               dynamic_shapes=dynamic, opset_version=OPSET, dynamo=True, external_data=True,
                               verbose=False)
     except torch.onnx.OnnxExporterError as exc:
-        raise InfomtlError(f"{run_dir}: cannot export the model to ONNX ({first_line(exc)}); "
+        raise InfomtlError(f"{run_dir}: cannot export the model to ONNX ({first_line(exc, 200)}); "
                            "export it in the default format") from None
     finally:
         for log, level in zip(quiet, levels, strict=True):
@@ -158,7 +158,7 @@ def _trace(graph: OnnxGraph, example: tuple[torch.Tensor, ...], inputs: list[str
     try:
         onnx.checker.check_model(str(path), full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        raise InfomtlError(f"{run_dir}: the exported ONNX graph fails onnx's check ({first_line(exc)})") from None
+        raise InfomtlError(f"{run_dir}: the exported ONNX graph fails onnx's check ({first_line(exc, 200)})") from None
 
 
 def _check(graph: OnnxGraph, session: OnnxModel, tokenizer: Any, inputs: list[str], names: list[str],

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from infomtl.errors import ConfigError, InfomtlError
+from infomtl.errors import ConfigError, InfomtlError, first_line
 from infomtl.inference.units import ModelUnit
 from infomtl.modeling.backbones import quiet_transformers
 from infomtl.modeling.heads import HeadOutput
@@ -78,7 +78,7 @@ class OnnxModel:
         try:
             onnx.checker.check_model(str(path), full_check=True)
         except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, OSError) as exc:
-            raise InfomtlError(f"{path}: not a valid ONNX model ({first_line(exc)})") from None
+            raise InfomtlError(f"{path}: not a valid ONNX model ({first_line(exc, 200)})") from None
         options = ort.SessionOptions()
         options.intra_op_num_threads = torch.get_num_threads()
         options.inter_op_num_threads = 1
@@ -87,7 +87,7 @@ class OnnxModel:
             self.session = ort.InferenceSession(str(path), sess_options=options,
                                                 providers=["CPUExecutionProvider"])
         except onnxruntime_errors() as exc:
-            raise InfomtlError(f"{path}: onnxruntime cannot load it ({first_line(exc)})") from None
+            raise InfomtlError(f"{path}: onnxruntime cannot load it ({first_line(exc, 200)})") from None
         inputs = [i.name for i in self.session.get_inputs()]
         if inputs not in (list(INPUT_NAMES[:2]), list(INPUT_NAMES)):
             raise InfomtlError(f"{path}: graph inputs {inputs}; expected {', '.join(INPUT_NAMES)} "
@@ -121,7 +121,7 @@ class OnnxModel:
             return self.session.run([self.outputs[t] for t in chosen], feed)
         except onnxruntime_errors() as exc:
             raise InfomtlError(f"{self.path}: onnxruntime failed on a batch of {input_ids.shape[0]} rows of "
-                               f"{input_ids.shape[1]} tokens ({first_line(exc)})") from None
+                               f"{input_ids.shape[1]} tokens ({first_line(exc, 200)})") from None
 
     def __call__(self, batch: Any, views: int = 1) -> OnnxOutput:
         if views != 1:
@@ -157,9 +157,4 @@ def load_tokenizer(folder: Path) -> Any:
         try:
             return AutoTokenizer.from_pretrained(folder)
         except (OSError, ValueError) as exc:
-            raise ConfigError(f"{folder}: cannot read the saved tokenizer ({first_line(exc)})") from None
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception's message on one line, at most 200 characters."""
-    return " ".join(str(exc).split())[:200]
+            raise ConfigError(f"{folder}: cannot read the saved tokenizer ({first_line(exc, 200)})") from None

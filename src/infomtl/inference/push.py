@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from infomtl.artifacts.run_folder import RunFolder
-from infomtl.errors import ConfigError, InfomtlError
+from infomtl.errors import ConfigError, InfomtlError, first_line
 from infomtl.fileio import read_json
 from infomtl.inference.export import MANIFEST, export_run, verify_export
 from infomtl.inference.hub import is_repo_id
@@ -99,21 +99,16 @@ def _upload(folder: Path, manifest: dict[str, Any], repo_id: str, revision: str 
                                  allow_patterns=[_literal(f) for f in files],
                                  commit_message=message or f"infomtl export ({len(files)} files)")
     except HfHubHTTPError as exc:
-        raise InfomtlError(f"push to {repo_id}: the Hub refused ({_first_line(exc)})") from None
+        raise InfomtlError(f"push to {repo_id}: the Hub refused ({first_line(exc)})") from None
     except unreachable as exc:  # no network, offline mode (a ConnectionError)
         raise InfomtlError(f"push to {repo_id}: cannot reach the Hugging Face Hub ({type(exc).__name__}: "
-                           f"{_first_line(exc)})") from None
+                           f"{first_line(exc)})") from None
     return Pushed(str(url), branch, str(info.oid), str(info.commit_url))
 
 
 def _literal(name: str) -> str:
     """``name`` as an ``fnmatch`` pattern matching itself only (``[`` ``]`` ``*`` ``?`` escaped)."""
     return re.sub(r"([\[\]*?])", r"[\1]", name)
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0][:300] if lines else type(exc).__name__
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:

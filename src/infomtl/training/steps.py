@@ -53,10 +53,6 @@ class Steps:
 
     amp: MixedPrecision
 
-    @property
-    def autocast_dtype(self) -> torch.dtype | None:
-        return self.amp.dtype
-
     # -- one step --------------------------------------------------------------------------
 
     def setup(self, total_steps: int) -> None:

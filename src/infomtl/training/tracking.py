@@ -37,12 +37,11 @@ PROJECT = "infomtl"
 
 
 def check_trackers(names: Iterable[str]) -> list[str]:
-    """The trackers ``--report-to`` names (``none`` and an empty list: no tracker); an unknown
-    name or a missing package is a :class:`ConfigError` saying what to install."""
+    """The trackers ``--report-to`` names (``none`` and an empty list: no tracker; the names
+    themselves are checked by :meth:`TrainConfig.validate <infomtl.config.TrainConfig.validate>`);
+    a missing package is a :class:`ConfigError` saying what to install."""
     chosen = [n for n in names if n != "none"]
     for name in chosen:
-        if name not in TRACKERS:
-            raise ConfigError(f"--report-to {name!r}: expected none or any of {', '.join(TRACKERS)}")
         package, install = TRACKERS[name]
         if importlib.util.find_spec(package) is None:
             raise ConfigError(f"--report-to {name} needs the {package} package: {install}")
@@ -69,13 +68,14 @@ def hyperparameters(config: dict[str, Any]) -> dict[str, bool | str | float | in
 
 
 class Tracking:
-    """The run's trackers: :meth:`log` a record at a step, :meth:`finish` at the end."""
+    """The run's trackers (``names`` as :func:`check_trackers` returns them): :meth:`log` a
+    record at a step, :meth:`finish` at the end."""
 
     def __init__(self, names: Iterable[str], run_dir: Path, config: dict[str, Any]) -> None:
         from accelerate.tracking import GeneralTracker, MLflowTracker, TensorBoardTracker, WandBTracker
 
         self.trackers: list[GeneralTracker] = []
-        for name in check_trackers(names):
+        for name in names:
             if name == "tensorboard":
                 tracker: GeneralTracker = TensorBoardTracker(run_dir.name, run_dir / "tensorboard")
             elif name == "wandb":

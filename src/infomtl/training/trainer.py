@@ -135,7 +135,7 @@ class Trainer(Steps):
         if uses_features(config, token_states):
             self.feature_cache = cache = FeatureCache(
                 self.backbone, config.feature_cache, self.accelerator.device, progress=self.show_progress,
-                dtype=self.autocast_dtype)
+                dtype=self.amp.dtype)
         self.encoded: dict[str, list[EncodedSplit]] = {}
         for split in ("train", "val", "test"):
             if all(split in self.data.splits[t.name] for t in self.tasks):
@@ -364,7 +364,7 @@ class Trainer(Steps):
     def _predict(self, split: str, bar: str | None = None) -> tuple[list[np.ndarray], float]:
         return predict_splits(
             self.accelerator.unwrap_model(self.model), self.method, self.tasks, self.encoded[split],
-            self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.autocast_dtype,
+            self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.amp.dtype,
             self.accelerator.process_index, self.accelerator.num_processes,
             progress=bar if self.show_progress else None,
         )
