@@ -212,3 +212,11 @@ def test_stl_run_exports_one_graph_per_task(tmp_path) -> None:
     for x, y in zip(a, b, strict=True):
         for name in tasks:
             assert x[name]["probabilities"] == pytest.approx(y[name]["probabilities"], abs=1e-5)
+
+
+@pytest.mark.parametrize("sharing", [{"share": "cross-stitch", "share_layers": 1}, {"share": "layer-mix"}],
+                         ids=["cross-stitch", "layer-mix"])
+def test_a_run_that_learns_to_share_exports_a_graph_with_its_units(tmp_path, sharing) -> None:
+    run = train(small_config(tmp_path / "share", tasks=["sentiment", "topic"], max_steps=2, **sharing)).run_dir
+    out = export_onnx(run, tmp_path / "share-onnx")
+    assert max(_gaps(run, out, TEXTS).values()) <= 1e-4

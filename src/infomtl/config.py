@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from infomtl.errors import ConfigError, did_you_mean, unknown_names
-from infomtl.options import flag_name, load_yaml, option, option_values
+from infomtl.options import flag_name, load_yaml, option, option_values, scalar
 from infomtl.tasks import EI_REG_PAIRS, TaskKind
 
 __all__ = ["TrainConfig", "load_yaml", "option"]
@@ -28,6 +28,8 @@ SCHEDULES = ("constant", "linear")
 REGIME_CHOICES = ("auto", "mixed", "uniform", "per-task", "temperature")
 #: ``--report-to`` values (infomtl.training.tracking)
 REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
+#: ``--share`` values (infomtl.modeling.sharing)
+SHARING = ("none", "layer-mix", "cross-stitch")
 #: Keys of one ``--hf-task`` (a task read from a Hugging Face dataset; see infomtl.data.hf_source).
 HF_TASK_KEYS = ("dataset", "config", "revision", "name", "kind", "text", "pair", "label", "train", "val", "test")
 
@@ -94,6 +96,17 @@ class TrainConfig:
     mlp_width: int = option(256, "width of the shared 2-layer MLP trained above a frozen backbone's features", "model")
     mlp_dropout: float = option(
         0.1, "dropout of the shared MLP above a frozen backbone (InfoMTL's two views differ by it)", "model")
+    share: str = option(
+        "none", "learning to share: layer-mix = each task's head reads a learned softmax mixture of every "
+        "layer's pooled states; cross-stitch = per-task copies of the top --share-layers layers mixed by "
+        "learned cross-stitch units", "model", SHARING)
+    share_layers: int = option(2, "K: the top encoder layers that --share cross-stitch copies per task", "model")
+    head_layers: dict[str, Any] = option(
+        {}, "TASK=K: put a task's head on encoder layer K (1 = the first; JMT/LISA style lower-level "
+        "supervision); repeat the flag or join pairs with commas", "model", metavar="TASK=K", flag="head-layer")
+    successive_reg: float = option(
+        0.0, "δ of JMT's successive regularisation with --head-layer: the layers read by lower tasks are "
+        "pulled towards their values at the start of the epoch", "model")
     feature_cache: str | None = option(
         None, "folder of the frozen-backbone feature cache", "model", metavar="DIR",
         shown="$XDG_CACHE_HOME/infomtl/features, else ~/.cache/infomtl/features")
@@ -118,6 +131,9 @@ class TrainConfig:
     scalar_lr: float | None = option(
         None, "learning rate of the learned task scalars (UW and IMTL-L s_t, VIP-MTL's learned log "
         "variance), which sit outside the clipped gradient norm", "optimisation", shown="--lr")
+    sharing_lr: float = option(
+        5e-3, "learning rate of the sharing units (--share layer-mix weights and scales, cross-stitch α): a "
+        "few scalars that must move far, whatever the encoder's rate", "optimisation")
     warmup_ratio: float = option(0.0, "fraction of training steps of linear warm-up", "optimisation")
     lr_schedule: str = option("constant", "learning-rate schedule after warm-up", "optimisation", SCHEDULES)
     grad_clip: float = option(1.0, "max gradient norm (0 = no clipping)", "optimisation")
@@ -158,7 +174,7 @@ class TrainConfig:
 
     def validate(self) -> TrainConfig:
         """Check every value; raise :class:`ConfigError` naming the option."""
-        positive = ("lr", "batch_size", "eval_batch_size", "epochs", "max_length", "temperature")
+        positive = ("lr", "sharing_lr", "batch_size", "eval_batch_size", "epochs", "max_length", "temperature")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"--{flag_name(name)} must be > 0, got {getattr(self, name)}")
@@ -187,6 +203,24 @@ class TrainConfig:
             raise ConfigError(f"--information-rows must be >= 2, got {self.information_rows}")
         if not self.grad_accumulation >= 1:
             raise ConfigError(f"--grad-accumulation must be >= 1, got {self.grad_accumulation}")
+        if not self.share_layers >= 1:
+            raise ConfigError(f"--share-layers must be >= 1, got {self.share_layers}")
+        if not self.successive_reg >= 0:
+            raise ConfigError(f"--successive-reg must be >= 0, got {self.successive_reg}")
+        for task, layer in self.head_layers.items():
+            try:
+                self.head_layers[task] = scalar(layer, int)
+            except (TypeError, ValueError):
+                raise ConfigError(f"--head-layer {task}={layer}: the layer must be an integer >= 1") from None
+            if self.head_layers[task] < 1:
+                raise ConfigError(f"--head-layer {task}={layer}: the layer must be >= 1 (1 = the first layer)")
+        if self.successive_reg > 0 and not self.head_layers:
+            raise ConfigError("--successive-reg needs --head-layer (it keeps the layers of lower tasks in place)")
+        if self.share == "cross-stitch" and self.head_layers:
+            raise ConfigError("--head-layer and --share cross-stitch cannot be combined (choose one way to share)")
+        if self.freeze_backbone and (self.share == "cross-stitch" or self.successive_reg > 0):
+            what = "--share cross-stitch" if self.share == "cross-stitch" else "--successive-reg"
+            raise ConfigError(f"{what} needs a trainable encoder (not --freeze-backbone)")
         if self.scalar_lr is not None and not self.scalar_lr > 0:
             raise ConfigError(f"--scalar-lr must be > 0, got {self.scalar_lr}")
         for spec in self.hf_tasks:

@@ -189,8 +189,12 @@ def coerce(name: str, value: Any, kind: Any, source: str = "config") -> Any:
             return [parse_key_values(v, name) if isinstance(v, str) else _mapping(v) for v in items]
         if origin is list:
             return _split_list(value)
-        if origin is dict:
-            return parse_key_values(value, name)
+        if origin is dict:  # a repeatable flag gives one "k=v,..." item per use
+            items = value if isinstance(value, list) else [value]
+            merged: dict[str, Any] = {}
+            for item in items:
+                merged.update(parse_key_values(item, name))
+            return merged
         return scalar(value, kind) if kind in (bool, int, float) else str(value)
     except ConfigError as exc:  # a bad key=value item, named
         raise ConfigError(f"{source}: {exc}") from None

@@ -237,7 +237,7 @@ def _rebuild(folder: Path, config: TrainConfig, meta: dict[str, Any], tasks: lis
     token_states = OBJECTIVES[spec.objective].token_states
     method = Method(spec, tasks, shared_size(config, backbone, token_states), train_sizes,
                     config.head_dropout, config.head_hidden)
-    model = build_model(config, backbone, method.build_decoder())
+    model = build_model(config, backbone, method.build_decoder(), [t.name for t in tasks])
     state = load_weights(ckpt, model, method)
     model.eval()
     method.eval()

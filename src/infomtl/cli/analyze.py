@@ -127,9 +127,17 @@ def cmd_analyze_information(args: argparse.Namespace) -> int:
                          information.plot, ["run", "epoch", "selected", "ixz", "task", "izzt"])
 
 
+def cmd_analyze_sharing(args: argparse.Namespace) -> int:
+    from infomtl.analysis import sharing
+
+    return _analyze_logs(args, "sharing", sharing.read_sharing, sharing.rows, sharing.plot,
+                         ["run", "epoch", "kind", "task", "index", "source", "value"])
+
+
 def add_analyze_command(sub: Any) -> None:
     """The ``analyze`` command and its analyses."""
-    an = sub.add_parser("analyze", help="analyses of trained runs: robustness, representations, curves, information",
+    an = sub.add_parser("analyze", help="analyses of trained runs: robustness, representations, curves, "
+                        "information, sharing",
                         description="The papers' analyses of trained runs. Each writes JSON and CSV "
                         "(and a PNG with matplotlib) into --out (default: FIRST_RUN/analysis).")
     asub = an.add_subparsers(dest="analysis", metavar="ANALYSIS", parser_class=Parser)
@@ -177,3 +185,10 @@ def add_analyze_command(sub: Any) -> None:
                           "run, epochs annotated, the selected epoch dashed (InfoMTL Figure 2).")
     common(inf, split=False)
     inf.set_defaults(func=cmd_analyze_information)
+
+    sha = asub.add_parser("sharing", help="what each task learned to read: layer weights, cross-stitch α per epoch",
+                          description="Read each run's log.jsonl (trained with --share or --head-layer); plot "
+                          "each task's layer weights per epoch (layer mixture) and the last epoch's α of each "
+                          "cross-stitch unit as a task × task map.")
+    common(sha, split=False)
+    sha.set_defaults(func=cmd_analyze_sharing)

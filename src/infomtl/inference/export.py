@@ -35,13 +35,14 @@ from safetensors.torch import load_file, save_file
 
 from infomtl.artifacts.run_folder import LoadedRun, RunFolder, load_run, newer_version_message, readable_by_this_version
 from infomtl.config import load_yaml
-from infomtl.errors import InfomtlError
+from infomtl.errors import ConfigError, InfomtlError
 from infomtl.fileio import JSONError, loads_json, read_json, write_folder, write_json, write_text, writing
 from infomtl.inference.model_card import DEFAULT_LICENSE, check_license, model_card
 from infomtl.inference.onnx_units import load_onnx_unit
 from infomtl.inference.units import ModelUnit, pair_modes
 from infomtl.methods import Method, MethodSpec
 from infomtl.modeling.backbones import load_backbone_files, quiet_transformers
+from infomtl.modeling.building import build_sharing, sharing_spec
 from infomtl.modeling.model import MultiTaskModel, SharedMLP
 from infomtl.tasks import Task
 from infomtl.version import __version__, is_newer
@@ -138,8 +139,8 @@ def _export_single(run_dir: Path, dest: Path) -> dict[str, Any]:
         dest.mkdir(parents=True, exist_ok=True)
         cast("PreTrainedModel", run.model.encoder).save_pretrained(encoder_dir, safe_serialization=True)
         run.backbone.tokenizer.save_pretrained(encoder_dir)
-    tensors = {k: v.detach().cpu().clone().contiguous()  # decoder.* (and shared_mlp.* in fast mode)
-               for k, v in run.model.state_dict().items() if not k.startswith("encoder.")}
+    tensors = {k: v.detach().cpu().clone().contiguous()  # decoder.* (shared_mlp.*, sharing.* if any)
+               for k, v in run.model.state_dict().items() if not k.startswith(("encoder.", "regularizer."))}
     tensors.update({f"method.{k}": v.detach().cpu().clone().contiguous()
                     for k, v in run.method.state_dict().items()})
     with writing(dest / "heads.safetensors"):
@@ -171,6 +172,7 @@ def run_manifest(run: LoadedRun, run_dir: Path) -> dict[str, Any]:
         "shared_mlp": ({"width": cfg.mlp_width, "dropout": cfg.mlp_dropout}
                        if run.model.shared_mlp is not None else None),
         "train_sizes": [int(n) for n in meta["train_sizes"]],
+        "sharing": sharing_spec(cfg, [t.name for t in run.tasks]),
         "pairs": pair_modes(cfg, run.tasks, run_dir),
         "checkpoint": {k: run.state[k] for k in ("epoch", "step", "select_by", "score") if k in run.state},
     }
@@ -260,13 +262,18 @@ def _load_single(folder: Path, manifest: dict[str, Any]) -> ModelUnit:
         mlp_spec = manifest.get("shared_mlp")
         mlp_width = int(mlp_spec["width"]) if mlp_spec else 0
         mlp_dropout = float(mlp_spec["dropout"]) if mlp_spec else 0.0
+        sharing_entry = manifest.get("sharing") or {"share": "none", "share_layers": 1, "head_layers": {}}
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # e.g. "method": 5
         raise InfomtlError(f"{where}: malformed ({exc})") from None
     backbone = load_backbone_files(folder / "encoder", str(manifest.get("backbone", "")), pooling, max_length)
     shared_mlp = SharedMLP(backbone.hidden_size, mlp_width, mlp_dropout) if mlp_width else None
     method = Method(spec, tasks, mlp_width or backbone.hidden_size, train_sizes, head_dropout, head_hidden)
+    try:
+        sharing = build_sharing(sharing_entry, backbone.encoder, [t.name for t in tasks])
+    except (ConfigError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise InfomtlError(f"{where}: malformed 'sharing' ({exc})") from None
     model = MultiTaskModel(backbone.encoder, method.build_decoder(), pooling, chunk_tokens,
-                           shared_mlp=shared_mlp)
+                           shared_mlp=shared_mlp, sharing=sharing)
     weights = folder / "encoder" / "model.safetensors"
     heads = folder / "heads.safetensors"
     try:

@@ -90,6 +90,10 @@ class OnnxGraph(nn.Module):
             heads, _ = model.decoder(states, mask, rows)
         else:
             h = model.encode(input_ids, attention_mask, token_type_ids)
+            if model.sharing is not None:  # one block of rows per task: task t's h_t (learning to share)
+                n = input_ids.shape[0]
+                h = torch.cat([model.sharing.task_representation(h, t) for t in range(self.num_tasks)])
+                rows = {t: r + t * n for t, r in rows.items()}
             if model.shared_mlp is not None:
                 h = model.shared_mlp(h)
             heads, _ = model.decoder(h, rows)

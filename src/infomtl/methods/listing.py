@@ -51,6 +51,20 @@ def describe_methods() -> str:
         "      reference: the zero-shot GPT-3.5 row of InfoMTL's Table 3 (Hu et al., AAAI 2025)",
     ]
     lines.append("")
+    lines.append("Learning to share (model options, composable with every method above):")
+    lines += [
+        "  --share layer-mix: each task's head reads its own learned softmax mixture of the pooled states of",
+        "      every encoder layer (embeddings included) times a scale, h_t = γ_t Σ_l softmax(w_t)_l f_l",
+        "      reference: ELMo's scalar mix (Peters et al., 2018); sluice networks' β (Ruder et al., AAAI 2019)",
+        "  --head-layer TASK=K: that task's head reads encoder layer K (lower-level tasks at lower layers);",
+        "      --successive-reg δ keeps the layers the lower tasks read near their start-of-epoch values",
+        "      reference: JMT (Hashimoto et al., EMNLP 2017); LISA (Strubell et al., EMNLP 2018)",
+        "  --share cross-stitch --share-layers K: per-task copies of the top K layers, mixed after each layer",
+        "      by a learned T × T matrix α (α_tt = 0.9 at the start); the units learn at --sharing-lr",
+        "      reference: cross-stitch units (Misra et al., CVPR 2016); sluice networks' α (Ruder et al., 2019)",
+        "  what they learned: infomtl analyze sharing RUN_DIR (log.jsonl's 'sharing' entry per epoch)",
+    ]
+    lines.append("")
     lines.append("Set hyperparameters with --method-args key=value,... (or method_args: in YAML).")
     return "\n".join(lines)
 

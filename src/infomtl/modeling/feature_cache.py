@@ -22,6 +22,10 @@ Features are computed for whole splits; a subsampled split (``--train-ratio``,
 ``--max-train-examples``) takes its rows' features by content (identical inputs give
 identical features: the frozen encoder runs in eval mode).
 
+With ``layers=True`` (learning to share in fast mode: ``--share layer-mix`` or
+``--head-layer``) the cache holds the pooled states of every layer, ``(N, L + 1, d)``
+(embeddings first), under a key of its own.
+
 Token-state heads (``stl-cnn``'s TextCNN) need every token state, so for them
 ``--freeze-backbone`` only fixes the encoder, which then runs on each step.
 """
@@ -94,8 +98,9 @@ def split_key(fingerprint: str, data: TaskData) -> str:
 
 @torch.inference_mode()
 def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cpu",
-            desc: str | None = None, dtype: torch.dtype | None = None) -> torch.Tensor:
-    """Pooled features ``(N, d)`` (stored fp32, on the CPU) of a split: the frozen encoder
+            desc: str | None = None, dtype: torch.dtype | None = None, layers: bool = False) -> torch.Tensor:
+    """Pooled features ``(N, d)``, or with ``layers`` ``(N, L + 1, d)`` for every layer
+    (stored fp32, on the CPU) of a split: the frozen encoder
     in eval mode on length-sorted batches of at most :data:`EXTRACT_TOKENS` padded tokens,
     under autocast to ``dtype`` if given (bf16: several times faster on CPUs with
     AVX-512-BF16/AMX and on GPUs)."""
@@ -108,7 +113,7 @@ def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cp
     device_type = torch.device(device).type
     lengths = split.lengths
     order = np.argsort(-lengths, kind="stable")
-    out = torch.empty((len(split), backbone.hidden_size), dtype=torch.float32)
+    out = torch.empty((len(split), *feature_shape(backbone, layers)), dtype=torch.float32)
     start = 0
     with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True, unit="row") as bar:
         while start < len(order):
@@ -119,8 +124,12 @@ def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cp
             if batch.token_type_ids is not None:
                 kwargs["token_type_ids"] = batch.token_type_ids
             with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-                states = encoder(**kwargs).last_hidden_state
-                pooled = pool(states, batch.attention_mask, backbone.pooling)
+                result = encoder(**kwargs, output_hidden_states=layers)
+                if layers:
+                    pooled = torch.stack([pool(x, batch.attention_mask, backbone.pooling)
+                                          for x in result.hidden_states], dim=1)
+                else:
+                    pooled = pool(result.last_hidden_state, batch.attention_mask, backbone.pooling)
             out[torch.from_numpy(idx)] = pooled.float().cpu()
             start += len(idx)
             bar.update(len(idx))
@@ -128,13 +137,22 @@ def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cp
     return out
 
 
+def feature_shape(backbone: Backbone, layers: bool) -> tuple[int, ...]:
+    """The shape of one row's features: ``(d,)``, or ``(L + 1, d)`` with ``layers``."""
+    if not layers:
+        return (backbone.hidden_size,)
+    return (int(backbone.encoder.config.num_hidden_layers) + 1, backbone.hidden_size)
+
+
 class FeatureCache:
-    """Features of whole splits for one backbone, on disk under ``root``."""
+    """Features of whole splits for one backbone, on disk under ``root`` (with ``layers``:
+    every layer's, module docstring)."""
 
     def __init__(self, backbone: Backbone, root: str | Path | None = None,
                  device: torch.device | str = "cpu", progress: bool = True,
-                 dtype: torch.dtype | None = None) -> None:
+                 dtype: torch.dtype | None = None, layers: bool = False) -> None:
         self.backbone = backbone
+        self.layers = layers
         self.root = Path(root) if root is not None else default_cache_dir()
         self.device = device
         self.progress = progress
@@ -144,6 +162,7 @@ class FeatureCache:
     def path(self, data: TaskData) -> Path:
         """The cache file of a split (the extraction dtype is part of its name)."""
         key = self.fingerprint if self.dtype is None else f"{self.fingerprint}|{self.dtype}"
+        key = f"{key}|layers" if self.layers else key
         return self.root / f"{split_key(key, data)}.safetensors"
 
     def cached(self, data: TaskData) -> bool:
@@ -175,7 +194,7 @@ class FeatureCache:
 
     def _extract(self, data: TaskData) -> torch.Tensor:
         desc = f"features {data.task.name}/{data.split}" if self.progress else None
-        return extract(self.backbone, data, self.device, desc, self.dtype)
+        return extract(self.backbone, data, self.device, desc, self.dtype, self.layers)
 
     def _write(self, path: Path, data: TaskData, feats: torch.Tensor) -> None:
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
@@ -184,7 +203,8 @@ class FeatureCache:
                 save_file({"features": feats}, str(tmp), metadata={
                     "task": data.task.name, "split": data.split, "backbone": self.backbone.spec,
                     "pooling": self.backbone.pooling, "max_length": str(self.backbone.max_length),
-                    "dtype": str(self.dtype or torch.float32), "sha256": features_sha256(feats),
+                    "dtype": str(self.dtype or torch.float32), "layers": str(self.layers),
+                    "sha256": features_sha256(feats),
                 })
                 match_umask(tmp)
                 os.replace(tmp, path)
@@ -205,8 +225,9 @@ class FeatureCache:
         except (SafetensorError, OSError, RuntimeError):
             problem, feats = "unreadable or truncated", None  # torn or foreign file
         if feats is not None:
-            if feats.shape != (rows, self.backbone.hidden_size):
-                problem = f"of shape {tuple(feats.shape)}, expected {(rows, self.backbone.hidden_size)}"
+            shape = (rows, *feature_shape(self.backbone, self.layers))
+            if tuple(feats.shape) != shape:
+                problem = f"of shape {tuple(feats.shape)}, expected {shape}"
             elif expected is None:
                 problem = "without a checksum (written by an earlier infomtl)"
             elif features_sha256(feats) != expected:

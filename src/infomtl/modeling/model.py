@@ -32,6 +32,14 @@ Frozen-backbone fast mode: a :class:`SharedMLP` above the frozen encoder is then
 trainable shared encoder, ``h = MLP(pool(encoder(x)))``. A batch may carry the pooled
 features ``f = pool(encoder(x))`` precomputed (:mod:`infomtl.modeling.feature_cache`); the model
 then skips the encoder, and the result is the same as encoding the text.
+
+Learning to share (:mod:`infomtl.modeling.sharing`): with a ``sharing`` module the
+encoder side yields per-row *sources* ``(B, S, d)`` (the pooled states of every layer, or
+of every task's copy of the top layers) instead of ``h``, and the decoder side gathers
+each task's own representation ``h_t`` of its rows (:func:`~infomtl.modeling.sharing.gather`);
+``h`` is then one row per (task, row) pair, and the heads' rows index into it. In fast
+mode the cached features are the pooled states of every layer and the shared MLP runs
+on the gathered ``h_t``.
 """
 
 from __future__ import annotations
@@ -47,6 +55,7 @@ from torch.utils.checkpoint import checkpoint
 from infomtl.data.batching import Batch
 from infomtl.modeling.backbones import pool
 from infomtl.modeling.heads import HeadOutput
+from infomtl.modeling.sharing import CrossStitch, LayerSharing, Sharing, gather
 
 
 @dataclass
@@ -65,7 +74,8 @@ class ModelOutput:
 class Representation:
     """What the encoder side hands the decoder for a batch of n rows: ``pooled``
     ``(views·n, d)`` (the views stacked) and, for a token-state decoder, the first view's
-    token ``states`` ``(n, L, d)`` with their attention ``mask`` ``(n, L)``."""
+    token ``states`` ``(n, L, d)`` with their attention ``mask`` ``(n, L)``. With a sharing
+    module, ``pooled`` holds the sources ``(views·n, S, d)`` instead (module docstring)."""
 
     pooled: torch.Tensor
     states: torch.Tensor | None = None
@@ -128,7 +138,9 @@ class MultiTaskModel(nn.Module):
     fixed: no gradients, always in eval mode (only the decoder trains). A
     ``shared_mlp`` maps the pooled encoder output to ``h`` (frozen-backbone fast mode).
     ``micro_batches`` > 1 encodes a training step in checkpointed micro-batches (see the
-    module docstring); the trainer sets it.
+    module docstring); the trainer sets it. ``sharing`` gives each task its own
+    representation (learning to share, module docstring); ``regularizer`` is JMT's
+    successive regularisation (:class:`~infomtl.modeling.sharing.SuccessiveRegularizer`).
     """
 
     micro_batches: int = 1
@@ -141,11 +153,15 @@ class MultiTaskModel(nn.Module):
         chunk_tokens: int = 0,
         freeze_encoder: bool = False,
         shared_mlp: nn.Module | None = None,
+        sharing: Sharing | None = None,
+        regularizer: nn.Module | None = None,
     ) -> None:
         super().__init__()
         self.encoder = encoder
         self.shared_mlp = shared_mlp
         self.decoder = decoder
+        self.sharing = sharing
+        self.regularizer = regularizer
         self.pooling = pooling
         self.chunk_tokens = chunk_tokens
         self.freeze_encoder = freeze_encoder
@@ -191,8 +207,23 @@ class MultiTaskModel(nn.Module):
         token_type_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Pooled representation ``h`` of a padded batch."""
+        """Pooled representation ``h`` ``(B, d)`` of a padded batch; with a sharing module,
+        its sources ``(B, S, d)``: every layer pooled, or every task copy's output pooled."""
+        if isinstance(self.sharing, LayerSharing):
+            kwargs: dict[str, torch.Tensor] = {"attention_mask": attention_mask}
+            if token_type_ids is not None:
+                kwargs["token_type_ids"] = token_type_ids
+            if inputs_embeds is not None:
+                kwargs["inputs_embeds"] = inputs_embeds
+            else:
+                kwargs["input_ids"] = input_ids
+            layers = self.encoder(**kwargs, output_hidden_states=True).hidden_states
+            return torch.stack([pool(x, attention_mask, self.pooling) for x in layers], dim=1)
         states = self.encode_states(input_ids, attention_mask, token_type_ids, inputs_embeds)
+        if isinstance(self.sharing, CrossStitch):  # the T copies' outputs, stacked along the batch
+            copies = self.sharing.num_tasks
+            pooled = pool(states, attention_mask.repeat(copies, 1), self.pooling)
+            return pooled.view(copies, attention_mask.shape[0], -1).transpose(0, 1)
         return pool(states, attention_mask, self.pooling)
 
     def encode_chunked(
@@ -267,7 +298,7 @@ class MultiTaskModel(nn.Module):
             if self.shared_mlp is None:
                 raise ValueError("a batch of precomputed features needs a model with a shared_mlp")
             pooled = torch.cat([batch.features] * views)
-            return Representation(self.shared_mlp(pooled))
+            return Representation(pooled if self.sharing is not None else self.shared_mlp(pooled))
         ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
         lengths = batch.lengths
         if lengths is None:
@@ -280,18 +311,24 @@ class MultiTaskModel(nn.Module):
             states = self.encode_states_micro(ids, mask, types)
             return Representation(pool(states, mask, self.pooling), states[:n], mask[:n])
         pooled = self.encode_chunked(ids, mask, types, lengths)
-        if self.shared_mlp is not None:
+        if self.shared_mlp is not None and self.sharing is None:
             pooled = self.shared_mlp(pooled)
         return Representation(pooled)
 
     def decode(self, rep: Representation, batch: Batch, views: int = 1) -> ModelOutput:
         """The decoder side of :meth:`forward`: split ``rep.pooled`` into ``h`` and its second
-        view and run the heads on the rows ``batch.rows`` (labels are not read here)."""
-        n = rep.pooled.shape[0] // views
-        h, h_views = (rep.pooled[:n], rep.pooled[n:]) if views == 2 else (rep.pooled, None)
+        view and run the heads on the rows ``batch.rows`` (labels are not read here). With a
+        sharing module, ``h`` is first gathered from the sources (module docstring)."""
+        pooled, rows = rep.pooled, batch.rows
+        if self.sharing is not None:
+            pooled, rows = gather(self.sharing, pooled, rows, views)
+            if self.shared_mlp is not None:
+                pooled = self.shared_mlp(pooled)
+        n = pooled.shape[0] // views
+        h, h_views = (pooled[:n], pooled[n:]) if views == 2 else (pooled, None)
         if rep.states is not None:
-            heads, extras = self.decoder(rep.states, rep.mask, batch.rows)
+            heads, extras = self.decoder(rep.states, rep.mask, rows)
         else:
-            heads, extras = self.decoder(h, batch.rows)
+            heads, extras = self.decoder(h, rows)
         return ModelOutput(h=h, h_views=h_views, heads=heads, extras=extras)
 

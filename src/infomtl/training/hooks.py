@@ -27,6 +27,16 @@ def information_plane(trainer: Trainer) -> dict[str, Any]:
     return {"information": {"ixz": est["ixz"], "izzt": est["izzt"], "batch_size": est["batch_size"]}}
 
 
+def sharing_weights(trainer: Trainer) -> dict[str, Any]:
+    """``--share`` / ``--head-layer``: what each task reads, as learned so far — the layer
+    weights (and scale) of a layer mixture, or the α of the cross-stitch units."""
+    sharing = trainer.accelerator.unwrap_model(trainer.model).sharing
+    return {} if sharing is None else {"sharing": sharing.log_values([t.name for t in trainer.tasks])}
+
+
 def epoch_hooks(config: TrainConfig) -> list[EpochHook]:
-    """The epoch hooks ``config`` asks for."""
-    return [information_plane] if config.track_information else []
+    """The epoch hooks ``config`` asks for (the sharing weights whenever a run learns to share)."""
+    hooks: list[EpochHook] = [information_plane] if config.track_information else []
+    if config.share != "none" or config.head_layers:
+        hooks.append(sharing_weights)
+    return hooks

@@ -16,12 +16,19 @@ def build_optimizer(cfg: TrainConfig, model: MultiTaskModel, method: Method) -> 
     and the **learned task scalars** (UW's and IMTL-L's ``s_t``, VIP-MTL's learned
     ``log Σ'_t``): no weight decay, ``--scalar-lr`` (default ``--lr``), and outside the
     clipped gradient norm (the group is marked ``task_scalars``): their gradients (γ or ½
-    per task) would otherwise take up the norm and shrink every other gradient."""
+    per task) would otherwise take up the norm and shrink every other gradient.
+
+    A fourth group holds the **sharing units** of learning to share (layer-mixture weights
+    and scales, cross-stitch α): no weight decay, ``--sharing-lr`` (default 5e-3, whatever
+    ``--lr``: a few scalars that must move far; Misra et al. 2016 likewise give their units a
+    learning rate 10²–10³ times the network's)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     scalars = [p for p in method.parameters() if p.requires_grad]
+    sharing = model.sharing.unit_parameters() if model.sharing is not None else []
+    units = {id(p) for p in sharing}
     for name, param in model.named_parameters():
-        if not param.requires_grad:
+        if not param.requires_grad or id(param) in units:
             continue
         if name.rsplit(".", 1)[-1] in TASK_SCALAR_NAMES:
             scalars.append(param)
@@ -34,6 +41,8 @@ def build_optimizer(cfg: TrainConfig, model: MultiTaskModel, method: Method) -> 
     if scalars:
         lr = cfg.lr if cfg.scalar_lr is None else cfg.scalar_lr
         groups.append({"params": scalars, "weight_decay": 0.0, "lr": lr, "task_scalars": True})
+    if sharing:
+        groups.append({"params": sharing, "weight_decay": 0.0, "lr": cfg.sharing_lr})
     cls = {"adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}[cfg.optimizer]
     return cls(groups, lr=cfg.lr)
 

@@ -107,6 +107,10 @@ class Steps:
         returns the loss, its terms and the task weights. No host synchronisation."""
         out, batch = self._forward(plan, step)
         total, terms, weights = self.method.loss(out, batch)
+        regularizer = self.accelerator.unwrap_model(self.model).regularizer
+        if regularizer is not None and (term := regularizer(sorted(terms.task_losses))) is not None:
+            total = total + term  # JMT's successive regularisation (infomtl.modeling.sharing)
+            terms.components[("successive_reg", None)] = term.detach()
         self.method.backward(total, terms, self.ctx)
         distributed.all_reduce_gradients(self.params)
         return total, terms, weights

@@ -58,7 +58,7 @@ from infomtl.fileio import WriteError, append_line, recover_folder, write_json, 
 from infomtl.logs import show_progress
 from infomtl.methods import OBJECTIVES, Method, MethodSpec, resolve_method
 from infomtl.modeling.backbones import Backbone, load_backbone
-from infomtl.modeling.building import build_model, shared_size, uses_features
+from infomtl.modeling.building import build_model, reads_layers, shared_size, uses_features
 from infomtl.modeling.feature_cache import FeatureCache
 from infomtl.precision import slow_bf16_warning
 from infomtl.tasks import Task
@@ -135,7 +135,7 @@ class Trainer(Steps):
         if uses_features(config, token_states):
             self.feature_cache = cache = FeatureCache(
                 self.backbone, config.feature_cache, self.accelerator.device, progress=self.show_progress,
-                dtype=self.amp.dtype)
+                dtype=self.amp.dtype, layers=reads_layers(config))
         self.encoded: dict[str, list[EncodedSplit]] = {}
         for split in ("train", "val", "test"):
             if all(split in self.data.splits[t.name] for t in self.tasks):
@@ -155,7 +155,7 @@ class Trainer(Steps):
             [s.lengths for s in self.encoded["train"]], config.batch_size, self.regime,
             config.seed, config.temperature,
         )
-        self.model = build_model(config, self.backbone, self.method.build_decoder())
+        self.model = build_model(config, self.backbone, self.method.build_decoder(), [t.name for t in self.tasks])
 
     # -- loop --------------------------------------------------------------------------
 
@@ -269,6 +269,8 @@ class Trainer(Steps):
             stats = EpochStats([t.name for t in self.tasks], acc.device)
             if at.epoch_step:  # resumed mid-epoch
                 stats.load(saved["extra_tensors"], saved["epoch_stats"])
+            elif (regularizer := acc.unwrap_model(model).regularizer) is not None:
+                regularizer.anchor()  # θ' of the successive regularisation: this epoch's start
             steps = self.batcher.epoch(epoch)[:steps_per_epoch]
             bar = tqdm(steps[at.epoch_step:], desc=f"epoch {epoch}", initial=at.epoch_step, total=len(steps),
                        disable=not self.show_progress, leave=False, dynamic_ncols=True, unit="step")
