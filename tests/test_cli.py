@@ -203,7 +203,7 @@ def test_train_help_lists_the_values_of_every_option_with_a_fixed_set() -> None:
     assert named <= set(fixed)
     for name, choices in fixed.items():
         assert f"--{name.replace('_', '-')} {{{','.join(choices)}}}" in text, name
-    assert "--regime {auto,mixed,uniform,per-task,temperature}" in text
+    assert "--regime {auto,mixed,uniform,per-task,temperature,ratios,autosem}" in text
     assert "built-in benchmark whose tasks plain names in --tasks refer to (tweeteval, affecteval," in text
 
 

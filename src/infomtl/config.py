@@ -9,6 +9,7 @@ model selection on validation Avg, grad-norm clipping 1.0).
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,10 +23,10 @@ from infomtl.tasks import EI_REG_PAIRS, TaskKind
 __all__ = ["TrainConfig", "load_yaml", "option"]
 
 OPTIMIZERS = ("adamax", "adamw")
-SELECT_BY = ("avg", "loss")
+SELECT_BY = ("avg", "loss", "primary")
 PRECISIONS = ("no", "bf16", "fp16")
 SCHEDULES = ("constant", "linear")
-REGIME_CHOICES = ("auto", "mixed", "uniform", "per-task", "temperature")
+REGIME_CHOICES = ("auto", "mixed", "uniform", "per-task", "temperature", "ratios", "autosem")
 #: ``--report-to`` values (infomtl.training.tracking)
 REPORT_TO = ("none", "tensorboard", "wandb", "mlflow")
 #: ``--share`` values (infomtl.modeling.sharing)
@@ -121,8 +122,24 @@ class TrainConfig:
     # batching
     batch_size: int = option(128, "rows per optimisation step (all tasks together)", "batching")
     eval_batch_size: int = option(256, "rows per evaluation batch", "batching")
-    regime: str = option("auto", "what a step holds; auto = the method's default (mixed)", "batching", REGIME_CHOICES)
+    regime: str = option(
+        "auto", "what a step holds (`infomtl methods` describes each); auto = the method's default (mixed)",
+        "batching", REGIME_CHOICES)
     temperature: float = option(2.0, "T of the temperature regime (tasks drawn ∝ N^(1/T))", "batching")
+    task_ratios: dict[str, Any] = option(
+        {}, "the ratios regime's mixing ratios, as task=ratio pairs (normalised; a task left out gets 0), "
+        "e.g. emotion=0.5,irony=0.3,stance=0.2; `infomtl autosem` searches them", "batching", shown="none")
+    primary_task: str | None = option(
+        None, "the task AutoSeM serves: its validation score is the autosem regime's reward and what "
+        "`infomtl autosem` maximises; --select-by primary selects the model on it", "batching", metavar="TASK",
+        shown="none: the validation Avg of all tasks")
+    autosem_eval_every: int = option(
+        20, "autosem regime: steps of one bandit round (one task drawn by Thompson sampling trains N steps, "
+        "then the reward is 1 if the primary task's or Avg's score on the --autosem-eval-rows improved)",
+        "batching", metavar="N")
+    autosem_eval_rows: int = option(
+        256, "autosem regime: validation rows per scored task for the reward (a stratified subset drawn "
+        "with the run's seed, the same all run)", "batching", metavar="N")
     # optimisation
     optimizer: str = option("adamax", "optimizer", "optimisation", OPTIMIZERS)
     lr: float = option(5e-5, "learning rate", "optimisation")
@@ -142,7 +159,9 @@ class TrainConfig:
     max_steps: int | None = option(
         None, "stop each epoch after N steps and the run after N*epochs (smoke runs)", "optimisation",
         shown="no limit")
-    select_by: str = option("avg", "model selection on the validation split", "optimisation", SELECT_BY)
+    select_by: str = option(
+        "avg", "model selection on the validation split: Avg, loss, or the --primary-task's score",
+        "optimisation", SELECT_BY)
     grad_accumulation: int = option(
         1, "encode each step's batch in N micro-batches (activation checkpointing: the memory of B/N "
         "rows, one more encoder forward); the update is that of the whole batch for every method", "optimisation")
@@ -238,7 +257,33 @@ class TrainConfig:
                 raise ConfigError(
                     f"--{flag_name(f.name)} must be one of {', '.join(choices)}, got {getattr(self, f.name)!r}"
                 )
+        self._check_sampling()
         return self
+
+    def _check_sampling(self) -> None:
+        """The AutoSeM options: ``--task-ratios`` as task=number pairs (made floats here), read
+        only by the ratios regime; the autosem counts; ``--select-by primary`` with a task."""
+        for name in ("autosem_eval_every", "autosem_eval_rows"):
+            if not getattr(self, name) >= 1:
+                raise ConfigError(f"--{flag_name(name)} must be >= 1, got {getattr(self, name)}")
+        if self.primary_task is not None and not self.primary_task.strip():
+            raise ConfigError("--primary-task must name a task of the run, got an empty name")
+        if self.select_by == "primary" and self.primary_task is None:
+            raise ConfigError("--select-by primary needs --primary-task TASK")
+        ratios: dict[str, float] = {}
+        for task, value in self.task_ratios.items():
+            try:
+                ratio = scalar(value, float)
+            except (TypeError, ValueError):
+                ratio = math.nan
+            if not ratio >= 0:  # also NaN
+                raise ConfigError(f"--task-ratios: {task}={value} must be a number >= 0")
+            ratios[str(task)] = ratio
+        self.task_ratios = ratios
+        if self.regime == "ratios" and not sum(ratios.values()) > 0:
+            raise ConfigError("--regime ratios needs --task-ratios task=ratio,... with a ratio > 0")
+        if ratios and self.regime != "ratios":
+            raise ConfigError(f"--task-ratios is read by --regime ratios only (got --regime {self.regime})")
 
     def to_dict(self) -> dict[str, Any]:
         """The run's options (``resume`` is an action, not an option of the run: left out,

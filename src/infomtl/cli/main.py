@@ -1,5 +1,5 @@
 """The ``infomtl`` command line: train, evaluate, predict, export, serve, push, demo, methods, download,
-sweep, report, analyze, baseline (one module per command group).
+sweep, report, autosem, analyze, baseline (one module per command group).
 
 User errors, and writes that fail (disk full, read-only folder), print one line
 (``error: ...``) and exit with status 2; no traceback. ``train`` and ``sweep`` stopped by
@@ -20,6 +20,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 from infomtl.cli.analyze import add_analyze_command
+from infomtl.cli.autosem import add_autosem_command
 from infomtl.cli.baseline import add_baseline_commands
 from infomtl.cli.common import EXIT_USER_ERROR, Parser
 from infomtl.cli.experiments import add_experiment_commands
@@ -46,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_commands(sub)
     add_tool_commands(sub)
     add_experiment_commands(sub)
+    add_autosem_command(sub)
     add_analyze_command(sub)
     add_baseline_commands(sub)
     return parser

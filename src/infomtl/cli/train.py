@@ -14,7 +14,8 @@ from infomtl.config import TrainConfig
 from infomtl.data.paths import default_cache_root
 
 
-def _add_train_options(parser: argparse.ArgumentParser) -> None:
+def add_train_options(parser: argparse.ArgumentParser) -> None:
+    """``--config``, one flag per :class:`TrainConfig` field, and ``--ablate`` (``infomtl train``, ``autosem``)."""
     add_config_options(parser, TrainConfig)
     ablation = parser.add_argument_group("ablations")
     ablation.add_argument(
@@ -107,7 +108,7 @@ def add_train_commands(sub: Any) -> None:
         "Writes a run folder: config.yaml, run.json, log.jsonl, checkpoint/, results.json, "
         "predictions/{split}/{task}.txt. With --method stl or stl-cnn: one such folder per "
         "task inside the run folder, and one combined results.json."))
-    _add_train_options(train)
+    add_train_options(train)
     train.set_defaults(func=cmd_train)
 
     ev = sub.add_parser("evaluate", help="re-score a saved run on a split",

@@ -18,6 +18,12 @@ Regimes (what one optimisation step holds):
   to their number of batches and every example is seen once per epoch.
 * ``temperature``: one task per step, drawn with probability ∝ N_t^(1/T_s), each task
   cycling through its shuffled rows; same number of steps as ``per-task``.
+* ``ratios``: as ``temperature``, with the probabilities given (``ratios``, normalised):
+  the mixing ratios of AutoSeM's second stage (:mod:`infomtl.experiments.autosem`).
+* ``autosem``: one task per step, chosen while training by Thompson sampling
+  (:mod:`infomtl.data.sampling`, :mod:`infomtl.training.autosem`), so it has no plan made
+  in advance: :meth:`Batcher.task_steps` gives each task's steps of an epoch, shuffled
+  passes over its rows cut as in ``per-task``; same number of steps as ``per-task``.
 
 Length bucketing: inside windows of ``bucket_window`` steps, rows are sorted by
 length before they are cut into steps (aligned across tasks in ``mixed``), then the
@@ -35,7 +41,23 @@ import torch
 
 from infomtl.data.types import TaskData
 
-REGIMES = ("mixed", "uniform", "per-task", "temperature")
+REGIMES = ("mixed", "uniform", "per-task", "temperature", "ratios", "autosem")
+#: What a step holds in each regime (``infomtl methods``, ``--help``).
+REGIME_HELP = {
+    "mixed": "rows of every task in proportion to task size, at least one each; an epoch is one pass "
+             "over every training set",
+    "uniform": "batch/T rows of every task",
+    "per-task": "one task per step, tasks in proportion to their number of batches, every example once "
+                "per epoch",
+    "temperature": "one task per step, drawn with probability ∝ N_t^(1/T) (--temperature T)",
+    "ratios": "one task per step, drawn with the probabilities of --task-ratios (AutoSeM's mixing "
+              "ratios, searched by `infomtl autosem`)",
+    "autosem": "one task per step, chosen by Beta-Bernoulli Thompson sampling with the reward 'the "
+               "primary task's (or Avg's) validation score improved' (AutoSeM stage 1, Guo et al., "
+               "NAACL 2019)",
+}
+#: Regimes whose steps are chosen while training (no plan of the epoch in advance).
+ADAPTIVE_REGIMES = ("autosem",)
 
 
 @dataclass
@@ -57,6 +79,16 @@ class EncodedSplit:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> EncodedSplit:
+        """The rows at ``indices``, in that order (an empty ``indices``: a split with no rows)."""
+        idx = np.asarray(indices, dtype=np.int64)
+        return EncodedSplit(
+            input_ids=[self.input_ids[i] for i in idx] if self.features is None else [],
+            token_type_ids=None if self.token_type_ids is None else [self.token_type_ids[i] for i in idx],
+            labels=self.labels[idx],
+            features=None if self.features is None else self.features[torch.from_numpy(idx)],
+        )
 
 
 def encode(data: TaskData, tokenizer: Any, max_length: int) -> EncodedSplit:
@@ -179,6 +211,7 @@ class Batcher:
         seed: fixes the order; epoch e uses the generator seeded with ``(seed, e)``.
         temperature: T_s of the ``temperature`` regime.
         bucket_window: steps per length-bucketing window (1 = no bucketing).
+        ratios: the ``ratios`` regime's weight of each task (>= 0, not all 0; normalised).
     """
 
     def __init__(
@@ -189,6 +222,7 @@ class Batcher:
         seed: int = 0,
         temperature: float = 2.0,
         bucket_window: int = 50,
+        ratios: list[float] | None = None,
     ) -> None:
         if regime not in REGIMES:
             raise ValueError(f"unknown regime {regime!r}; expected one of {', '.join(REGIMES)}")
@@ -203,6 +237,12 @@ class Batcher:
         self.seed = seed
         self.temperature = temperature
         self.bucket_window = max(1, bucket_window)
+        self.ratios = None if ratios is None else np.asarray(ratios, dtype=np.float64)
+        if regime == "ratios":
+            if self.ratios is None or self.ratios.shape != (len(self.sizes),):
+                raise ValueError("the ratios regime needs one ratio per task")
+            if not (np.all(self.ratios >= 0) and self.ratios.sum() > 0):
+                raise ValueError(f"ratios must be >= 0 and not all 0, got {self.ratios.tolist()}")
 
     @property
     def num_tasks(self) -> int:
@@ -214,15 +254,28 @@ class Batcher:
         return sum(math.ceil(n / self.batch_size) for n in self.sizes)
 
     def epoch(self, epoch: int) -> list[list[np.ndarray]]:
-        """The steps of one epoch: ``steps[s][t]`` = row indices of task t in step s."""
+        """The steps of one epoch: ``steps[s][t]`` = row indices of task t in step s.
+
+        Raises:
+            ValueError: an adaptive regime (``autosem``), whose steps are chosen while
+                training (see :meth:`task_steps`).
+        """
+        if self.regime in ADAPTIVE_REGIMES:
+            raise ValueError(f"regime {self.regime!r} chooses its steps while training; use task_steps()")
         rng = np.random.default_rng([self.seed, epoch])
-        plan = {
-            "mixed": self._mixed,
-            "uniform": self._uniform,
-            "per-task": self._per_task,
-            "temperature": self._temperature,
-        }[self.regime]
+        if self.regime == "temperature":
+            return self._drawn(rng, np.asarray(self.sizes, dtype=np.float64) ** (1.0 / self.temperature))
+        if self.regime == "ratios":
+            assert self.ratios is not None  # checked in __init__
+            return self._drawn(rng, self.ratios)
+        plan = {"mixed": self._mixed, "uniform": self._uniform, "per-task": self._per_task}[self.regime]
         return plan(rng)
+
+    def task_steps(self, epoch: int, t: int) -> TaskSteps:
+        """Task t's single-task steps of ``epoch``, for a regime that picks a task per step while
+        training: shuffled passes over the task's rows, each cut into ⌈N_t/B⌉ near-equal batches
+        as in ``per-task``; ``[k]`` is the step the task's k-th draw trains."""
+        return TaskSteps(self, t, np.random.default_rng([self.seed, epoch, t]))
 
     # -- regimes ---------------------------------------------------------------------
 
@@ -284,9 +337,9 @@ class Batcher:
         order = rng.permutation(len(steps))
         return [steps[i] for i in order]
 
-    def _temperature(self, rng: np.random.Generator) -> list[list[np.ndarray]]:
+    def _drawn(self, rng: np.random.Generator, probs: np.ndarray) -> list[list[np.ndarray]]:
+        """One task per step, drawn with probability ∝ ``probs``; full batches cycling each task's rows."""
         num_steps = self.steps_per_epoch()
-        probs = np.asarray(self.sizes, dtype=np.float64) ** (1.0 / self.temperature)
         draws = rng.choice(self.num_tasks, size=num_steps, p=probs / probs.sum())
         steps: list[list[np.ndarray]] = [[] for _ in range(num_steps)]
         for t in range(self.num_tasks):
@@ -297,6 +350,21 @@ class Batcher:
             for slot, step in zip(where, self._single_task_steps(t, rows), strict=True):
                 steps[slot] = step
         return steps
+
+
+class TaskSteps:
+    """One task's steps of an epoch, made as they are asked for (:meth:`Batcher.task_steps`):
+    the same seed and epoch give the same k-th step, however many steps were asked before."""
+
+    def __init__(self, batcher: Batcher, task: int, rng: np.random.Generator) -> None:
+        self.batcher, self.task, self.rng = batcher, task, rng
+        self.steps: list[list[np.ndarray]] = []
+
+    def __getitem__(self, k: int) -> list[np.ndarray]:
+        while len(self.steps) <= k:  # one more pass over the task's shuffled rows
+            rows = self.rng.permutation(self.batcher.sizes[self.task])
+            self.steps.extend(self.batcher._single_task_steps(self.task, rows))
+        return self.steps[k]
 
 
 def shard(step: list[np.ndarray], rank: int, world_size: int) -> list[np.ndarray]:

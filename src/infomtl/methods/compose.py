@@ -21,7 +21,7 @@ from infomtl.methods.registry import OBJECTIVES, WEIGHTINGS, MethodSpec
 from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task
 
-SINGLE_TASK_REGIMES = ("per-task", "temperature")
+SINGLE_TASK_REGIMES = ("per-task", "temperature", "ratios", "autosem")
 
 
 class Method(nn.Module):

@@ -6,6 +6,7 @@ import dataclasses
 import inspect
 import re
 
+from infomtl.data.batching import REGIME_HELP
 from infomtl.methods.base import Component
 from infomtl.methods.registry import DEFAULT_OBJECTIVE, OBJECTIVES, WEIGHTINGS
 from infomtl.methods.single_task import SINGLE_TASK_METHODS
@@ -40,6 +41,14 @@ def describe_methods() -> str:
             f"      each task: --method {base.task_method}; {frozen}hyperparameters: {args}",
             f"      reference: {base.reference}",
         ]
+    lines.append("")
+    lines.append("Step regimes (--regime NAME; auto = the method's default):")
+    lines += [f"  {name}: {text}" for name, text in REGIME_HELP.items()]
+    lines += [
+        "  AutoSeM's two stages in one command: infomtl autosem [train options] --trials N (stage 1 in the",
+        "      autosem regime, then N ratios runs proposed by a Gaussian process with expected improvement;",
+        "      writes the chosen ratios to ratios.yaml); reference: Guo, Pasunuru and Bansal, NAACL 2019",
+    ]
     lines.append("")
     lines.append("Zero-shot baseline (infomtl baseline llm: no training, not a --method):")
     lines += [

@@ -73,6 +73,11 @@ def check_single_task_config(config: TrainConfig) -> SingleTaskMethod:
             f"--method {base.name} trains each task alone, so there are no task losses to weight; "
             f"drop --weighting {config.weighting}"
         )
+    if config.regime in ("autosem", "ratios") or config.primary_task is not None:
+        given = f"--regime {config.regime}" if config.primary_task is None else "--primary-task"
+        raise ConfigError(
+            f"--method {base.name} trains each task alone, so there are no tasks to choose or mix; drop {given}"
+        )
     if config.method_args and not base.takes_method_args:
         raise ConfigError(
             f"--method {base.name} takes no --method-args (got {', '.join(sorted(config.method_args))}); "

@@ -2,7 +2,7 @@
 the epoch hooks.
 
 ``api`` (``train``) → ``stl``, ``hooks`` → ``trainer`` → ``steps`` (→ ``optim``, ``sharded``),
-``run_state`` (→ ``signals``).
+``autosem`` (the autosem regime's rounds), ``run_state`` (→ ``signals``).
 """
 
 from infomtl.training.api import train

@@ -1,9 +1,11 @@
 """Training on ``accelerate``: the papers' recipe, on a laptop CPU or a GPU cluster.
 
 After each epoch the model is scored on the validation split; the best epoch (by
-validation Avg, or loss) is checkpointed; training stops after ``patience`` epochs
-without improvement; the best checkpoint is then scored on val and test. The
-optimisation step itself: :class:`~infomtl.training.steps.Steps`.
+validation Avg, loss, or the primary task's score) is checkpointed; training stops after
+``patience`` epochs without improvement; the best checkpoint is then scored on val and test.
+The optimisation step itself: :class:`~infomtl.training.steps.Steps`. The batcher plans each
+epoch's steps, except in the autosem regime, which draws each round's task while training
+(:mod:`infomtl.training.autosem`).
 
 The run folder's files: :mod:`infomtl.artifacts.run_folder`.
 
@@ -23,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,7 @@ from infomtl.tasks import Task
 from infomtl.threads import busy_note
 from infomtl.training import signals
 from infomtl.training.amp import MixedPrecision
+from infomtl.training.autosem import AutoSemSteps, primary_index, ratio_list, reward_splits
 from infomtl.training.collapse import collapse_messages
 from infomtl.training.epoch_stats import EpochStats
 from infomtl.training.run_state import RunState, interrupted, with_resume_hint
@@ -151,11 +154,35 @@ class Trainer(Steps):
             self.train_sizes, config.head_dropout, config.head_hidden,
         )
         self.regime = self.method.regime(config.regime)
+        self.primary = primary_index(config, self.tasks)
         self.batcher = Batcher(
             [s.lengths for s in self.encoded["train"]], config.batch_size, self.regime,
-            config.seed, config.temperature,
+            config.seed, config.temperature, ratios=ratio_list(config, self.tasks),
         )
+        self.autosem: AutoSemSteps | None = None
+        if self.regime == "autosem":
+            self.autosem = self._autosem_steps()
         self.model = build_model(config, self.backbone, self.method.build_decoder(), [t.name for t in self.tasks])
+
+    def _autosem_steps(self) -> AutoSemSteps:
+        """The autosem regime's rounds, with their reward score (:mod:`infomtl.training.autosem`)."""
+        cfg = self.config
+        if "val" not in self.encoded:
+            raise ConfigError("--regime autosem scores a validation split; these tasks have none")
+        splits = reward_splits(self.encoded["val"], [self.data.splits[t.name]["val"] for t in self.tasks],
+                               self.primary, cfg.autosem_eval_rows, cfg.seed)
+        scored = [k for k in range(len(self.tasks)) if self.primary is None or k == self.primary]
+
+        def score() -> float:
+            with torch.random.fork_rng(devices=[self.accelerator.device] if self.accelerator.device.type == "cuda"
+                                       else []):
+                preds, _ = self._predict_on(splits)
+            return float(score_predictions([self.tasks[k] for k in scored], [splits[k].labels for k in scored],
+                                           [preds[k] for k in scored])["avg"])
+
+        name = "avg" if self.primary is None else self.tasks[self.primary].name
+        return AutoSemSteps(self.batcher, [t.name for t in self.tasks], score, cfg.autosem_eval_every, cfg.seed,
+                            scored_on=name)
 
     # -- loop --------------------------------------------------------------------------
 
@@ -228,6 +255,8 @@ class Trainer(Steps):
             return
         assert self.run_dir is not None  # set when the run starts
         state, tensors = at.to_state(), None
+        if self.autosem is not None:
+            state["autosem"] = self.autosem.state_dict()
         if stats is not None:
             tensors, state["epoch_stats"] = stats.state()
         save_training_state(
@@ -250,6 +279,8 @@ class Trainer(Steps):
                 last_dir, acc.unwrap_model(model), self.method, self.optimizer, scheduler, self.amp.scaler,
             )
             at = RunState.from_state(saved)
+            if self.autosem is not None:
+                self.autosem.load_state_dict(saved["autosem"])
             if acc.is_main_process:
                 truncate_log(log_path, at.epoch)
             self._progress("resuming %s after %s", run_dir, at.where())
@@ -261,6 +292,8 @@ class Trainer(Steps):
         )
         if acc.is_main_process and (note := busy_note(torch.get_num_threads())) is not None:
             log.warning("%s", note)
+        if self.autosem is not None:
+            self.autosem.begin()
         fresh = 0  # steps since last/ was written
         epoch = at.epoch
         for epoch in range(at.epoch + 1, 1 if at.stopped else cfg.epochs + 1):
@@ -271,8 +304,8 @@ class Trainer(Steps):
                 stats.load(saved["extra_tensors"], saved["epoch_stats"])
             elif (regularizer := acc.unwrap_model(model).regularizer) is not None:
                 regularizer.anchor()  # θ' of the successive regularisation: this epoch's start
-            steps = self.batcher.epoch(epoch)[:steps_per_epoch]
-            bar = tqdm(steps[at.epoch_step:], desc=f"epoch {epoch}", initial=at.epoch_step, total=len(steps),
+            steps = self._epoch_steps(epoch, steps_per_epoch, at.epoch_step)
+            bar = tqdm(steps, desc=f"epoch {epoch}", initial=at.epoch_step, total=steps_per_epoch,
                        disable=not self.show_progress, leave=False, dynamic_ncols=True, unit="step")
             epoch_start = time.perf_counter()
             for plan in bar:
@@ -282,6 +315,8 @@ class Trainer(Steps):
                         self._save_last(at, start, stats)
                     raise interrupted(run_dir, at, saved_now=fresh > 0)
                 total, terms, weights = self.train_step(plan, at.step)
+                if self.autosem is not None:
+                    self.autosem.after_step()
                 at.step, at.epoch_step, fresh = at.step + 1, at.epoch_step + 1, fresh + 1
                 stats.add(total, terms, weights)
             bar.close()
@@ -292,7 +327,7 @@ class Trainer(Steps):
             collapsed = collapse_messages(self.tasks, self._golds("val"), val_preds, cfg)
             for message in collapsed if acc.is_main_process else ():
                 log.warning("warning: epoch %d: %s", epoch, message)
-            score = val["avg"] if cfg.select_by == "avg" else -val_loss
+            score = self._selection_score(val, val_loss)
             improved = score > at.best_score
             record = {
                 "epoch": epoch,
@@ -304,6 +339,7 @@ class Trainer(Steps):
                 "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
                 "best": improved,
                 **({"collapse": collapsed} if collapsed else {}),
+                **({"autosem": self.autosem.epoch_log()} if self.autosem is not None else {}),
             }
             for hook in self.epoch_hooks:
                 record.update(hook(self))
@@ -344,6 +380,7 @@ class Trainer(Steps):
             "best_epoch": at.best_epoch,
             "epochs_run": epoch,
             "train_sizes": dict(zip([t.name for t in self.tasks], self.train_sizes, strict=True)),
+            **({"autosem": self.autosem.summary()} if self.autosem is not None else {}),
         }
         for split in ("val", "test"):
             if split not in self.encoded:
@@ -363,9 +400,30 @@ class Trainer(Steps):
             write_json(run_dir / "results.json", results)
         return TrainResult(run_dir, results)
 
+    def _epoch_steps(self, epoch: int, count: int, start: int) -> Iterator[list[np.ndarray]]:
+        """Steps ``start`` to ``count`` of ``epoch``: planned in advance by the batcher, or, in
+        the autosem regime, each drawn when it is due."""
+        if self.autosem is None:
+            yield from self.batcher.epoch(epoch)[start:count]
+            return
+        for _ in range(start, count):
+            yield self.autosem.plan(epoch)
+
+    def _selection_score(self, val: dict[str, Any], val_loss: float) -> float:
+        """What ``--select-by`` maximises: validation Avg, minus the loss, or the primary task's score."""
+        if self.config.select_by == "loss":
+            return -val_loss
+        if self.config.select_by == "primary":
+            assert self.primary is not None  # TrainConfig.validate: --select-by primary needs --primary-task
+            return float(val["scores"][self.tasks[self.primary].name])
+        return float(val["avg"])
+
     def _predict(self, split: str, bar: str | None = None) -> tuple[list[np.ndarray], float]:
+        return self._predict_on(self.encoded[split], bar)
+
+    def _predict_on(self, splits: list[EncodedSplit], bar: str | None = None) -> tuple[list[np.ndarray], float]:
         return predict_splits(
-            self.accelerator.unwrap_model(self.model), self.method, self.tasks, self.encoded[split],
+            self.accelerator.unwrap_model(self.model), self.method, self.tasks, splits,
             self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.amp.dtype,
             self.accelerator.process_index, self.accelerator.num_processes,
             progress=bar if self.show_progress else None,
