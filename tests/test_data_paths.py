@@ -121,6 +121,7 @@ def test_download_from_an_upstream_layout_merges_stance(data_root: Path, tmp_pat
             assert got[task][split].texts == want[task][split].texts
             assert got[task][split].labels.tolist() == want[task][split].labels.tolist()
     assert got["stance"]["test"].groups == want["stance"]["test"].groups
+    assert (folder / "SOURCE.txt").read_text().splitlines() == [mirror.as_uri(), "tasks: irony, stance"]
     assert (folder / "stance" / "train_text.txt").read_bytes() == (
         data_root / "tweeteval" / "stance" / "train_text.txt").read_bytes()
     assert not list(folder.rglob("*.tmp"))
@@ -187,3 +188,10 @@ def test_synthetic_via_registry_selects_tasks() -> None:
 def test_importing_the_data_package_does_not_import_torch() -> None:
     code = "import sys, infomtl.data; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_default_download_is_pinned_to_one_commit() -> None:
+    from infomtl.data.download import TWEETEVAL_COMMIT, TWEETEVAL_URL
+
+    assert len(TWEETEVAL_COMMIT) == 40 and int(TWEETEVAL_COMMIT, 16) >= 0
+    assert TWEETEVAL_URL == f"https://raw.githubusercontent.com/cardiffnlp/tweeteval/{TWEETEVAL_COMMIT}/datasets"

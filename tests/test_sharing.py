@@ -302,3 +302,19 @@ def test_analyze_sharing_on_a_run_without_sharing_is_a_one_line_error(tiny_run, 
     assert main(["analyze", "sharing", str(tiny_run)]) != 0
     err = capsys.readouterr().err.strip()
     assert "no sharing weights in log.jsonl; train with --share or --head-layer" in err and "\n" not in err
+
+
+def test_every_layers_features_are_cached_once_and_give_the_last_layers_features_too(tmp_path) -> None:
+    from infomtl.data.loading import prepare_data
+    from infomtl.modeling.feature_cache import FeatureCache, extract
+
+    backbone = load_backbone("tiny", pooling="mean", max_length=32)
+    data = prepare_data(TrainConfig(benchmark="synthetic", tasks=["topic"], max_train_examples=40))
+    split = data.splits["topic"]["train"]
+    layered = FeatureCache(backbone, tmp_path, progress=False, layers=True).features(split)
+    assert layered.shape == (len(split), 3, backbone.hidden_size)
+    plain = extract(backbone, split)
+    assert torch.equal(layered[:, -1], plain)
+    files = sorted(tmp_path.glob("*.safetensors"))
+    last = FeatureCache(backbone, tmp_path, progress=False).features(split)  # read from the layered file
+    assert torch.equal(last, plain) and sorted(tmp_path.glob("*.safetensors")) == files

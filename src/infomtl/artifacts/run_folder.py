@@ -229,7 +229,7 @@ def _rebuild(folder: Path, config: TrainConfig, meta: dict[str, Any], tasks: lis
     if config.freeze_backbone:  # the encoder's weights are the backbone's own
         backbone = load_backbone(config.backbone, config.pooling, config.max_length)
         expected = meta.get("backbone_fingerprint")
-        if expected and backbone_fingerprint(backbone) != expected:
+        if expected and expected not in (backbone_fingerprint(backbone), backbone_fingerprint(backbone, legacy=True)):
             raise InfomtlError(f"{folder}: trained on frozen backbone {config.backbone!r}, whose weights "
                                "or tokenizer have changed since; the run cannot be rebuilt")
     else:

@@ -1,7 +1,8 @@
 """Download TweetEval from its public repository into a data root.
 
-Files are fetched with :mod:`urllib` (``https://`` and ``file://`` URLs both work)
-and each is written to a temporary name and renamed, so an interrupted download
+Files are fetched with :mod:`urllib` (``https://`` and ``file://`` URLs both work), by
+default from the pinned commit :data:`TWEETEVAL_COMMIT` (``SOURCE.txt`` in the folder
+records the URL), and each is written to a temporary name and renamed, so an interrupted download
 never leaves a truncated file behind. Upstream keeps stance as one folder per
 target; those are concatenated in the fixed target order into the merged layout
 that :func:`~infomtl.data.tweeteval.load_tweeteval` reads (with
@@ -23,8 +24,13 @@ from infomtl.data.tweeteval import GROUP_FILES, load_tweeteval, select_tweeteval
 from infomtl.data.types import SPLITS
 from infomtl.errors import DataError, InfomtlError
 
-#: Raw files of the ``datasets`` folder of cardiffnlp/tweeteval, branch ``main``.
-TWEETEVAL_URL = "https://raw.githubusercontent.com/cardiffnlp/tweeteval/main/datasets"
+#: The commit of cardiffnlp/tweeteval the download is pinned to (its last, 2022-07-08): a
+#: commit's files never change, so every download gets the same data.
+TWEETEVAL_COMMIT = "4fbd22cd78421f05b1ecdb4fc5725bc7a7bd8f66"
+#: Raw files of the ``datasets`` folder of cardiffnlp/tweeteval at :data:`TWEETEVAL_COMMIT`.
+TWEETEVAL_URL = f"https://raw.githubusercontent.com/cardiffnlp/tweeteval/{TWEETEVAL_COMMIT}/datasets"
+#: The file beside the downloaded tasks that says where they came from.
+SOURCE_FILE = "SOURCE.txt"
 #: Stance targets, in the order of TweetEval's evaluation script.
 STANCE_TARGETS: tuple[str, ...] = ("abortion", "atheism", "climate", "feminist", "hillary")
 
@@ -69,6 +75,7 @@ def download_tweeteval(
             if progress is not None:
                 progress(f"{name}/{filename}")
     load_tweeteval(folder, names)
+    write_atomic(folder / SOURCE_FILE, f"{base_url.rstrip('/')}\ntasks: {', '.join(names)}\n".encode())
     return folder
 
 

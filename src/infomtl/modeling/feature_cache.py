@@ -24,7 +24,8 @@ identical features: the frozen encoder runs in eval mode).
 
 With ``layers=True`` (learning to share in fast mode: ``--share layer-mix`` or
 ``--head-layer``) the cache holds the pooled states of every layer, ``(N, L + 1, d)``
-(embeddings first), under a key of its own.
+(embeddings first), under a key of its own; a run that needs only the last layer's
+features takes them from such a file when there is one.
 
 Token-state heads (``stl-cnn``'s TextCNN) need every token state, so for them
 ``--freeze-backbone`` only fixes the encoder, which then runs on each step.
@@ -34,10 +35,12 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -67,18 +70,34 @@ def default_cache_dir() -> Path:
     return (Path(xdg) if xdg else Path.home() / ".cache") / "infomtl" / "features"
 
 
-def backbone_fingerprint(backbone: Backbone) -> str:
+def backbone_fingerprint(backbone: Backbone, legacy: bool = False) -> str:
     """SHA-256 of what a pooled feature depends on besides the text: encoder weights
-    (names, dtypes, shapes, bytes), the tokenizer, the pooling and the max length."""
+    (names, dtypes, shapes, bytes), the tokenizer, the pooling and the max length.
+    ``legacy``: the tokenizer as earlier versions hashed it (with its last call's truncation
+    and padding settings), to recognise the runs they recorded."""
     digest = hashlib.sha256(f"infomtl-features-{FORMAT_VERSION}".encode())
     for name, tensor in sorted(backbone.encoder.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
         digest.update(f"{name}|{t.dtype}|{tuple(t.shape)}".encode())
         digest.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     backend = getattr(backbone.tokenizer, "backend_tokenizer", None)
-    digest.update((backend.to_str() if backend is not None else repr(backbone.tokenizer)).encode())
+    identity = backend.to_str() if legacy and backend is not None else tokenizer_identity(backbone.tokenizer)
+    digest.update(identity.encode())
     digest.update(f"|{backbone.pooling}|{backbone.max_length}".encode())
     return digest.hexdigest()
+
+
+def tokenizer_identity(tokenizer: Any) -> str:
+    """The fast tokenizer's definition as JSON, without its ``truncation`` and ``padding``
+    settings: the last call sets those, and they do not change what a text's tokens are
+    (the cache's own extraction sets them itself)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return repr(tokenizer)
+    spec = json.loads(backend.to_str())
+    spec.pop("truncation", None)
+    spec.pop("padding", None)
+    return json.dumps(spec, sort_keys=True)
 
 
 def features_sha256(feats: torch.Tensor) -> str:
@@ -159,10 +178,10 @@ class FeatureCache:
         self.dtype = dtype
         self.fingerprint = backbone_fingerprint(backbone)
 
-    def path(self, data: TaskData) -> Path:
-        """The cache file of a split (the extraction dtype is part of its name)."""
+    def path(self, data: TaskData, layers: bool | None = None) -> Path:
+        """The cache file of a split (the extraction dtype and ``layers`` are part of its name)."""
         key = self.fingerprint if self.dtype is None else f"{self.fingerprint}|{self.dtype}"
-        key = f"{key}|layers" if self.layers else key
+        key = f"{key}|layers" if (self.layers if layers is None else layers) else key
         return self.root / f"{split_key(key, data)}.safetensors"
 
     def cached(self, data: TaskData) -> bool:
@@ -175,6 +194,10 @@ class FeatureCache:
         cached = self._read(path, len(data))
         if cached is not None:
             return cached
+        if not self.layers:  # every layer's features of the split hold the last layer's
+            every = self._read(self.path(data, layers=True), len(data), warn=False, layers=True)
+            if every is not None:
+                return every[:, -1].contiguous()
         try:
             with writing(self.root):
                 self.root.mkdir(parents=True, exist_ok=True)
@@ -212,7 +235,7 @@ class FeatureCache:
             with contextlib.suppress(OSError):
                 tmp.unlink()
 
-    def _read(self, path: Path, rows: int, warn: bool = True) -> torch.Tensor | None:
+    def _read(self, path: Path, rows: int, warn: bool = True, layers: bool | None = None) -> torch.Tensor | None:
         """The features of a valid cache file; None for no file or one not to be used
         (unreadable, of another shape, or not matching its checksum)."""
         if not path.is_file():
@@ -225,7 +248,7 @@ class FeatureCache:
         except (SafetensorError, OSError, RuntimeError):
             problem, feats = "unreadable or truncated", None  # torn or foreign file
         if feats is not None:
-            shape = (rows, *feature_shape(self.backbone, self.layers))
+            shape = (rows, *feature_shape(self.backbone, self.layers if layers is None else layers))
             if tuple(feats.shape) != shape:
                 problem = f"of shape {tuple(feats.shape)}, expected {shape}"
             elif expected is None:
