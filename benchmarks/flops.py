@@ -46,12 +46,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from infomtl.modeling.packing import plan_packing
+
 
 class Call(NamedTuple):
-    """One encoder forward: the real length of each row and the padded width ``L``."""
+    """One encoder forward: the real length of each row and the padded width ``L``; a packed
+    call (several rows per sequence) also has its number of ``sequences`` of width ``L``."""
 
     lengths: np.ndarray
     width: int
+    sequences: int | None = None
 
 
 @dataclass(frozen=True)
@@ -106,12 +110,13 @@ def forward_flops(shape: EncoderShape, calls: Iterable[Call]) -> float:
 
 
 def padded_tokens(calls: Iterable[Call]) -> int:
-    """``Σ_calls B·L``: the tokens the encoder computes, padding included."""
-    return sum(len(c.lengths) * c.width for c in calls)
+    """``Σ_calls B·L``: the tokens the encoder computes, padding included (``P·L`` for a
+    packed call of ``P`` sequences)."""
+    return sum((len(c.lengths) if c.sequences is None else c.sequences) * c.width for c in calls)
 
 
 def mixed_step_calls(lengths: np.ndarray, views: int = 1, chunk_tokens: int = 0,
-                     micro_batches: int = 1) -> list[Call]:
+                     micro_batches: int = 1, packing: bool = False) -> list[Call]:
     """The encoder forwards ``MultiTaskModel.forward`` makes in training for one step whose
     rows have real ``lengths`` (``MultiTaskModel.encode_chunked``).
 
@@ -122,10 +127,18 @@ def mixed_step_calls(lengths: np.ndarray, views: int = 1, chunk_tokens: int = 0,
     ``chunk_tokens // longest`` rows (and ``⌈n/M⌉``), a call also ending before the first
     row shorter than half its longest row; each call is padded to its longest row.
     The recomputation of checkpointed micro-batches in the backward pass is not a call here.
+    With ``packing`` (and one micro-batch) the rows are packed into sequences of one width
+    (:func:`infomtl.modeling.packing.plan_packing`), at most ``chunk_tokens // width``
+    sequences a call.
     """
     lengths = np.tile(np.asarray(lengths, dtype=np.int64), views)
     n, width = len(lengths), int(lengths.max())
     rows = math.ceil(n / micro_batches) if micro_batches > 1 else n
+    if packing and rows >= n:
+        width, bins = plan_packing(lengths)
+        per_call = max(1, chunk_tokens // width) if chunk_tokens > 0 else len(bins)
+        return [Call(lengths[[i for b in bins[k : k + per_call] for i in b]], width, len(bins[k : k + per_call]))
+                for k in range(0, len(bins), per_call)]
     if rows >= n and (chunk_tokens <= 0 or n * width <= chunk_tokens):
         return [Call(lengths, width)]
     ordered = np.sort(lengths)[::-1]
@@ -144,8 +157,9 @@ def mixed_step_calls(lengths: np.ndarray, views: int = 1, chunk_tokens: int = 0,
 def same_calls(a: Iterable[Call], b: Iterable[Call]) -> bool:
     """Whether two lists of calls hold the same (width, row lengths) multisets."""
 
-    def key(calls: Iterable[Call]) -> list[tuple[int, tuple[int, ...]]]:
-        return sorted((int(c.width), tuple(sorted(int(x) for x in c.lengths))) for c in calls)
+    def key(calls: Iterable[Call]) -> list[tuple[int, int, tuple[int, ...]]]:
+        return sorted((int(c.width), -1 if c.sequences is None else int(c.sequences),
+                       tuple(sorted(int(x) for x in c.lengths))) for c in calls)
 
     return key(a) == key(b)
 
@@ -171,7 +185,8 @@ class EncoderCalls:
         if mask is None and len(args) > 1:
             mask = args[1]
         if mask is not None:
-            self._masks.append(mask.detach())
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            self._masks.append((mask.detach(), None if ids is None else ids.detach()))
 
     def __enter__(self) -> EncoderCalls:
         self._handle = self.encoder.register_forward_pre_hook(self._hook, with_kwargs=True)
@@ -182,7 +197,24 @@ class EncoderCalls:
             self._handle.remove()
 
     def calls(self) -> list[Call]:
-        return [Call(m.sum(dim=1).cpu().numpy(), int(m.shape[1])) for m in self._masks]
+        pad = int(getattr(getattr(self.encoder, "config", None), "pad_token_id", None) or 0)
+        return [Call(m.sum(dim=1).cpu().numpy(), int(m.shape[1])) if m.ndim == 2 else _packed_call(m, ids, pad)
+                for m, ids in self._masks]
+
+
+def _packed_call(mask: torch.Tensor, ids: torch.Tensor, pad_id: int) -> Call:
+    """The rows of a packed call, read off its block-diagonal ``(P, 1, W, W)`` mask: a row
+    starts where a token may not attend to the one before it; the unfilled tail of a
+    sequence is the block that starts with the padding id."""
+    allowed = mask[:, 0] if mask.dtype == torch.bool else mask[:, 0] == 0
+    width = int(allowed.shape[-1])
+    lengths = []
+    for p in range(allowed.shape[0]):
+        starts = [0] + [q for q in range(1, width) if not bool(allowed[p, q, q - 1])]
+        for a, b in zip(starts, [*starts[1:], width], strict=True):
+            if int(ids[p, a]) != pad_id:
+                lengths.append(b - a)
+    return Call(np.asarray(lengths, dtype=np.int64), width, int(allowed.shape[0]))
 
 
 def _in_backward() -> bool:

@@ -245,7 +245,7 @@ def measure_ours(
     views = trainer.method.views
     predicted = [
         mixed_step_calls(np.concatenate([lengths[t][idx] for t, idx in enumerate(p)]), views,
-                         config.chunk_tokens, getattr(model, "micro_batches", 1))
+                         config.chunk_tokens, getattr(model, "micro_batches", 1), model.pack_base is not None)
         for p in plan[: warmup + steps]
     ]
     warm, timed = plan[:warmup], plan[warmup : warmup + steps]

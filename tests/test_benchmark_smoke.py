@@ -51,12 +51,14 @@ def test_training_and_forward_flops_match_the_hand_computed_values() -> None:
 
 
 @pytest.mark.parametrize(
-    ("views", "chunk_tokens", "micro_batches"),
-    [(1, 0, 1), (2, 0, 1), (2, 30, 1), (1, 12, 1), (2, 0, 3), (2, 40, 2)],
+    ("views", "chunk_tokens", "micro_batches", "packing"),
+    [(1, 0, 1, False), (2, 0, 1, False), (2, 30, 1, False), (1, 12, 1, False), (2, 0, 3, False),
+     (2, 40, 2, False), (1, 0, 1, True), (2, 0, 1, True), (2, 20, 1, True), (2, 0, 3, True)],
 )
-def test_predicted_encoder_calls_match_what_the_multi_task_model_runs(views, chunk_tokens, micro_batches) -> None:
+def test_predicted_encoder_calls_match_what_the_multi_task_model_runs(
+        views, chunk_tokens, micro_batches, packing) -> None:
     encoder = _two_layer_bert()
-    model = MultiTaskModel(encoder, TaskHeads([torch.nn.Linear(32, 2)]), "cls", chunk_tokens)
+    model = MultiTaskModel(encoder, TaskHeads([torch.nn.Linear(32, 2)]), "cls", chunk_tokens, packing=packing)
     model.micro_batches = micro_batches  # what the trainer sets from --grad-accumulation
     model.train()
     lengths = [10, 9, 4, 3, 2, 6]
@@ -65,10 +67,14 @@ def test_predicted_encoder_calls_match_what_the_multi_task_model_runs(views, chu
     with flops.EncoderCalls(encoder) as recorder:
         out = model(batch, views=views)
         out.h.sum().backward()  # checkpointed micro-batches recompute here: not recorded
-    predicted = flops.mixed_step_calls(np.array(lengths), views, chunk_tokens, micro_batches)
+    predicted = flops.mixed_step_calls(np.array(lengths), views, chunk_tokens, micro_batches, packing)
     assert flops.same_calls(recorder.calls(), predicted)
     if chunk_tokens or micro_batches > 1:
         assert len(predicted) > 1  # the case really splits the step
+    if packing and micro_batches == 1 and not chunk_tokens:
+        # one view: width 12 (10 | 9+3 | 6+4+2, 36 tokens) beats the longest row's 10 (10 | 9 | 6+4 | 3+2, 40);
+        # both views: width 10, 10 | 10 | 9 | 9 | 6+4 | 6+4 | 3+3+2+2 (70 tokens)
+        assert flops.padded_tokens(predicted) == {1: 36, 2: 70}[views] < len(lengths) * 10 * views
 
 
 def test_quick_benchmark_prints_every_column_and_every_target(data_root, tmp_path) -> None:

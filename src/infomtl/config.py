@@ -90,6 +90,10 @@ class TrainConfig:
     chunk_tokens: int = option(
         16384, "encode each step in length-sorted chunks of at most N padded tokens (0 = one forward); same "
         "result, less padding and memory", "model")
+    packing: bool = option(
+        True, "pack several rows into one sequence per encoder call (block-diagonal attention, positions restarted "
+        "per row; BERT/RoBERTa-style encoders): no padding computed, same result; --no-packing: length-sorted "
+        "padded chunks", "model")
     head_hidden: int = option(0, "hidden width of Gaussian heads (0 = no hidden layer, as the authors' code)", "model")
     freeze_backbone: bool = option(
         False, "fast mode: keep the encoder fixed, cache its pooled features on disk once and train a shared MLP "

@@ -66,6 +66,7 @@ def build_model(config: TrainConfig, backbone: Backbone, decoder: torch.nn.Modul
     return MultiTaskModel(
         backbone.encoder, decoder, config.pooling, config.chunk_tokens,
         freeze_encoder=config.freeze_backbone, shared_mlp=mlp, sharing=sharing, regularizer=regularizer,
+        packing=config.packing,
     )
 
 

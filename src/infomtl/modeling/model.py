@@ -13,6 +13,14 @@ half its longest row, so that padding stays under half of any chunk. The result 
 not interact in the encoder), but one long outlier no longer pads every row of the
 step: compute and activation memory follow the real lengths.
 
+Packed rows (``packing=True``, the default; :mod:`infomtl.modeling.packing`): for a
+BERT- or RoBERTa-style encoder the step's rows are instead packed several to a sequence,
+with a block-diagonal attention mask and position ids that
+restart per row, in calls of at most ``chunk_tokens`` tokens: the computed tokens are
+within a few percent of the real ones, and each row's ``h`` is the padded forward's up
+to float rounding. Micro-batches, learning-to-share modules and token-state decoders
+keep the length-sorted chunks.
+
 Token-state decoders (``decoder.token_states``, e.g. the TextCNN heads of STL-CNN)
 receive the token states and the attention mask instead of ``h``; their batch is
 encoded in one forward (no length chunks; row micro-batches, below, still apply).
@@ -46,6 +54,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -55,6 +64,7 @@ from torch.utils.checkpoint import checkpoint
 from infomtl.data.batching import Batch
 from infomtl.modeling.backbones import pool
 from infomtl.modeling.heads import HeadOutput
+from infomtl.modeling.packing import pack, plan_packing, pool_packed, position_base
 from infomtl.modeling.sharing import CrossStitch, LayerSharing, Sharing, gather
 
 
@@ -155,6 +165,7 @@ class MultiTaskModel(nn.Module):
         shared_mlp: nn.Module | None = None,
         sharing: Sharing | None = None,
         regularizer: nn.Module | None = None,
+        packing: bool = False,
     ) -> None:
         super().__init__()
         self.encoder = encoder
@@ -165,6 +176,10 @@ class MultiTaskModel(nn.Module):
         self.pooling = pooling
         self.chunk_tokens = chunk_tokens
         self.freeze_encoder = freeze_encoder
+        #: the first position id of a packed row, or None: no packing (off, or an encoder it does not support)
+        self.pack_base = position_base(encoder) if packing and sharing is None else None
+        #: computed and real tokens of the encoder calls since the last reset (padding accounting)
+        self.tokens = {"computed": 0, "real": 0}
         if freeze_encoder:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
@@ -236,8 +251,12 @@ class MultiTaskModel(nn.Module):
         """:meth:`encode` in length-sorted chunks of at most ``chunk_tokens`` padded tokens
         (and, with micro-batches, at most ``⌈n / micro_batches⌉`` rows, checkpointed)."""
         n, width = input_ids.shape
+        self.tokens["real"] += int(np.sum(lengths))
         rows = math.ceil(n / self.micro_batches) if self._checkpointing() else n
+        if self.pack_base is not None and rows >= n:
+            return self.encode_packed(input_ids, token_type_ids, lengths)
         if rows >= n and (self.chunk_tokens <= 0 or n * width <= self.chunk_tokens):
+            self.tokens["computed"] += n * width
             return self.encode(input_ids, attention_mask, token_type_ids)
         order = np.argsort(-lengths, kind="stable")
         pieces, start = [], 0
@@ -252,8 +271,35 @@ class MultiTaskModel(nn.Module):
             idx = torch.from_numpy(order[start : start + take]).to(input_ids.device, non_blocking=True)
             types = None if token_type_ids is None else token_type_ids[idx, :longest]
             pieces.append(self._micro(self.encode, input_ids[idx, :longest], attention_mask[idx, :longest], types))
+            self.tokens["computed"] += take * longest
             start += take
         inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(input_ids.device, non_blocking=True)
+        return torch.cat(pieces).index_select(0, inverse)
+
+    def encode_packed(self, input_ids: torch.Tensor, token_type_ids: torch.Tensor | None, lengths: np.ndarray
+                      ) -> torch.Tensor:
+        """Pooled ``h`` of the rows packed several to a sequence (module docstring), in calls of
+        at most ``chunk_tokens`` tokens; rows in the order of ``input_ids``."""
+        assert self.pack_base is not None
+        width, bins = plan_packing(lengths)
+        per_call = max(1, self.chunk_tokens // width) if self.chunk_tokens > 0 else len(bins)
+        config: Any = getattr(self.encoder, "config")  # noqa: B009 (a transformers config, untyped here)
+        additive = torch.float32 if config._attn_implementation == "eager" else None
+        pad_id = int(config.pad_token_id or 0)
+        pieces, order = [], []
+        for first in range(0, len(bins), per_call):
+            call = bins[first : first + per_call]
+            packed = pack(input_ids, token_type_ids, lengths, call, width, self.pack_base, pad_id, additive)
+            kwargs = {"input_ids": packed.input_ids, "attention_mask": packed.attention_mask,
+                      "position_ids": packed.position_ids}
+            if packed.token_type_ids is not None:
+                kwargs["token_type_ids"] = packed.token_type_ids
+            states = self.encoder(**kwargs).last_hidden_state
+            rows = np.asarray([i for b in call for i in b], dtype=np.int64)
+            pieces.append(pool_packed(states, packed, rows, self.pooling))
+            order.append(rows)
+            self.tokens["computed"] += packed.computed_tokens
+        inverse = torch.from_numpy(np.argsort(np.concatenate(order), kind="stable")).to(input_ids.device)
         return torch.cat(pieces).index_select(0, inverse)
 
     def _checkpointing(self) -> bool:
