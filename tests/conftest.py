@@ -4,6 +4,10 @@ The suite leaves the user's home folder alone: before anything runs, ``HOME``,
 ``XDG_CACHE_HOME``, ``MPLCONFIGDIR`` and ``HF_HOME`` point into a temporary folder
 (subprocesses inherit them; ``HF_DATASETS_OFFLINE=1`` keeps datasets off the network), and
 the session fails if anything under the real ``~/.cache/infomtl`` changed.
+
+Inference runs in fp32 in this process whatever the CPU (:func:`fp32_cpu`): the tests compare
+predictions with a run's fp32 ones, and ``precision="auto"`` would pick bf16 on a CPU with
+bf16 instructions; ``tests/test_quantize.py`` tests that choice itself.
 """
 
 from __future__ import annotations
@@ -43,6 +47,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if before is not None and _snapshot(REAL_CACHE) != before:
         print(f"\nerror: the test suite wrote into the user's cache folder {REAL_CACHE}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fp32_cpu(tmp_path_factory) -> Iterator[None]:
+    """``infomtl.precision`` reads the flags of an AVX2 CPU (no bf16 instructions) for the session."""
+    cpuinfo = tmp_path_factory.mktemp("cpu") / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("infomtl.precision.CPUINFO", cpuinfo)
+        yield
 
 
 def _data_root() -> Path | None:

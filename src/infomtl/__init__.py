@@ -26,10 +26,15 @@ def train(config: TrainConfig) -> TrainResult:
     return _train(config)
 
 
-def load(path, device: str = "cpu", revision: str | None = None):
+def load(path, device: str = "cpu", revision: str | None = None, quantize: str | None = None,
+         precision: str = "auto"):
     """A predictor for a run folder, an STL folder, an export folder, or the Hugging Face Hub
     repo id of an export (``infomtl.load("user/model", revision="v1")``; an existing local
     path wins over a repo id).
+
+    ``quantize="int8"``: the encoder dynamically quantised to int8 for CPU inference
+    (:mod:`infomtl.inference.quantize`); ``precision``: ``"auto"`` (bf16 autocast on a CPU
+    with bf16 instructions, else fp32), ``"fp32"`` or ``"bf16"``.
 
     ``infomtl.load(path).predict(texts)`` returns one ``{task: prediction}`` dict
     per text; see :mod:`infomtl.inference.predict` and :mod:`infomtl.inference.hub`.
@@ -37,4 +42,4 @@ def load(path, device: str = "cpu", revision: str | None = None):
     """
     from infomtl.inference.predict import load as _load
 
-    return _load(path, device=device, revision=revision)
+    return _load(path, device=device, revision=revision, quantize=quantize, precision=precision)

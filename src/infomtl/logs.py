@@ -36,3 +36,18 @@ def show_progress(setting: bool | None) -> bool:
         return bool(setting)
     isatty = getattr(sys.stderr, "isatty", None)
     return bool(isatty and isatty())
+
+
+@contextmanager
+def lines_to_stderr(name: str = "infomtl") -> Iterator[None]:
+    """Within the block, the handlers of logger ``name`` that write to stdout write to stderr
+    instead (``infomtl predict`` writing its predictions to stdout keeps them alone there)."""
+    moved = [h for h in logging.getLogger(name).handlers
+             if isinstance(h, logging.StreamHandler) and h.stream is sys.stdout]
+    for handler in moved:
+        handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        for handler in moved:
+            handler.setStream(sys.stdout)

@@ -11,14 +11,23 @@ from infomtl.errors import InfomtlError
 from infomtl.inference.batcher import BatchSettings
 from infomtl.inference.formats import INPUT_FORMATS, OUTPUT_FORMATS, read_inputs, write_outputs
 from infomtl.inference.serve import MAX_TOKENS, Limits, require_extra, serve
+from infomtl.logs import lines_to_stderr
+from infomtl.precision import INFERENCE_PRECISIONS, QUANTIZE_MODES
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    if args.output in (None, "-"):  # the predictions alone on stdout; progress lines on stderr
+        with lines_to_stderr():
+            return _predict(args)
+    return _predict(args)
+
+
+def _predict(args: argparse.Namespace) -> int:
     from infomtl.inference.predict import load
 
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     texts, pairs = read_inputs(args.input, args.input_format)
-    predictor = load(args.run_dir, revision=args.revision)
+    predictor = load(args.run_dir, revision=args.revision, quantize=args.quantize, precision=args.precision)
     if tasks is not None:
         predictor._choose(tasks)  # unknown task names fail before any work
     progress = args.progress
@@ -52,6 +61,17 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def add_speed_options(parser: argparse.ArgumentParser) -> None:
+    """``--quantize`` and ``--precision`` (of ``predict`` and ``serve``)."""
+    parser.add_argument("--quantize", choices=QUANTIZE_MODES, default="none",
+                        help="int8: the encoder's Linear layers dynamically quantised to int8 for CPU "
+                        "inference (faster; probabilities change slightly; the heads stay fp32; PyTorch "
+                        "models on the CPU only) (default: none)")
+    parser.add_argument("--precision", choices=INFERENCE_PRECISIONS, default="auto",
+                        help="what the forward passes compute in: auto is bf16 autocast on a CPU with bf16 "
+                        "instructions (avx512_bf16, amx_bf16, Arm bf16), else fp32 (default: auto)")
+
+
 def add_inference_commands(sub: argparse._SubParsersAction) -> None:
     """The ``predict``, ``export``, ``serve`` and ``push`` commands."""
     _add_predict_export(sub)
@@ -78,6 +98,7 @@ def _add_predict_export(sub: argparse._SubParsersAction) -> None:
                     help="jsonl: one object per text; tsv: text and per-task columns (default: jsonl)")
     pr.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bar on stderr (default: for more than 1000 texts on a terminal)")
+    add_speed_options(pr)
     pr.set_defaults(func=cmd_predict)
 
     ex = sub.add_parser("export", help="write a self-contained folder for a trained run",
@@ -102,7 +123,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     batching = BatchSettings(max_batch=args.max_batch, batch_wait_ms=args.batch_wait_ms,
                              max_queue=args.max_queue, request_timeout_s=args.request_timeout)
     serve(args.run_dir, host=args.host, port=args.port, limits=limits, batch_size=args.batch_size,
-          access_log=args.access_log, batching=batching, max_tokens=args.max_tokens, revision=args.revision)
+          access_log=args.access_log, batching=batching, max_tokens=args.max_tokens, revision=args.revision,
+          quantize=args.quantize, precision=args.precision)
     return 0
 
 
@@ -145,4 +167,5 @@ def _add_serve(sub: argparse._SubParsersAction) -> None:
                      f"a longer text gets a pass of its own (default: {MAX_TOKENS})")
     sv.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
                     help="log every request (default: on)")
+    add_speed_options(sv)
     sv.set_defaults(func=cmd_serve)

@@ -29,6 +29,7 @@ written by :mod:`infomtl.inference.formats`.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,27 +44,41 @@ from infomtl.data.batching import Batch
 from infomtl.errors import InfomtlError
 from infomtl.inference.export import MANIFEST, load_export_units
 from infomtl.inference.hub import resolve_model
+from infomtl.inference.quantize import check_quantize, quantize_units
 from infomtl.inference.units import ModelUnit, unit_from_run
+from infomtl.modeling.model import MultiTaskModel
+from infomtl.precision import INFERENCE_PRECISIONS, cpu_has_bf16, inference_precision
 from infomtl.tasks import Task, TaskKind
+
+log = logging.getLogger(__name__)
 
 
 class Predictor:
     """Predicts every task of a trained run (or export) for new texts.
 
     Build it with :func:`load`. Attributes: ``tasks`` (the task definitions, in
-    output order), ``task_names``, ``source`` (the folder it was loaded from).
+    output order), ``task_names``, ``source`` (the folder it was loaded from),
+    ``quantize`` (``"none"`` or ``"int8"``: :mod:`infomtl.inference.quantize`) and
+    ``precision`` (``"fp32"`` or ``"bf16"``: what the PyTorch models compute in, under
+    autocast for bf16; ``"auto"`` resolves by :func:`infomtl.precision.inference_precision`).
+    Every forward pass runs under ``torch.inference_mode``.
     """
 
-    def __init__(self, units: list[ModelUnit], source: Path, device: str = "cpu") -> None:
+    def __init__(self, units: list[ModelUnit], source: Path, device: str = "cpu",
+                 quantize: str | None = None, precision: str = "auto") -> None:
         self.units = units
         self.source = Path(source)
         self.device = torch.device(device)
+        self.quantize = check_quantize(quantize, self.device)
         names = [t.name for u in units for t in u.tasks]
         if len(set(names)) != len(names):
             raise InfomtlError(f"{source}: the same task is predicted by two models ({names})")
+        self.precision = self._precision(precision)
         for unit in units:
             unit.model.to(self.device)
             unit.model.eval()
+        if self.quantize == "int8":
+            quantize_units(units)
 
     @property
     def tasks(self) -> list[Task]:
@@ -140,7 +155,7 @@ class Predictor:
             groups.extend((unit, mode, idx) for mode, idx in by_mode.items())
         bar = tqdm(total=len(texts) * len(groups), desc="predict", unit="text", disable=not progress,
                    file=sys.stderr, leave=False, dynamic_ncols=True)
-        with torch.no_grad():
+        with torch.inference_mode():
             for unit, mode, task_idx in groups:
                 outputs = self._run(unit, mode, task_idx, texts, pairs, (batch_size, max_tokens), bar)
                 for t, values in outputs.items():
@@ -152,6 +167,26 @@ class Predictor:
         return [{name: row[name] for name in order} for row in results]
 
     # -- internals -------------------------------------------------------------------
+
+    def _precision(self, precision: str) -> str:
+        _check_precision(precision)
+        torch_models = all(isinstance(u.model, MultiTaskModel) for u in self.units)
+        if precision == "bf16" and not torch_models:
+            raise InfomtlError("--precision bf16 needs a PyTorch model; an ONNX export runs in fp32")
+        if precision == "bf16" and self.quantize == "int8":
+            raise InfomtlError("--precision bf16 and --quantize int8 do not combine (the int8 encoder "
+                               "computes its activations in fp32)")
+        if precision == "auto" and (self.quantize == "int8" or not torch_models):
+            return "fp32"
+        resolved = inference_precision(precision, self.device.type)
+        if resolved == "bf16" and self.device.type == "cpu" and cpu_has_bf16() is False:
+            log.warning("--precision bf16 on a CPU without bf16 instructions: autocast emulates bf16 "
+                        "and runs several times slower than fp32")
+        return resolved
+
+    def _autocast(self) -> Any:
+        """bf16 autocast on the predictor's device for ``precision == "bf16"``, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
 
     def _choose(self, tasks: Sequence[str] | None) -> set[str]:
         if tasks is None:
@@ -201,7 +236,8 @@ class Predictor:
                 token_type_ids=None if tt is None else torch.from_numpy(tt),
                 rows=rows, labels={}, lengths=lengths[idx],
             ).to(self.device)
-            out = unit.model(batch, views=1)
+            with self._autocast():
+                out = unit.model(batch, views=1)
             for t in task_idx:
                 per_task[t].append(out.heads[t].mean.float().cpu())
             bar.update(len(idx))
@@ -230,6 +266,11 @@ def forward_spans(sorted_lengths: np.ndarray, batch_size: int, max_tokens: int |
         spans.append((start, end))
         start = end
     return spans
+
+
+def _check_precision(precision: str) -> None:
+    if precision not in INFERENCE_PRECISIONS:
+        raise InfomtlError(f"precision must be one of {', '.join(INFERENCE_PRECISIONS)}, got {precision!r}")
 
 
 def _strings(values: Any, name: str) -> list[str]:
@@ -268,19 +309,24 @@ def _format(task: Task, output: Any) -> dict[str, Any]:
     return {"values": {name: float(v) for name, v in zip(task.targets, values, strict=True)}}
 
 
-
-
-def load(path: str | Path, device: str = "cpu", revision: str | None = None) -> Predictor:
+def load(path: str | Path, device: str = "cpu", revision: str | None = None, quantize: str | None = None,
+         precision: str = "auto") -> Predictor:
     """A :class:`Predictor` for a run folder, an STL folder, an export folder, or the id of a
     Hugging Face Hub repo holding an export (``"user/model"``, at ``revision``: a branch, tag or
     commit), downloaded into the Hugging Face cache (:mod:`infomtl.inference.hub`; an existing
     local path wins over a repo id).
+
+    ``quantize="int8"``: the encoder's Linear layers dynamically quantised to int8, for CPU
+    inference (:mod:`infomtl.inference.quantize`; the heads stay fp32). ``precision``:
+    ``"auto"`` (bf16 autocast on a CPU with bf16 cores, else fp32), ``"fp32"`` or ``"bf16"``.
 
     Nothing is unpickled: weights are read from safetensors files, everything else
     from JSON/YAML. An export folder's files are checked against their SHA-256
     first (a changed or truncated file stops with a clear error). An ONNX export
     (``infomtl export --format onnx``) runs with onnxruntime, on the CPU only.
     """
+    check_quantize(quantize, device)  # before any download or load
+    _check_precision(precision)
     folder = resolve_model(path, revision)
     if not folder.is_dir():
         raise InfomtlError(f"{folder}: no such run or export folder")
@@ -293,4 +339,4 @@ def load(path: str | Path, device: str = "cpu", revision: str | None = None) -> 
         raise InfomtlError(
             f"{folder}: not a run folder (no checkpoint/) nor an export folder (no {MANIFEST})"
         )
-    return Predictor(units, folder, device)
+    return Predictor(units, folder, device, quantize, precision)

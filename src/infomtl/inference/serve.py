@@ -251,8 +251,10 @@ def listen(host: str, port: int) -> socket.socket:
 
 def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: Limits | None = None,
           batch_size: int = 64, access_log: bool = True, batching: BatchSettings | None = None,
-          max_tokens: int = MAX_TOKENS, revision: str | None = None) -> None:
-    """Load ``path`` (a run, STL or export folder, or a Hub repo id at ``revision``) and serve it until stopped.
+          max_tokens: int = MAX_TOKENS, revision: str | None = None, quantize: str | None = None,
+          precision: str = "auto") -> None:
+    """Load ``path`` (a run, STL or export folder, or a Hub repo id at ``revision``; ``quantize`` and
+    ``precision`` as :func:`infomtl.inference.predict.load` takes them) and serve it until stopped.
 
     Logs ``serving PATH (N tasks) on http://HOST:PORT`` (the bound port, INFO) once the
     socket listens. SIGTERM (or SIGINT) stops it gracefully: the socket closes, every
@@ -272,7 +274,7 @@ def serve(path: str | Path, host: str = "127.0.0.1", port: int = 8000, limits: L
         raise ConfigError(f"--max-tokens must be >= 1, got {max_tokens}")
     if not 0 <= port <= 65535:
         raise ConfigError(f"--port must be in 0..65535, got {port}")
-    predictor = load(path, revision=revision)
+    predictor = load(path, revision=revision, quantize=quantize, precision=precision)
     sock = listen(host, port)
     bound = sock.getsockname()[1]
     app = create_app(predictor, limits, batch_size, batching, max_tokens)
