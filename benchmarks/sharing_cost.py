@@ -23,17 +23,15 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from machine import describe, peak_memory_mib, physical_cores, reset_peak_memory  # noqa: E402
+from stepping import add_step_options, first_steps  # noqa: E402
 
 from infomtl.config import TrainConfig  # noqa: E402
 from infomtl.training import Trainer  # noqa: E402
-
-TASKS = "emotion,hate,irony,offensive,sentiment,stance"
 
 
 def variants(stitch_layers: list[int]) -> list[tuple[str, dict[str, object]]]:
@@ -50,11 +48,7 @@ def measure(args: argparse.Namespace, extra: dict[str, object]) -> dict[str, flo
                          max_eval_examples=1, progress=False, seed=0, cpu=True, **extra)  # type: ignore[arg-type]
     trainer = Trainer(config)
     trainer.setup(args.warmup + args.steps)
-    plan: list[list[np.ndarray]] = []
-    epoch = 1
-    while len(plan) < args.warmup + args.steps:
-        plan += trainer.batcher.epoch(epoch)
-        epoch += 1
+    plan = first_steps(trainer, args.warmup + args.steps)
     for step in plan[: args.warmup]:
         trainer.train_step(step)
     reset_peak_memory(torch.device("cpu"))
@@ -69,16 +63,8 @@ def measure(args: argparse.Namespace, extra: dict[str, object]) -> dict[str, flo
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--backbone", default="minilm")
-    parser.add_argument("--tasks", default=TASKS)
-    parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=128)
-    parser.add_argument("--train-rows", type=int, default=200, help="training rows per task (default: 200)")
-    parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10)
+    add_step_options(parser, backbone="minilm")
     parser.add_argument("--stitch-layers", default="1,2", help="comma-separated K of cross-stitch (default: 1,2)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: physical cores)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads or physical_cores())
     print(", ".join(f"{k}: {v}" for k, v in describe(torch.device("cpu"), torch.get_num_threads()).items()))

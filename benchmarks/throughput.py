@@ -82,6 +82,7 @@ from machine import (  # noqa: E402
     synchronize,
 )
 from naive import NaiveTrainer, naive_plan  # noqa: E402
+from stepping import first_steps  # noqa: E402
 
 from infomtl.config import TrainConfig  # noqa: E402
 from infomtl.data.loading import prepare_data  # noqa: E402
@@ -217,16 +218,6 @@ def train_config(args: argparse.Namespace, method: str, mixed_precision: str) ->
     )
 
 
-def step_plan(trainer: Trainer, count: int) -> list[list[np.ndarray]]:
-    """The first ``count`` steps of the trainer's seeded batcher (epoch 1, then 2, ...)."""
-    plan: list[list[np.ndarray]] = []
-    epoch = 1
-    while len(plan) < count:
-        plan += trainer.batcher.epoch(epoch)
-        epoch += 1
-    return plan[:count]
-
-
 def measure_ours(
     config: TrainConfig, plan: list[list[np.ndarray]] | None, warmup: int, steps: int,
     device: torch.device, compiled: bool,
@@ -237,7 +228,7 @@ def measure_ours(
     trainer = Trainer(config)
     trainer.setup(warmup + steps)
     if plan is None:
-        plan = step_plan(trainer, warmup + steps)
+        plan = first_steps(trainer, warmup + steps)
     lengths = [s.lengths for s in trainer.encoded["train"]]
     model = trainer.accelerator.unwrap_model(trainer.model)
     model = getattr(model, "_orig_mod", model)

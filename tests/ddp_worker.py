@@ -24,8 +24,8 @@ from fakes import dropout_free
 TASKS = "irony,hate,offensive"
 #: methods trained end to end through the CLI (loss weighting, own parameters, gradients)
 CLI_METHODS = ("ew", "uw", "pcgrad")
-#: (method, grad_accumulation) of the gradient checks
-GRADIENT_METHODS = (("ew", 1), ("uw", 1), ("pcgrad", 1), ("infomtl", 1), ("uw", 2))
+#: (method, grad_accumulation) of the gradient checks; ``method:key=value`` adds method args
+GRADIENT_METHODS = (("ew", 1), ("uw", 1), ("pcgrad", 1), ("pcgrad:grad_space=rep", 1), ("infomtl", 1), ("uw", 2))
 
 
 def cli_args(method: str, data: str, out: str) -> list[str]:
@@ -40,11 +40,13 @@ def cli_args(method: str, data: str, out: str) -> list[str]:
 
 
 def train_config(method: str, data: str, out: str, grad_accumulation: int = 1):
-    """The config of the gradient checks."""
+    """The config of the gradient checks (``method:key=value`` adds a method arg)."""
     from infomtl.config import TrainConfig
 
+    method, _, arg = method.partition(":")
+    args = dict([arg.split("=", 1)]) if arg else {}
     return TrainConfig(
-        backbone="tiny", tasks=TASKS.split(","), data_dir=data, method=method, max_length=32,
+        backbone="tiny", tasks=TASKS.split(","), data_dir=data, method=method, method_args=args, max_length=32,
         batch_size=8, max_train_examples=24, max_eval_examples=8, head_dropout=0.0,
         progress=False, cpu=True, output_dir=out, grad_accumulation=grad_accumulation,
     )

@@ -105,3 +105,18 @@ def test_quick_benchmark_prints_every_column_and_every_target(data_root, tmp_pat
     assert infomtl["views"] == 2 and infomtl["flops"] > 0 and 0 < infomtl["flops_s"]
     assert report["peak"]["flops_per_s"] > 0
     assert report["inference"]["single-task"]["encoder_passes"] == 6
+
+
+def test_pcgrad_step_benchmark_prints_every_variant_with_a_verdict(tmp_path) -> None:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    proc = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "pcgrad_step.py"), "--benchmark", "synthetic", "--steps", "1",
+         "--warmup", "1", "--threads", "1", "--max-length", "32"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "×" not in line]
+    assert [row.split("|")[1].strip() for row in rows] == ["ew", "pcgrad loop", "pcgrad batched", "pcgrad rep"]
+    assert rows[0].split("|")[3].strip() == "1.00"
+    assert all(row.split("|")[4].strip() in ("PASS", "FAIL") for row in rows[1:])
+    assert "load average:" in proc.stdout and "fell back" not in proc.stdout

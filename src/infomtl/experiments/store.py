@@ -82,7 +82,8 @@ def run_id(config: TrainConfig) -> str:
     """Stable id of a run: SHA-256 of :data:`ID_SCHEMA` and of the options whose value
     differs from the default (minus :data:`NOT_HASHED`), with the method written as its
     canonical objective and weighting and only the hyperparameters that differ from the
-    method's defaults (so ``--method-args simax=true`` is the same run as none)."""
+    method's defaults (so ``--method-args simax=true`` is the same run as none), less those
+    that only choose how the update is computed (``Hyper.unhashed``: PCGrad's ``grads``)."""
     from infomtl.methods import resolve_method  # torch: kept out of `infomtl --help`
     from infomtl.methods.single_task import is_single_task
 
@@ -97,12 +98,14 @@ def run_id(config: TrainConfig) -> str:
         if config.method_args:
             data["method_args"] = dict(config.method_args)
     else:
-        spec = resolve_method(config.method, config.weighting, config.method_args).to_dict()
+        resolved = resolve_method(config.method, config.weighting, config.method_args)
+        spec = resolved.to_dict()
         base = resolve_method(spec["objective"], spec["weighting"], {}).to_dict()
         data["method"] = spec["objective"]
         data["weighting"] = spec["weighting"]
+        unhashed = {*type(resolved.objective_hp).unhashed, *type(resolved.weighting_hp).unhashed}
         changed = {k: v for part in ("objective_args", "weighting_args")
-                   for k, v in spec[part].items() if base[part].get(k) != v}
+                   for k, v in spec[part].items() if base[part].get(k) != v and k not in unhashed}
         if changed:
             data["method_args"] = changed
     return digest(data)

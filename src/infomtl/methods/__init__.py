@@ -6,10 +6,10 @@ its class; ``single_task`` the single-task baselines run one model per task.
 Importing this package registers every built-in method.
 """
 
+from infomtl.methods.aggregation import GradientAggregator
 from infomtl.methods.base import (
     Ablation,
     BackwardContext,
-    GradientAggregator,
     Hyper,
     LossTerms,
     LossWeighter,

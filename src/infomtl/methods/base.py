@@ -18,8 +18,9 @@ gradients, are combined):
   against one task's loss whether a step holds one task (``per-task``) or six
   (``mixed``). ``normalize="sum"`` keeps the plain sum (α then acts T times weaker).
   ``a_t`` are per-task terms that are averaged but never weighted (VIP-MTL's γ·s_t).
-* :class:`GradientAggregator`: combines per-task gradients of the shared
-  parameters; it overrides :meth:`Weighting.backward`.
+* :class:`~infomtl.methods.aggregation.GradientAggregator`: combines per-task
+  gradients of the shared parameters (or of the representation); it overrides
+  :meth:`Weighting.backward`.
 
 Hyperparameters are a typed dataclass per method (``Hyper``); method-owned
 parameters (learnable task scalars) live on the method module and go to their own
@@ -59,6 +60,9 @@ class LossTerms:
         task_aux: per-task unweighted terms (already scaled; VIP-MTL's γ_t·log Σ'_t):
             averaged over the present tasks like the task losses (summed under
             ``normalize="sum"``) but never weighted, since they may be negative.
+        representation: the shared representation ``h`` the heads read (``ModelOutput.h``,
+            set by :meth:`~infomtl.methods.compose.Method.loss`), for the gradient
+            aggregators' ``grad_space=rep``.
     """
 
     task_losses: dict[int, torch.Tensor]
@@ -66,6 +70,7 @@ class LossTerms:
     components: dict[tuple[str, int | None], torch.Tensor] = field(default_factory=dict)
     kpis: dict[int, torch.Tensor] = field(default_factory=dict)
     task_aux: dict[int, torch.Tensor] = field(default_factory=dict)
+    representation: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -81,7 +86,11 @@ class Ablation:
 
 @dataclass
 class Hyper:
-    """Base of the hyperparameter dataclasses (no fields)."""
+    """Base of the hyperparameter dataclasses (no fields). ``unhashed`` names the fields
+    that choose how, not what, is computed (the same update up to rounding): a run's id
+    leaves them out, as it does ``--compile``."""
+
+    unhashed: ClassVar[tuple[str, ...]] = ()
 
     def validate(self) -> None:
         """Raise ``ValueError`` for an invalid value."""
@@ -147,6 +156,8 @@ class Objective(Component):
     without_all: ClassVar[str | None] = None
     #: switching every ablation off gives EW's model (so a trained variant replaces that row)
     ablations_reduce_to_ew: ClassVar[bool] = False
+    #: the decoder has layers shared by the tasks above ``h`` (a bottleneck)
+    shared_decoder: ClassVar[bool] = False
 
     def __init__(
         self, hp: BaseHyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int
@@ -220,6 +231,10 @@ class Weighting(Component):
         """Backpropagate the step. Loss weighters backpropagate ``total``."""
         ctx.backward(total)
 
+    @classmethod
+    def check_objective(cls, hp: WeightingHyper, objective: type[Objective]) -> None:
+        """Raise ``ValueError`` where hyperparameters ``hp`` cannot work with ``objective``
+        (checked by :func:`~infomtl.methods.registry.resolve_method`)."""
 
 
 class LossWeighter(Weighting):
@@ -238,20 +253,6 @@ class LossWeighter(Weighting):
         total = self.add_extras((w * losses).sum(), terms)
         full = torch.zeros(self.num_tasks, device=losses.device, dtype=w.dtype)
         return total, full.index_copy(0, index, w.detach())
-
-
-class GradientAggregator(Weighting):
-    """Combines per-task gradients of the shared parameters (overrides ``backward``)."""
-
-    needs_all_tasks = True
-
-    def combine(self, terms: LossTerms) -> tuple[torch.Tensor, torch.Tensor]:
-        present = sorted(terms.task_losses)
-        scale = self.task_scale(len(present))
-        total = self.add_extras(torch.stack([terms.task_losses[t] for t in present]).sum() * scale, terms)
-        w = torch.zeros(self.num_tasks, device=total.device)
-        w.index_fill_(0, device_index(present, total.device), scale)
-        return total, w
 
 
 def device_index(values: list[int], device: torch.device) -> torch.Tensor:

@@ -75,6 +75,7 @@ class Method(nn.Module):
     def loss(self, out: ModelOutput, batch: Batch) -> tuple[torch.Tensor, LossTerms, torch.Tensor]:
         """Total loss, its terms, and the ``(T,)`` task weights of this step."""
         terms = self.objective.loss_terms(out, batch)
+        terms.representation = out.h
         total, weights = self.weighting.combine(terms)
         return total, terms, weights
 

@@ -142,6 +142,10 @@ def resolve_method(
     args = dict(args or {})
     ohp = _build_hyper(ocls.Hyper, ocls.name, args)
     whp = _build_hyper(wcls.Hyper, wcls.name, args)
+    try:
+        wcls.check_objective(whp, ocls)
+    except ValueError as exc:
+        raise ConfigError(f"method {MethodSpec(objective, wname, ohp, whp).name}: {exc}") from exc
     if args:
         valid = sorted({f.name for c in (ocls, wcls) for f in dataclasses.fields(c.Hyper)})
         unknown = unknown_names("hyperparameter", sorted(args), valid)

@@ -195,6 +195,7 @@ class HierarchicalMTL(Objective):
     reference = "de Freitas et al. 2022, Multi-task learning with a hierarchy of task noise"
     Hyper = HierarchicalMTLHyper
     hp: HierarchicalMTLHyper
+    shared_decoder = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

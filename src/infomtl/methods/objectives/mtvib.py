@@ -103,6 +103,7 @@ class MTVIB(Objective):
     reference = "Qian et al. 2020, Multi-Task Variational Information Bottleneck (arXiv:2007.00339)"
     Hyper = MTVIBHyper
     hp: MTVIBHyper
+    shared_decoder = True
     default_weighting = "uw"
 
     def build_decoder(self) -> VIBDecoder:

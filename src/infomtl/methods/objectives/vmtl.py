@@ -292,6 +292,7 @@ class VMTL(Objective):
     reference = "Shen et al., NeurIPS 2021, Variational Multi-Task Learning with Gumbel-Softmax Priors"
     Hyper = VMTLHyper
     hp: VMTLHyper
+    shared_decoder = True
     needs_all_tasks = True
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

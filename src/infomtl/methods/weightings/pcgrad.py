@@ -9,36 +9,30 @@ and the shared parameters receive ``Σ_i g̃_i``. Each head receives its own tas
 gradient, and the objective's auxiliary term (``LossTerms.aux``, e.g. InfoMTL's
 ``α·L_NCE``) adds its plain gradient to every parameter it touches.
 
-Implementation (exact, on the device, no host synchronisation):
+Implementation (exact, on the device, no host synchronisation; the per-task gradients
+and the one backward are :mod:`infomtl.methods.aggregation`'s, for every option):
 
-1. ``T`` calls ``torch.autograd.grad(ℓ_t, shared, retain_graph=True, allow_unused=True)``
-   written, flattened, into one preallocated ``T × P`` fp32 buffer (``None`` → 0; a
-   task absent from the step has a zero row and takes no part).
+1. The task gradients ``g`` ``(T, N)`` of the shared parameters (``grad_space=params``,
+   N = P parameters) or of the representation (``grad_space=rep``, the rows of
+   ``∂ℓ_t/∂h`` summed over the batch, N = d), taken with ``grads=loop`` or ``batched``
+   into one preallocated fp32 buffer; a task absent from the step has a zero row and
+   takes no part.
 2. The projections run in the span of the gradients: with the Gram matrix
-   ``G = g gᵀ`` (one ``T × P`` matmul), ``g̃_i = Σ_k A_ik g_k`` and
+   ``G = g gᵀ`` (one ``T × N`` matmul), ``g̃_i = Σ_k A_ik g_k`` and
    ``g̃_i · g_j = (A G)_ij``, so the sequential rule is evaluated on ``T × T``
    coefficients (:func:`pcgrad_coefficients`), branch-free (``min(g̃_i·g_j, 0)``), and
-   ``Σ_i g̃_i = (1ᵀA) g`` costs one more ``T × P`` product.
-3. One engine backward ``ctx.backward(total + Σ_p ⟨p, sg[δ_p]⟩)`` with
-   ``δ = Σ_i g̃_i − Σ_i g_i``: the task terms give every head its own task's gradient
-   and the shared parameters ``Σ_i g_i``, the aux term its plain gradient, and the
-   linear surrogate shifts the shared gradients by exactly ``δ`` (its value is not
-   reported). Gradients therefore *accumulate* into ``.grad`` like any backward,
-   and whatever the engine does to the loss applies to the whole update: under fp16
-   the run's ``GradScaler`` (training/amp.py) scales the loss (and so ``Σ g̃ + ∇aux``) and
-   unscales before clipping and the step; with bf16 or fp32 there is no scaler.
-   The per-task gradients of step 1 are taken of the unscaled losses, so under fp16
-   a very small gradient may underflow in the fp16 backward: prefer bf16 with PCGrad.
-   Under several processes (:mod:`infomtl.distributed`) every process computes the
-   same losses of the whole global batch, and its encoder gradients hold its own rows'
-   share (times the number of processes W). The ``T × P`` buffer is averaged over the
-   processes (``ctx.reduce_mean``) **before** the projection, which makes it the global
-   per-task gradients ``g_t`` of one process exactly; every process then projects the
-   same ``g`` with the same task order (same seed and generator state), so ``δ`` is the
-   same everywhere, and the trainer's average of ``.grad`` after the backward gives
-   ``Σ_i g_i + ∇aux + δ = Σ_i g̃_i + ∇aux``: the one-process update. (Projecting each
-   process's own gradients and averaging the results would not: the projection is
-   not linear.)
+   ``Σ_i g̃_i = (1ᵀA) g``: PCGrad is the combination ``c = 1ᵀA`` of the task gradients
+   (:meth:`PCGrad.coefficients`).
+3. One engine backward gives the shared parameters ``Σ_i g̃_i + ∇aux`` (in the rep
+   space ``Jᵀ Σ_k c_k r_k + ∇aux``, ``r_k`` the per-row representation gradients), every
+   head its own task's gradient. Under fp16 the run's ``GradScaler`` (training/amp.py)
+   scales the whole update; the per-task gradients of step 1 are taken of the unscaled
+   losses, so a very small gradient may underflow in the fp16 backward: prefer bf16
+   with PCGrad. Under several processes the ``params`` buffer is averaged over the
+   processes **before** the projection (it is then the global per-task gradients of
+   one process exactly; projecting each process's own gradients and averaging the
+   results would not be, the projection is not linear), and every process projects the
+   same ``g`` with the same task order (same seed and generator state).
 
 The random order comes from the method's own generator (``seed``; −1 = the run's
 seed), whose state is kept in :meth:`extra_state`. Statistics for the log: the mean
@@ -48,13 +42,14 @@ cosine similarity of pairs of task gradients and the fraction of ordered pairs
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from infomtl.methods.base import BackwardContext, GradientAggregator, LossTerms
+from infomtl.methods.aggregation import AggregatorHyper, GradientAggregator
 from infomtl.methods.registry import register_weighting
-from infomtl.methods.weightings.common import EPS, SeededRandom, SeedHyper
+from infomtl.methods.weightings.common import EPS, SeededRandom
 from infomtl.tasks import Task
 
 
@@ -101,6 +96,14 @@ def draw_orders(num_tasks: int, generator: torch.Generator, device: torch.device
     return keys.argsort(dim=1)[:, : num_tasks - 1]
 
 
+@dataclass
+class PCGradHyper(AggregatorHyper):
+    """``seed`` of PCGrad's task-order generator (−1 = the run's seed), plus the
+    aggregators' ``grads`` and ``grad_space``."""
+
+    seed: int = -1
+
+
 @register_weighting
 class PCGrad(GradientAggregator):
     """PCGrad: each task's gradient of the shared parameters is projected off the ones it conflicts with.
@@ -115,73 +118,39 @@ class PCGrad(GradientAggregator):
     conflict with an earlier one). With ε > 0 the residual is
     ``(g̃_i·g_j) ε / (‖g_j‖² + ε)``.
 
+    ``grads=batched`` takes the T gradients in one vmapped backward (the same numbers;
+    not faster on the CPU, so ``loop`` is the default). ``grad_space=rep`` (LibMTL's
+    representation gradients) projects in the space of the shared representation h:
+    with ``r_t = ∂(s ℓ_t)/∂h`` ``(B, d)`` and ``r̄_t = Σ_b r_t[b]``,
+
+        c = 1ᵀ A(r̄ r̄ᵀ),     θ_shared ← Jᵀ (Σ_t c_t r_t) + ∇aux,     J = ∂h/∂θ_shared,
+
+    one encoder backward per step instead of T + 1 (see :mod:`infomtl.methods.aggregation`).
+
     ``normalize="mean"`` (default) scales the task losses (and so every ``g_t``) by 1/T.
     """
 
     name = "pcgrad"
     reference = "Yu et al., NeurIPS 2020 (Gradient Surgery for Multi-Task Learning)"
-    Hyper = SeedHyper
-    hp: SeedHyper
+    Hyper = PCGradHyper
+    hp: PCGradHyper
     needs_all_tasks = True
 
-    def __init__(self, hp: SeedHyper, tasks: list[Task], train_sizes: list[int]) -> None:
+    def __init__(self, hp: PCGradHyper, tasks: list[Task], train_sizes: list[int]) -> None:
         super().__init__(hp, tasks, train_sizes)
         self.random = SeededRandom(hp.seed)
-        self._buffer: torch.Tensor | None = None
         # [Σ cos, #pairs, Σ fired, #ordered pairs] since the last epoch end, and the
         # totals of the last finished epoch (what log_values reports)
         self._stats: torch.Tensor | None = None
         self._epoch_stats: torch.Tensor | None = None
 
-
-    def _grad_buffer(self, shared: list[torch.nn.Parameter]) -> torch.Tensor:
-        size = sum(p.numel() for p in shared)
-        device = shared[0].device
-        buf = self._buffer
-        if buf is None or buf.shape != (self.num_tasks, size) or buf.device != device:
-            buf = torch.zeros(self.num_tasks, size, dtype=torch.float32, device=device)
-            self._buffer = buf
-        return buf
-
-    def backward(self, total: torch.Tensor, terms: LossTerms, ctx: BackwardContext) -> None:
-        shared = [p for p in ctx.shared_parameters if p.requires_grad]
-        if len(terms.task_losses) < 2 or not shared or not total.requires_grad:
-            ctx.backward(total)
-            return
-        buf = self._grad_buffer(shared)
-        used = [False] * len(shared)
-        for t in range(self.num_tasks):
-            row = buf[t]
-            loss = terms.task_losses.get(t)
-            if loss is None or not loss.requires_grad:
-                row.zero_()
-                continue
-            grads = torch.autograd.grad(
-                loss * self.task_scale(len(terms.task_losses)), shared, retain_graph=True, allow_unused=True
-            )
-            offset = 0
-            for k, (p, g) in enumerate(zip(shared, grads, strict=True)):
-                n = p.numel()
-                if g is None:
-                    row[offset : offset + n].zero_()
-                else:
-                    row[offset : offset + n].copy_(g.reshape(-1))
-                    used[k] = True
-                offset += n
-        ctx.reduce_mean(buf)
-        gram = buf @ buf.T
-        order = draw_orders(self.num_tasks, self.random.get(buf.device), buf.device)
+    def coefficients(self, grads: torch.Tensor) -> torch.Tensor:
+        """``c = 1ᵀA``: ``Σ_i g̃_i = Σ_k c_k g_k`` (records the cosines and the projections fired)."""
+        gram = grads @ grads.T
+        order = draw_orders(self.num_tasks, self.random.get(grads.device), grads.device)
         coef, fired = pcgrad_coefficients(gram, order)
-        delta = (coef.sum(dim=0) - 1) @ buf  # Σ_i g̃_i − Σ_i g_i
         self._record(gram, fired)
-        surrogate = total.new_zeros(())
-        offset = 0
-        for k, p in enumerate(shared):
-            n = p.numel()
-            if used[k]:
-                surrogate = surrogate + (p * delta[offset : offset + n].view_as(p)).sum()
-            offset += n
-        ctx.backward(total + surrogate)
+        return coef.sum(dim=0)
 
     def _record(self, gram: torch.Tensor, fired: torch.Tensor) -> None:
         with torch.no_grad():
@@ -214,6 +183,8 @@ class PCGrad(GradientAggregator):
             self.name: {
                 "mean_cosine": cos_sum / n_pairs if n_pairs else None,
                 "projected_fraction": fired / n_ordered if n_ordered else None,
+                "grad_space": self.hp.grad_space,
+                "grads": self.grads_mode,
             }
         }
 
@@ -228,4 +199,4 @@ class PCGrad(GradientAggregator):
             self._stats = torch.tensor(state["stats"], dtype=torch.float32)
 
 
-__all__ = ["PCGrad", "draw_orders", "pcgrad_coefficients", "project_conflicting"]
+__all__ = ["PCGrad", "PCGradHyper", "draw_orders", "pcgrad_coefficients", "project_conflicting"]
