@@ -18,6 +18,7 @@ from infomtl.errors import ConfigError
 from infomtl.experiments.plan import expand_sweep, load_sweep
 from infomtl.experiments.store import Store, run_id
 from infomtl.experiments.sweep import run_sweep
+from infomtl.fileio import WriteError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,10 +161,12 @@ def test_parallel_workers_fill_the_same_store(tmp_path: Path) -> None:
 class _FakeRay:
     """The part of Ray's API the engine uses; tasks run synchronously, in order."""
 
-    def __init__(self, fail: str | None = None) -> None:
+    def __init__(self, fail: str | None = None, error: Exception | None = None) -> None:
         self.init_args: dict = {}
         self.resources: dict = {}
         self.fail = fail
+        self.error = error or RuntimeError("worker lost")
+        self.cancelled: list = []
 
     def init(self, **kwargs) -> None:
         self.init_args = kwargs
@@ -176,7 +179,7 @@ class _FakeRay:
                 @staticmethod
                 def remote(config, store, threads):
                     if config["method"] == self.fail:
-                        return ("error", RuntimeError("worker lost"))
+                        return ("error", self.error)
                     return ("ok", fn(config, store, threads))
 
             return Remote
@@ -184,7 +187,7 @@ class _FakeRay:
         return wrap
 
     @staticmethod
-    def wait(refs, num_returns=1):
+    def wait(refs, num_returns=1, timeout=None):
         return refs[:num_returns], refs[num_returns:]
 
     @staticmethod
@@ -194,6 +197,9 @@ class _FakeRay:
             raise value
         return value
 
+    def cancel(self, ref) -> None:
+        self.cancelled.append(ref)
+
 
 def test_ray_engine_trains_each_run_as_a_task(tmp_path: Path, monkeypatch) -> None:
     from infomtl.experiments.sweep import RayOptions
@@ -202,11 +208,25 @@ def test_ray_engine_trains_each_run_as_a_task(tmp_path: Path, monkeypatch) -> No
     monkeypatch.setitem(sys.modules, "ray", fake)
     path, store = _sweep(tmp_path, seeds=(0,)), tmp_path / "store"
     summary = run_sweep(path, store, ray=RayOptions("auto", 2.0, 0.5))
-    assert fake.init_args["address"] == "auto" and fake.resources == {"num_cpus": 2.0, "num_gpus": 0.5}
+    assert fake.init_args["address"] == "auto"
+    assert fake.resources == {"num_cpus": 2.0, "num_gpus": 0.5, "max_retries": 0}  # a dead worker: reported
     ew, infomtl = load_sweep(path)
     assert summary.finished == [ew.run_id] and list(summary.failed) == [infomtl.run_id]
     assert "worker lost" in summary.failed[infomtl.run_id]
     assert _index_ids(store) == [ew.run_id]
+
+
+def test_a_failed_write_in_a_ray_task_stops_the_sweep(tmp_path: Path, monkeypatch) -> None:
+    from infomtl.experiments.sweep import RayOptions
+
+    fake = _FakeRay(fail="ew", error=WriteError("/shared/runs/x/last", "disk full", 28))
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    path, store = _sweep(tmp_path, seeds=(0,)), tmp_path / "store"
+    with pytest.raises(WriteError, match=r"disk full.*resume the sweep with: infomtl sweep .* --engine ray"):
+        run_sweep(path, store, ray=RayOptions())
+    assert len(fake.cancelled) == 1  # the task still pending when the error came back
+    ew, infomtl = load_sweep(path)
+    assert _index_ids(store) == [infomtl.run_id]  # it ended meanwhile: indexed
 
 
 def test_ray_engine_without_ray_is_a_one_line_error(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -2,10 +2,10 @@
 file is read by :mod:`~infomtl.experiments.plan`.
 
 Engines: runs train one after another in this process (default), in ``workers``
-local processes, or as tasks of a Ray cluster (``--engine ray``: one
-:func:`run_one` task per run holding ``cpus_per_run`` CPUs and ``gpus_per_run``
-GPUs; the store must be on a file system every node sees). Frozen-backbone runs'
-features are extracted once, in this process, before any run starts.
+local processes, or as tasks of a Ray cluster (``--engine ray``,
+:mod:`~infomtl.experiments.ray_engine`: one :func:`run_one` task per run; the store
+must be on a file system every node sees). Frozen-backbone runs' features are
+extracted once, in this process, before any run starts.
 
 A failed write (disk full, a read-only store) stops the sweep with the error; SIGINT /
 SIGTERM stop it at the next step boundary of the runs in progress, which are left
@@ -24,7 +24,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from multiprocessing import get_context
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 
@@ -33,6 +33,7 @@ from infomtl.config import TrainConfig
 from infomtl.data.loading import load_data
 from infomtl.errors import ConfigError, InfomtlError, Interrupted
 from infomtl.experiments.plan import load_sweep, select_runs
+from infomtl.experiments.ray_engine import RayOptions, ray_runs
 from infomtl.experiments.store import PlannedRun, Store, run_id
 from infomtl.fileio import WriteError, writing
 from infomtl.logs import quieted, show_progress
@@ -131,48 +132,6 @@ class SweepSummary:
     busy: list[str] = field(default_factory=list)  # trained (or being trained) by another sweep
 
 
-@dataclass(frozen=True)
-class RayOptions:
-    """Where and how ``--engine ray`` runs each run: the cluster ``address`` (None: a local
-    Ray instance, or the one ``RAY_ADDRESS`` names) and the resources one run holds."""
-
-    address: str | None = None
-    cpus_per_run: float = 1.0
-    gpus_per_run: float = 0.0
-
-
-class _Done(Protocol):
-    """How a run's end is reported: its id, its error or ``None``, and :func:`run_one`'s outcome."""
-
-    def __call__(self, rid: str, error: str | None, outcome: str = "trained") -> None: ...
-
-
-def _ray_runs(todo: list[PlannedRun], store_root: str, options: RayOptions, done: _Done) -> None:
-    """Train ``todo`` as Ray tasks (one :func:`run_one` each), reporting each as it ends.
-
-    The store must be on a file system every Ray node sees; a task writes only its run
-    folder, and this process (the driver) writes the index.
-    """
-    try:
-        import ray
-    except ImportError:
-        raise ConfigError("--engine ray needs Ray: pip install 'infomtl[ray]'") from None
-    ray.init(address=options.address, ignore_reinit_error=True, log_to_driver=False)
-    threads = max(1, int(options.cpus_per_run))
-    remote = ray.remote(num_cpus=options.cpus_per_run, num_gpus=options.gpus_per_run)(run_one)
-    pending = {remote.remote(run.config.to_dict(), store_root, threads): run.run_id for run in todo}
-    while pending:
-        finished, _ = ray.wait(list(pending), num_returns=1)
-        for ref in finished:
-            rid = pending.pop(ref)
-            try:
-                got = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - one failed run must not stop the sweep
-                done(rid, f"{type(exc).__name__}: {exc}")
-            else:
-                done(rid, None, got)
-
-
 def sweep_command(sweep_path: str | Path, store_root: str | Path, workers: int = 1, ray: bool = False,
                   only: list[str] | None = None, order: str = "rows") -> str:
     """The command line that runs (or resumes) a sweep."""
@@ -256,7 +215,7 @@ def _run_sweep(sweep_path: str | Path, store: Store, workers: int, ray: RayOptio
 
     if ray is not None:
         if todo:
-            _ray_runs(todo, str(store.root), ray, done)
+            ray_runs(run_one, todo, str(store.root), ray, done)
     elif workers == 1:
         for run in todo:
             _stop_if_asked(store, summary)
