@@ -85,12 +85,14 @@ def _hooked(run: LoadedRun):
     embed = _word_embeddings(run)
     hook = _EmbeddingHook()
     handle = embed.register_forward_hook(hook)
-    chunk_tokens, model.chunk_tokens = model.chunk_tokens, 0  # one forward per batch: hook sees (B, L, d)
+    # one padded forward per batch (no length chunks, no packed rows): the hook sees (B, L, d)
+    chunk_tokens, model.chunk_tokens = model.chunk_tokens, 0
+    pack_base, model.pack_base = model.pack_base, None
     try:
         yield hook
     finally:
         handle.remove()
-        model.chunk_tokens = chunk_tokens
+        model.chunk_tokens, model.pack_base = chunk_tokens, pack_base
 
 
 def _loss_and_means(run: LoadedRun, t: int, batch) -> tuple[torch.Tensor, torch.Tensor]:

@@ -12,10 +12,12 @@ own (it attends to itself, never to a row), so no query row is fully masked.
 
 Computed tokens are ``P·W`` for ``P`` sequences against ``Σ ℓ_i`` real ones. ``W`` is
 the width that minimises ``P·W`` among the longest row ``m`` and the widths that could
-hold the rows exactly in ``k`` sequences, ``⌈Σℓ/k⌉ + j`` (``j`` = 0…3, the four largest
-``k`` with ``W ≥ m``, ``W ≤ 2m``): on TweetEval steps of 32 rows about 3 % of the
-computed tokens are padding, against 7 % for bins of width ``m`` and 25 % for one
-padded forward, for under 2 ms of host time a step. The attention itself runs over
+hold the rows exactly in ``k`` sequences, ``⌈Σℓ/k⌉ + j`` (``j`` = 0…3, ``m ≤ W ≤ 3m``).
+The library's steps are length-bucketed (their rows are of similar lengths, so a width of
+``m`` holds one row each); on the throughput benchmark's TweetEval steps of 32 rows
+(``benchmarks/throughput.py``) about 4 % of the computed tokens are padding (3.5 % with
+InfoMTL's two views), against 16 % for sequences of width ``m`` and 25 % for one padded
+forward, for 3–10 ms of host time a step. The attention itself runs over
 ``W`` keys per token, a small part of a token's cost at these lengths (``12·n_layers·W·d``
 FLOPs against ``6·N``).
 
@@ -38,6 +40,8 @@ ZERO_BASED = frozenset({"bert", "electra"})
 #: model types whose position ids start after the padding id (``create_position_ids_from_input_ids``)
 AFTER_PADDING = frozenset({"roberta", "xlm-roberta", "camembert"})
 ATTENTIONS = frozenset({"sdpa", "eager"})
+#: the widest sequence considered, in multiples of the longest row
+MAX_ROWS_WIDE = 3
 
 
 def position_base(encoder: torch.nn.Module) -> int | None:
@@ -82,8 +86,9 @@ def plan_packing(lengths: np.ndarray) -> tuple[int, list[list[int]]]:
     longest, total = max(1, int(lengths.max())), int(lengths.sum())
     widths = {longest}
     most = math.ceil(total / longest)  # the most sequences a width >= longest needs at best
-    for k in range(max(1, most - 3), most + 1):
-        widths.update(w for w in range(math.ceil(total / k), math.ceil(total / k) + 4) if longest <= w <= 2 * longest)
+    for k in range(math.ceil(total / (MAX_ROWS_WIDE * longest)), most + 1):
+        exact = math.ceil(total / k)
+        widths.update(w for w in range(exact, exact + 4) if longest <= w <= MAX_ROWS_WIDE * longest)
     best: tuple[int, int, list[list[int]]] | None = None
     for width in sorted(widths):
         bins = pack_rows(lengths, width)
