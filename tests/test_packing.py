@@ -7,10 +7,13 @@ import pytest
 import torch
 from transformers import BertConfig, BertModel, RobertaConfig, RobertaModel
 
+from benchmark_modules import load_benchmark_module
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.heads import LinearHead
 from infomtl.modeling.model import MultiTaskModel, TaskHeads
 from infomtl.modeling.packing import pack, pack_rows, plan_packing, position_base
+
+flops = load_benchmark_module("flops.py")  # the benchmark's recorder of encoder calls
 
 
 def _padded(lengths: list[int], vocab: int, seed: int = 0, types: bool = False):
@@ -71,13 +74,15 @@ def test_packed_equals_padded_for_bert(pooling: str, attention: str) -> None:
     padded = _model(encoder, pooling, packing=False, chunk_tokens=0)
     packed = _model(encoder, pooling, packing=True)
     assert packed.pack_base == 0 and padded.pack_base is None
-    with torch.no_grad():
+    with torch.no_grad(), flops.EncoderCalls(encoder) as padded_calls:
         want = padded.encode_chunked(ids, mask, tt, lengths)
+    with torch.no_grad(), flops.EncoderCalls(encoder) as packed_calls:
         got = packed.encode_chunked(ids, mask, tt, lengths)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
     # width 14: 14 | 12+2 | 9+3+1 | 7+7, 56 computed tokens against 8 rows of 14 = 112 padded (55 real)
     assert plan_packing(lengths) == (14, [[2], [6, 7], [0, 1, 3], [4, 5]])
-    assert (packed.tokens["computed"], padded.tokens["computed"], packed.tokens["real"]) == (56, 112, 55)
+    real = sum(int(c.lengths.sum()) for c in packed_calls.calls())
+    assert (flops.padded_tokens(packed_calls.calls()), flops.padded_tokens(padded_calls.calls()), real) == (56, 112, 55)
 
 
 def test_packed_equals_padded_for_roberta_positions() -> None:

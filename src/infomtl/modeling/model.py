@@ -178,8 +178,6 @@ class MultiTaskModel(nn.Module):
         self.freeze_encoder = freeze_encoder
         #: the first position id of a packed row, or None: no packing (off, or an encoder it does not support)
         self.pack_base = position_base(encoder) if packing and sharing is None else None
-        #: computed and real tokens of the encoder calls since the last reset (padding accounting)
-        self.tokens = {"computed": 0, "real": 0}
         if freeze_encoder:
             self.encoder.requires_grad_(False)
             self.encoder.eval()
@@ -251,12 +249,10 @@ class MultiTaskModel(nn.Module):
         """:meth:`encode` in length-sorted chunks of at most ``chunk_tokens`` padded tokens
         (and, with micro-batches, at most ``⌈n / micro_batches⌉`` rows, checkpointed)."""
         n, width = input_ids.shape
-        self.tokens["real"] += int(np.sum(lengths))
         rows = math.ceil(n / self.micro_batches) if self._checkpointing() else n
         if self.pack_base is not None and rows >= n:
             return self.encode_packed(input_ids, token_type_ids, lengths)
         if rows >= n and (self.chunk_tokens <= 0 or n * width <= self.chunk_tokens):
-            self.tokens["computed"] += n * width
             return self.encode(input_ids, attention_mask, token_type_ids)
         order = np.argsort(-lengths, kind="stable")
         pieces, start = [], 0
@@ -271,7 +267,6 @@ class MultiTaskModel(nn.Module):
             idx = torch.from_numpy(order[start : start + take]).to(input_ids.device, non_blocking=True)
             types = None if token_type_ids is None else token_type_ids[idx, :longest]
             pieces.append(self._micro(self.encode, input_ids[idx, :longest], attention_mask[idx, :longest], types))
-            self.tokens["computed"] += take * longest
             start += take
         inverse = torch.from_numpy(np.argsort(order, kind="stable")).to(input_ids.device, non_blocking=True)
         return torch.cat(pieces).index_select(0, inverse)
@@ -298,7 +293,6 @@ class MultiTaskModel(nn.Module):
             rows = np.asarray([i for b in call for i in b], dtype=np.int64)
             pieces.append(pool_packed(states, packed, rows, self.pooling))
             order.append(rows)
-            self.tokens["computed"] += packed.computed_tokens
         inverse = torch.from_numpy(np.argsort(np.concatenate(order), kind="stable")).to(input_ids.device)
         return torch.cat(pieces).index_select(0, inverse)
 

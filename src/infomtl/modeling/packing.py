@@ -113,10 +113,6 @@ class Packed:
     start: torch.Tensor
     lengths: torch.Tensor
 
-    @property
-    def computed_tokens(self) -> int:
-        return int(self.input_ids.numel())
-
 
 def pack(
     input_ids: torch.Tensor,
