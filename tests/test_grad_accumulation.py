@@ -77,7 +77,8 @@ def test_micro_batches_encode_at_most_ceil_b_over_n_rows_and_recompute_in_backwa
     with torch.no_grad():  # evaluation: one forward, no micro-batches
         trainer.model.eval()
         trainer.model(_batch(trainer, plan))
-    assert rows == [sum(len(idx) for idx in plan)]
+    # one encoder call over every row (packed rows may share a sequence, so count calls, not rows)
+    assert len(rows) == 1 and rows[0] <= sum(len(idx) for idx in plan)
 
 
 def _batch(trainer: Trainer, plan):
