@@ -169,16 +169,22 @@ def test_bad_mlp_options_are_refused(option, value) -> None:
         TrainConfig(**{option: value}).validate()
 
 
-def test_sweep_extracts_features_once_before_its_runs(tmp_path, monkeypatch) -> None:
-    from infomtl.experiments.sweep import run_sweep
-
+def _fast_sweep(tmp_path, methods: str):
+    """A fast-mode sweep file of ``methods`` (YAML) on the tiny backbone, and its cache folder."""
     cache = tmp_path / "cache"
     sweep = tmp_path / "sweep.yaml"
     sweep.write_text(
         "base: {benchmark: synthetic, backbone: tiny, max_length: 32, batch_size: 32, epochs: 1,\n"
         "       max_train_examples: 48, max_eval_examples: 24, lr: 1.0e-3, progress: false,\n"
         f"       freeze_backbone: true, mlp_width: 16, feature_cache: {cache}}}\n"
-        "methods: [{method: ew}, {method: infomtl}]\nseeds: [0]\n", encoding="utf-8")
+        f"methods: {methods}\nseeds: [0]\n", encoding="utf-8")
+    return cache, sweep
+
+
+def test_sweep_extracts_features_once_before_its_runs(tmp_path, monkeypatch) -> None:
+    from infomtl.experiments.sweep import run_sweep
+
+    cache, sweep = _fast_sweep(tmp_path, "[{method: ew}, {method: infomtl}]")
     calls = []
     real = features.extract
     monkeypatch.setattr(features, "extract", lambda *a, **k: calls.append(a[1].split) or real(*a, **k))
@@ -191,3 +197,36 @@ def test_sweep_extracts_features_once_before_its_runs(tmp_path, monkeypatch) -> 
     # and both runs
     assert sorted(calls) == ["test", "train", "val"]
     assert len(list(cache.glob("*.safetensors"))) == 3
+
+
+def test_sigterm_during_a_sweeps_feature_extraction_stops_it_there_writing_nothing(tmp_path, monkeypatch) -> None:
+    import os
+    import signal
+
+    from infomtl.errors import Interrupted
+    from infomtl.experiments.sweep import run_sweep
+
+    cache, sweep = _fast_sweep(tmp_path, "[{method: ew}]")
+    real = features.extract
+    batches: list[int] = []
+
+    def signalled(backbone, data, device, desc, dtype, layers, stop):  # the signal lands after 2 batches
+        def counting() -> int | None:
+            batches.append(1)
+            if len(batches) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return stop()
+        return real(backbone, data, device, desc, dtype, layers, stop=counting)
+
+    monkeypatch.setattr(features, "EXTRACT_TOKENS", 64)  # many batches per split
+    monkeypatch.setattr(features, "extract", signalled)
+    with pytest.raises(Interrupted) as stopped:
+        run_sweep(sweep, tmp_path / "store")
+    assert stopped.value.signal_name == "SIGTERM" and stopped.value.exit_status == 128 + signal.SIGTERM
+    assert "nothing written" in stopped.value.saved and stopped.value.resume.startswith("infomtl sweep ")
+    assert len(batches) == 2  # stopped at the next batch, not at the end of the extraction
+    assert not list(cache.glob("*.safetensors*"))
+    assert not any((tmp_path / "store" / "runs").iterdir())
+    monkeypatch.setattr(features, "extract", real)
+    summary = run_sweep(sweep, tmp_path / "store")  # the same command again finishes
+    assert len(summary.finished) == 1 and len(list(cache.glob("*.safetensors"))) == 3

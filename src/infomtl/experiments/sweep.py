@@ -111,7 +111,7 @@ def prepare_features(configs: list[TrainConfig]) -> int:
         backbone = load_backbone(config.backbone, config.pooling, config.max_length)
         device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
         cache = FeatureCache(backbone, config.feature_cache, device, progress=show_progress(config.progress),
-                             dtype=AUTOCAST[config.mixed_precision])
+                             dtype=AUTOCAST[config.mixed_precision], stop=signals.requested)
         parts = [part for task in data.tasks for part in data.splits[task.name].values()]
         missing = [part for part in parts if not cache.cached(part)]
         if missing:

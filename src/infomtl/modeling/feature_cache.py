@@ -27,6 +27,10 @@ With ``layers=True`` (learning to share in fast mode: ``--share layer-mix`` or
 (embeddings first), under a key of its own; a run that needs only the last layer's
 features takes them from such a file when there is one.
 
+Extraction looks at ``stop`` (a callable giving the number of a signal that asked for a stop,
+or None) before every batch and raises :class:`~infomtl.errors.Interrupted` when one did,
+writing nothing for that split: a sweep's SIGTERM during a long extraction stops it there.
+
 Token-state heads (``stl-cnn``'s TextCNN) need every token state, so for them
 ``--freeze-backbone`` only fixes the encoder, which then runs on each step.
 """
@@ -38,7 +42,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterator
+import signal
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +55,7 @@ from tqdm.auto import tqdm
 
 from infomtl.data.batching import EncodedSplit, collate, encode
 from infomtl.data.types import TaskData
-from infomtl.errors import InfomtlError
+from infomtl.errors import InfomtlError, Interrupted
 from infomtl.fileio import WriteError, match_umask, writing
 from infomtl.modeling.backbones import Backbone, pool
 
@@ -62,6 +67,13 @@ FORMAT_VERSION = 1
 AUTOCAST = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Padded tokens per extraction batch.
 EXTRACT_TOKENS = 16384
+
+#: What ``stop`` returns: the number of a signal that asked for a stop, or None.
+StopCheck = Callable[[], "int | None"]
+
+
+def _no_stop() -> int | None:
+    return None
 
 
 def default_cache_dir() -> Path:
@@ -117,12 +129,13 @@ def split_key(fingerprint: str, data: TaskData) -> str:
 
 @torch.inference_mode()
 def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cpu",
-            desc: str | None = None, dtype: torch.dtype | None = None, layers: bool = False) -> torch.Tensor:
+            desc: str | None = None, dtype: torch.dtype | None = None, layers: bool = False,
+            stop: StopCheck = _no_stop) -> torch.Tensor:
     """Pooled features ``(N, d)``, or with ``layers`` ``(N, L + 1, d)`` for every layer
     (stored fp32, on the CPU) of a split: the frozen encoder
     in eval mode on length-sorted batches of at most :data:`EXTRACT_TOKENS` padded tokens,
     under autocast to ``dtype`` if given (bf16: several times faster on CPUs with
-    AVX-512-BF16/AMX and on GPUs)."""
+    AVX-512-BF16/AMX and on GPUs). ``stop`` is asked before every batch (module docstring)."""
     split = encode(data, backbone.tokenizer, backbone.max_length)
     tok = backbone.tokenizer
     pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else 0)
@@ -136,6 +149,12 @@ def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cp
     start = 0
     with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True, unit="row") as bar:
         while start < len(order):
+            signum = stop()
+            if signum is not None:
+                encoder.train(was_training)
+                name = signal.Signals(signum).name
+                raise Interrupted(name, f"features of {data.task.name}/{data.split} stopped after {start} of "
+                                  f"{len(order)} rows (nothing written for that split)", "", 128 + signum)
             take = max(1, EXTRACT_TOKENS // max(1, int(lengths[order[start]])))
             idx = order[start : start + take]
             batch = collate([split], [idx], pad_id).to(device)
@@ -169,8 +188,9 @@ class FeatureCache:
 
     def __init__(self, backbone: Backbone, root: str | Path | None = None,
                  device: torch.device | str = "cpu", progress: bool = True,
-                 dtype: torch.dtype | None = None, layers: bool = False) -> None:
+                 dtype: torch.dtype | None = None, layers: bool = False, stop: StopCheck = _no_stop) -> None:
         self.backbone = backbone
+        self.stop = stop
         self.layers = layers
         self.root = Path(root) if root is not None else default_cache_dir()
         self.device = device
@@ -217,7 +237,7 @@ class FeatureCache:
 
     def _extract(self, data: TaskData) -> torch.Tensor:
         desc = f"features {data.task.name}/{data.split}" if self.progress else None
-        return extract(self.backbone, data, self.device, desc, self.dtype, self.layers)
+        return extract(self.backbone, data, self.device, desc, self.dtype, self.layers, self.stop)
 
     def _write(self, path: Path, data: TaskData, feats: torch.Tensor) -> None:
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
