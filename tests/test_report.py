@@ -139,6 +139,24 @@ def test_a_missing_seed_is_shown_not_averaged(store: Path) -> None:
     assert fine["a macro_f1"] == "missing (2/3 seeds)"
 
 
+def test_seeds_reports_the_seeds_every_row_has_and_says_so(store: Path, tmp_path: Path, capsys) -> None:
+    rows = _rows(build_tables(store, seeds=[0, 1])[0])
+    assert rows["gls"]["seeds"] == "2/2"  # its unfinished seed 2 is left out, not averaged
+    assert rows["gls"]["test Avg"] == _hand_mean_std([(61 + 51) / 2, (62 + 52) / 2])
+    _, _, a, b, _ = FULL["uw"]
+    ew_avgs = _avgs(*FULL["ew"][2:4])[:2]
+    assert rows["uw"]["test Avg"].startswith(_hand_mean_std(_avgs(a, b)[:2]))
+    assert rows["uw"]["p"] == f"{stats.ttest_rel(_avgs(a, b)[:2], ew_avgs).pvalue:.3f}"
+    out = tmp_path / "out"
+    assert main(["report", str(store), "--out", str(out), "--no-plots", "--seeds", "0,1"]) == 0
+    assert "missing" not in capsys.readouterr().out
+    assert "Seeds 0, 1 only (`--seeds`)." in (out / "report.md").read_text(encoding="utf-8")
+    with pytest.raises(SystemExit) as exited:
+        main(["report", str(store), "--seeds", "zero"])
+    err = capsys.readouterr().err
+    assert exited.value.code == 2 and "--seeds: expected comma-separated seeds" in err and err.count("\n") == 1
+
+
 def test_fine_grained_and_ratio_tables(store: Path) -> None:
     tables = {t.name: t for t in build_tables(store)}
     fine = _rows(tables["fine_grained"])

@@ -33,10 +33,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _seed_list(text: str) -> list[int]:
+    """``0,1,2`` -> [0, 1, 2]; anything else a one-line usage error."""
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds:
+        raise argparse.ArgumentTypeError(f"expected comma-separated seeds such as 0,1,2, got {text!r}")
+    return seeds
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from infomtl.experiments.report import write_report
 
-    markdown, written = write_report(args.store, args.out, baseline=args.baseline, plots=args.plots)
+    markdown, written = write_report(args.store, args.out, baseline=args.baseline, plots=args.plots,
+                                     seeds=args.seeds)
     print(markdown)
     print(f"wrote {len(written)} files to {written[0].parent if written else args.out}")
     return 0
@@ -82,4 +94,7 @@ def add_experiment_commands(sub: Any) -> None:
                         help="label of the Δp / significance baseline (default: the EW run)")
     report.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                         help="write PNG plots (needs matplotlib; default: on)")
+    report.add_argument("--seeds", type=_seed_list, default=None, metavar="S,S,...",
+                        help="report only the runs of these seeds, the others as if not planned (a sweep stopped "
+                             "part-way with --order seeds; default: every planned seed)")
     report.set_defaults(func=cmd_report)

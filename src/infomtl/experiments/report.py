@@ -40,6 +40,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -153,9 +154,11 @@ def ratio_table(cells: dict) -> Table | None:
                  ["each cell: the grid point selected at that ratio; mean ± std over seeds (ddof=1)."])
 
 
-def build_tables(store_root: str | Path, baseline: str | None = None) -> list[Table]:
-    """Every table of a store's report."""
-    return _tables(load_store(store_root), find_baseline(store_root, baseline))
+def build_tables(store_root: str | Path, baseline: str | None = None,
+                 seeds: Sequence[int] | None = None) -> list[Table]:
+    """Every table of a store's report (``seeds``: only the runs of these seeds, see
+    :func:`~infomtl.experiments.results.load_store`)."""
+    return _tables(load_store(store_root, seeds), find_baseline(store_root, baseline))
 
 
 def _tables(data: StoreData, baseline: str | None) -> list[Table]:
@@ -173,14 +176,16 @@ def _tables(data: StoreData, baseline: str | None) -> list[Table]:
 
 
 def write_report(
-    store_root: str | Path, out: str | Path | None = None, baseline: str | None = None, plots: bool = True
+    store_root: str | Path, out: str | Path | None = None, baseline: str | None = None, plots: bool = True,
+    seeds: Sequence[int] | None = None,
 ) -> tuple[str, list[Path]]:
     """Write every table as .md/.csv/.tex, PNG plots, and ``report.md`` (every table, the plots
-    and the analyses' PNGs found in the store) into ``out`` (default STORE/report).
+    and the analyses' PNGs found in the store) into ``out`` (default STORE/report); with
+    ``seeds``, over the runs of those seeds only (said in ``report.md``).
 
     Returns the Markdown of all tables (and figure links) and the files written.
     """
-    data = load_store(store_root)
+    data = load_store(store_root, seeds)
     base = find_baseline(store_root, baseline)
     tables = _tables(data, base)
     folder = Path(out) if out is not None else Path(store_root) / "report"
@@ -198,7 +203,8 @@ def write_report(
     if figures:
         markdown += "\n## Figures\n\n" + "\n\n".join(f"**{caption}**\n\n![{caption}]({link})"
                                                       for caption, link in figures) + "\n"
-    (folder / "report.md").write_text(f"# Report of {data.root}\n\n{markdown}", encoding="utf-8")
+    scope = f"Seeds {', '.join(map(str, seeds))} only (`--seeds`).\n\n" if seeds is not None else ""
+    (folder / "report.md").write_text(f"# Report of {data.root}\n\n{scope}{markdown}", encoding="utf-8")
     written += [*pngs, folder / "report.md"]
     return markdown, written
 

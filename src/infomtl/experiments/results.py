@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,11 @@ def setting_of(meta: dict[str, Any]) -> Setting:
     return (meta["benchmark"], meta["backbone"], float(meta["train_ratio"]))
 
 
-def load_store(store_root: str | Path) -> StoreData:
+def load_store(store_root: str | Path, seeds: Sequence[int] | None = None) -> StoreData:
     """Read a store's plan and finished runs; select a grid point per setting, label (and task set).
+
+    ``seeds``: only the planned runs of these seeds count (the others as if not planned), so a
+    sweep stopped part-way with ``--order seeds`` is reported over the seeds every row has.
 
     A run planned with no backbone (``"backbone": null``: a zero-shot LLM baseline, see
     :mod:`infomtl.experiments.baseline_store`) needs no encoder and no training data, so it
@@ -149,6 +153,8 @@ def load_store(store_root: str | Path) -> StoreData:
     subsets: dict[Setting, dict[str, dict[tuple[str, ...], Points]]] = {}
     backbone_free: list[tuple[dict, Run | None]] = []
     for rid, meta in plan.items():
+        if seeds is not None and int(meta["seed"]) not in seeds:
+            continue
         run = None
         meta = dict(meta)
         if store.is_finished(rid):
@@ -181,10 +187,10 @@ def load_store(store_root: str | Path) -> StoreData:
     )
 
 
-def load_cells(store_root: str | Path) -> dict[Setting, dict[str, Cell]]:
+def load_cells(store_root: str | Path, seeds: Sequence[int] | None = None) -> dict[Setting, dict[str, Cell]]:
     """Setting (benchmark, backbone, ratio) -> label -> selected :class:`Cell` of the runs on all
-    tasks (ablation variants included), in the sweep's order."""
-    return load_store(store_root).cells
+    tasks (ablation variants included), in the sweep's order (``seeds``: as :func:`load_store`)."""
+    return load_store(store_root, seeds).cells
 
 
 def select(label: str, points: dict[str, list[tuple[dict, Run | None]]]) -> Cell:
