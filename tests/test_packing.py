@@ -11,7 +11,7 @@ from benchmark_modules import load_benchmark_module
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.heads import LinearHead
 from infomtl.modeling.model import MultiTaskModel, TaskHeads
-from infomtl.modeling.packing import pack, pack_rows, plan_packing, position_base
+from infomtl.modeling.packing import candidate_widths, pack, pack_rows, plan_packing, position_base
 
 flops = load_benchmark_module("flops.py")  # the benchmark's recorder of encoder calls
 
@@ -46,6 +46,16 @@ def test_the_width_with_the_fewest_computed_tokens_by_hand() -> None:
     # 10+6+2 | 9+4+3 (36 tokens): a tie, the smaller width wins
     assert plan_packing(np.array([10, 9, 4, 3, 2, 6])) == (12, [[0, 4], [1, 3], [5, 2]])
     assert plan_packing(np.array([5])) == (5, [[0]])
+
+
+def test_the_pruned_search_finds_what_trying_every_candidate_width_finds() -> None:
+    """plan_packing stops once no width left can beat the best; trying every candidate width
+    (the rule as stated: fewest P·W, the smallest width on a tie) gives the same plan."""
+    rng = np.random.default_rng(0)
+    for _ in range(300):
+        lengths = rng.integers(1, int(rng.integers(2, 80)), int(rng.integers(1, 70)))
+        _, width = min((len(pack_rows(lengths, w)) * w, w) for w in candidate_widths(lengths))
+        assert plan_packing(lengths) == (width, pack_rows(lengths, width))
 
 
 def test_the_block_diagonal_mask_and_restarted_positions_by_hand() -> None:

@@ -79,20 +79,34 @@ def pack_rows(lengths: np.ndarray, width: int) -> list[list[int]]:
     return bins
 
 
-def plan_packing(lengths: np.ndarray) -> tuple[int, list[list[int]]]:
-    """The sequence width ``W`` and the rows of each sequence (module docstring): the
-    candidate width with the fewest computed tokens ``P·W``, the smallest on a tie."""
-    lengths = np.asarray(lengths, dtype=np.int64)
-    longest, total = max(1, int(lengths.max())), int(lengths.sum())
+def candidate_widths(lengths: np.ndarray) -> set[int]:
+    """The widths :func:`plan_packing` considers (module docstring): the longest row ``m``, and
+    for each count ``k`` of sequences from ``⌈Σℓ/3m⌉`` to ``⌈Σℓ/m⌉`` the widths ``⌈Σℓ/k⌉ + 0..3``
+    within ``[m, 3m]``."""
+    longest, total = max(1, int(np.max(lengths))), int(np.sum(lengths))
     widths = {longest}
     most = math.ceil(total / longest)  # the most sequences a width >= longest needs at best
     for k in range(math.ceil(total / (MAX_ROWS_WIDE * longest)), most + 1):
         exact = math.ceil(total / k)
         widths.update(w for w in range(exact, exact + 4) if longest <= w <= MAX_ROWS_WIDE * longest)
+    return widths
+
+
+def plan_packing(lengths: np.ndarray) -> tuple[int, list[list[int]]]:
+    """The sequence width ``W`` and the rows of each sequence (module docstring): the
+    candidate width with the fewest computed tokens ``P·W``, the smallest on a tie. Widths are
+    tried in the order of their bound ``⌈Σℓ/W⌉·W`` (no packing needs fewer sequences), and the
+    search stops at the first whose bound cannot beat the best so far: the same result, with a
+    fraction of the first-fit passes."""
+    lengths = np.asarray(lengths, dtype=np.int64)
+    total = int(lengths.sum())
+    widths = candidate_widths(lengths)
     best: tuple[int, int, list[list[int]]] | None = None
-    for width in sorted(widths):
+    for bound, width in sorted((math.ceil(total / w) * w, w) for w in widths):
+        if best is not None and (bound, width) >= best[:2]:
+            break  # every width left computes more tokens than the best, or as many at a larger width
         bins = pack_rows(lengths, width)
-        if best is None or len(bins) * width < best[0]:
+        if best is None or (len(bins) * width, width) < best[:2]:
             best = (len(bins) * width, width, bins)
     assert best is not None
     return best[1], best[2]
@@ -180,4 +194,4 @@ def pool_packed(states: torch.Tensor, packed: Packed, rows: np.ndarray, pooling:
     tokens = states[seq.unsqueeze(1), cols] * inside.unsqueeze(-1).to(states.dtype)
     return tokens.sum(1) / ell.clamp_min(1).unsqueeze(1).to(states.dtype)
 
-__all__ = ["Packed", "pack", "pack_rows", "plan_packing", "pool_packed", "position_base"]
+__all__ = ["Packed", "candidate_widths", "pack", "pack_rows", "plan_packing", "pool_packed", "position_base"]
