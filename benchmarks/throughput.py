@@ -204,7 +204,7 @@ def _measure(name: str, shape: EncoderShape, predicted_warm: list[Call], predict
 
 
 def train_config(args: argparse.Namespace, method: str, mixed_precision: str) -> TrainConfig:
-    """The library's config of one measured method (``--compile`` / ``--grad-accumulation``
+    """The library's config of one measured method (``--compile`` / ``--grad-accumulation`` / ``--no-packing``
     only where this version of ``TrainConfig`` has those fields)."""
     fields = {f.name for f in dataclasses.fields(TrainConfig)}
     extra: dict[str, object] = {}
@@ -212,6 +212,8 @@ def train_config(args: argparse.Namespace, method: str, mixed_precision: str) ->
         extra["compile"] = True
     if args.grad_accumulation is not None:
         extra["grad_accumulation"] = args.grad_accumulation
+    if args.no_packing:
+        extra["packing"] = False
     for name in extra:
         if name not in fields:
             sys.exit(f"--{name.replace('_', '-')}: this version of infomtl's TrainConfig has no {name!r} field")
@@ -474,6 +476,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cpu", action="store_true", help="run on the CPU even if a GPU is present")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-naive", action="store_true", help="skip the naive reference")
+    parser.add_argument("--no-packing", action="store_true",
+                        help="the library's steps in length-sorted padded chunks instead of packed rows")
     parser.add_argument("--no-inference", action="store_true", help="skip the inference comparison")
     parser.add_argument("--infer-texts", type=int, help="texts of the inference comparison (default 512)")
     parser.add_argument("--infer-batch-size", type=int, help="rows per inference forward (default 64)")
