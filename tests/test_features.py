@@ -230,3 +230,20 @@ def test_sigterm_during_a_sweeps_feature_extraction_stops_it_there_writing_nothi
     monkeypatch.setattr(features, "extract", real)
     summary = run_sweep(sweep, tmp_path / "store")  # the same command again finishes
     assert len(summary.finished) == 1 and len(list(cache.glob("*.safetensors"))) == 3
+
+
+def test_a_cache_held_by_another_process_too_long_is_a_one_line_error(tiny, train_split, tmp_path,
+                                                                     monkeypatch) -> None:
+    from filelock import FileLock
+
+    from infomtl.errors import InfomtlError
+
+    part = subsample(train_split, count=10, seed=5)
+    cache = features.FeatureCache(tiny, tmp_path, progress=False)
+    monkeypatch.setattr(features, "LOCK_TIMEOUT_S", 0.2)
+    with FileLock(str(tmp_path / ".lock")):  # another holder of the folder's lock (its own file handle)
+        with pytest.raises(InfomtlError, match="held the feature-cache lock for over 0.2 s") as held:
+            cache.features(part)
+    assert "\n" not in str(held.value)
+    assert cache.features(part).shape == (10, tiny.hidden_size)  # released: computed and cached
+    assert cache.cached(part)

@@ -12,8 +12,9 @@ Cache: one safetensors file per split of a task, named by the SHA-256 of everyth
 ``f`` depends on — the encoder weights, the tokenizer, the pooling, the max length,
 the extraction dtype (``--mixed-precision``) and the split's texts (and text pairs) — under ``--feature-cache`` (default
 ``$XDG_CACHE_HOME/infomtl/features``). Files are written to a temporary name and
-renamed; a lock file in the cache folder keeps two processes from computing the same
-split twice (extraction uses every core, so they take turns). Each file carries the
+renamed; a lock file in the cache folder (``filelock``) keeps two processes from computing
+the same split twice (extraction uses every core, so they take turns; one waits at most
+:data:`LOCK_TIMEOUT_S`). Each file carries the
 SHA-256 of its features in its metadata: a file that does not match (changed on disk,
 truncated, or written before checksums) is never used, but recomputed and rewritten, with
 a warning. A cache that cannot be written (disk full, read-only) is a warning too: the
@@ -49,6 +50,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
@@ -67,6 +69,8 @@ FORMAT_VERSION = 1
 AUTOCAST = {"no": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 #: Padded tokens per extraction batch.
 EXTRACT_TOKENS = 16384
+#: Seconds a process waits for another one's extraction (the cache folder's lock) before giving up.
+LOCK_TIMEOUT_S = 3600.0
 
 #: What ``stop`` returns: the number of a signal that asked for a stop, or None.
 StopCheck = Callable[[], "int | None"]
@@ -305,20 +309,20 @@ def _row_index(full: TaskData, part: TaskData) -> np.ndarray:
 
 @contextlib.contextmanager
 def _lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on ``path`` between processes (POSIX ``flock``; none elsewhere)."""
+    """An exclusive lock on ``path`` between processes (``filelock``: any platform), waited
+    for at most :data:`LOCK_TIMEOUT_S`; in a folder this process cannot write (nothing will
+    be written there either), no lock."""
+    lock = FileLock(str(path), timeout=LOCK_TIMEOUT_S)
     try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX
-        yield
-        return
+        lock.acquire()
+        held = True
+    except Timeout:  # before OSError: filelock's Timeout is a TimeoutError
+        raise InfomtlError(f"{path}: another process has held the feature-cache lock for over "
+                           f"{LOCK_TIMEOUT_S:g} s (extracting features?); wait for it, or stop it") from None
+    except OSError:
+        held = False
     try:
-        fh = open(path, "a+")  # noqa: SIM115 - held for the block
-    except OSError:  # a cache folder this process cannot write: nothing will be written to it
         yield
-        return
-    with fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        if held:
+            lock.release()
