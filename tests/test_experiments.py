@@ -277,3 +277,24 @@ def test_a_sweep_with_only_trains_those_rows_and_plans_all(tmp_path: Path) -> No
     runs = load_sweep(path)
     assert summary.finished == [next(r.run_id for r in runs if r.label == "infomtl")]
     assert len(Store(store).read_plan()) == 2  # the plan (and the report) know the other row
+
+
+def test_the_sweep_process_reports_a_collapsed_run_whoever_trained_it(tmp_path: Path) -> None:
+    """The collapse of a run's final model is read from its results.json by the sweep process,
+    one warning line per collapsed task: here the runs train in worker processes, whose own log
+    (like a Ray worker's) does not reach this process's handlers."""
+    from fakes import on_progress
+
+    base = {"benchmark": "synthetic", "backbone": "tiny", "max_length": 32, "batch_size": 32, "epochs": 1,
+            "max_train_examples": 32, "max_eval_examples": 24, "lr": 1e-9, "progress": False, "patience": 0}
+    path = tmp_path / "sweep.yaml"
+    path.write_text(yaml.safe_dump({"base": base, "methods": [{"method": "ew"}], "seeds": [0, 1]}))
+    lines: list[str] = []
+    with on_progress(lines.append):
+        summary = run_sweep(path, tmp_path / "store", workers=2)
+    assert len(summary.finished) == 2
+    for rid in summary.finished:
+        results = json.loads((tmp_path / "store" / "runs" / rid / "results.json").read_text())
+        assert results.get("collapse"), "these runs (lr 1e-9, one epoch) should collapse"
+        warned = [line for line in lines if line.startswith(f"warning: run {rid}: ")]
+        assert warned == [f"warning: run {rid}: {m}" for m in results["collapse"]]

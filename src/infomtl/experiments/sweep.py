@@ -15,6 +15,7 @@ command again resumes: an unfinished run of the plan continues from its ``last/`
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shlex
@@ -76,10 +77,18 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
                 shutil.rmtree(folder)
             config.output_dir = str(folder)
         with quieted("infomtl.training", logging.ERROR):  # the sweep reports each run in one line
-            results = train(config).results
-        for message in results.get("collapse", []):  # the final model's, not every epoch's
-            log.warning("warning: run %s: %s", rid, message)
+            train(config)
     return "trained"
+
+
+def collapse_warnings(store: Store, rid: str) -> list[str]:
+    """The collapse messages of a finished run's final model (its ``results.json``): the sweep
+    process logs them as each run ends, whichever process or Ray worker trained it."""
+    try:
+        results = json.loads((store.run_dir(rid) / "results.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return [str(m) for m in results.get("collapse", [])]
 
 
 def _resumable(folder: Path, rid: str) -> bool:
@@ -207,6 +216,8 @@ def _run_sweep(sweep_path: str | Path, store: Store, workers: int, ray: RayOptio
             summary.finished.append(rid)
             log.info("[%d/%d] %s %s [%s] seed %d: done", len(summary.finished) + len(summary.failed),
                      len(todo), rid, run.label, run.point_name, run.config.seed)
+            for message in collapse_warnings(store, rid):  # the final model's, not every epoch's
+                log.warning("warning: run %s: %s", rid, message)
         else:
             summary.failed[rid] = error
             log.warning("[%d/%d] %s %s [%s] seed %d: FAILED: %s",
