@@ -15,7 +15,6 @@ command again resumes: an unfinished run of the plan continues from its ``last/`
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shlex
@@ -36,7 +35,7 @@ from infomtl.errors import ConfigError, InfomtlError, Interrupted
 from infomtl.experiments.plan import load_sweep, select_runs
 from infomtl.experiments.ray_engine import RayOptions, ray_runs
 from infomtl.experiments.store import PlannedRun, Store, run_id
-from infomtl.fileio import WriteError, writing
+from infomtl.fileio import WriteError, read_json, writing
 from infomtl.logs import quieted, show_progress
 from infomtl.methods.registry import OBJECTIVES, resolve_method
 from infomtl.modeling.backbones import load_backbone
@@ -85,8 +84,8 @@ def collapse_warnings(store: Store, rid: str) -> list[str]:
     """The collapse messages of a finished run's final model (its ``results.json``): the sweep
     process logs them as each run ends, whichever process or Ray worker trained it."""
     try:
-        results = json.loads((store.run_dir(rid) / "results.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        results = read_json(store.run_dir(rid) / "results.json")
+    except (InfomtlError, OSError):
         return []
     return [str(m) for m in results.get("collapse", [])]
 

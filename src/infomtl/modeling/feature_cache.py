@@ -151,31 +151,33 @@ def extract(backbone: Backbone, data: TaskData, device: torch.device | str = "cp
     order = np.argsort(-lengths, kind="stable")
     out = torch.empty((len(split), *feature_shape(backbone, layers)), dtype=torch.float32)
     start = 0
-    with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True, unit="row") as bar:
-        while start < len(order):
-            signum = stop()
-            if signum is not None:
-                encoder.train(was_training)
-                name = signal.Signals(signum).name
-                raise Interrupted(name, f"features of {data.task.name}/{data.split} stopped after {start} of "
-                                  f"{len(order)} rows (nothing written for that split)", "", 128 + signum)
-            take = max(1, EXTRACT_TOKENS // max(1, int(lengths[order[start]])))
-            idx = order[start : start + take]
-            batch = collate([split], [idx], pad_id).to(device)
-            kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-            if batch.token_type_ids is not None:
-                kwargs["token_type_ids"] = batch.token_type_ids
-            with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
-                result = encoder(**kwargs, output_hidden_states=layers)
-                if layers:
-                    pooled = torch.stack([pool(x, batch.attention_mask, backbone.pooling)
-                                          for x in result.hidden_states], dim=1)
-                else:
-                    pooled = pool(result.last_hidden_state, batch.attention_mask, backbone.pooling)
-            out[torch.from_numpy(idx)] = pooled.float().cpu()
-            start += len(idx)
-            bar.update(len(idx))
-    encoder.train(was_training)
+    try:
+        with tqdm(total=len(order), desc=desc, disable=desc is None, leave=False, dynamic_ncols=True,
+                  unit="row") as bar:
+            while start < len(order):
+                signum = stop()
+                if signum is not None:
+                    name = signal.Signals(signum).name
+                    raise Interrupted(name, f"features of {data.task.name}/{data.split} stopped after {start} of "
+                                      f"{len(order)} rows (nothing written for that split)", "", 128 + signum)
+                take = max(1, EXTRACT_TOKENS // max(1, int(lengths[order[start]])))
+                idx = order[start : start + take]
+                batch = collate([split], [idx], pad_id).to(device)
+                kwargs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+                if batch.token_type_ids is not None:
+                    kwargs["token_type_ids"] = batch.token_type_ids
+                with torch.autocast(device_type, dtype=dtype, enabled=dtype is not None):
+                    result = encoder(**kwargs, output_hidden_states=layers)
+                    if layers:
+                        pooled = torch.stack([pool(x, batch.attention_mask, backbone.pooling)
+                                              for x in result.hidden_states], dim=1)
+                    else:
+                        pooled = pool(result.last_hidden_state, batch.attention_mask, backbone.pooling)
+                out[torch.from_numpy(idx)] = pooled.float().cpu()
+                start += len(idx)
+                bar.update(len(idx))
+    finally:  # also when stopped: the encoder's mode is put back
+        encoder.train(was_training)
     return out
 
 
