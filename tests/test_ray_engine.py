@@ -82,9 +82,10 @@ def local_ray(tmp_path_factory) -> Iterator[Path]:
                 os.environ[name] = value
 
 
-def _sweep(folder: Path, seeds=(0,)) -> Path:
+def _sweep(folder: Path, seeds=(0,), **base) -> Path:
     path = folder / "sweep.yaml"
-    path.write_text(yaml.safe_dump({"base": BASE, "methods": METHODS, "seeds": list(seeds)}), encoding="utf-8")
+    config = {"base": {**BASE, **base}, "methods": METHODS, "seeds": list(seeds)}
+    path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
 
 
@@ -212,7 +213,8 @@ def test_a_task_that_raises_is_one_failed_line(local_ray, tmp_path) -> None:
 
 
 def test_sigint_stops_the_ray_sweep_at_the_runs_next_step(local_ray, tmp_path) -> None:
-    path, store = _sweep(tmp_path, seeds=(0, 1)), tmp_path / "store"
+    # runs long enough (90 steps) that none ends in the driver's poll between the signal and the cancel
+    path, store = _sweep(tmp_path, seeds=(0, 1), epochs=30), tmp_path / "store"
     ids = [run.run_id for run in load_sweep(path)]
 
     def interrupt_when_a_run_started() -> None:
