@@ -265,11 +265,14 @@ def run_modes(model: Path, modes: list[str], texts: list[list[str]], concurrency
     return {m: (summaries[m], runs[m].answers) for m in modes}
 
 
-def compare(model: Path, texts: list[list[str]], answers: list[Answer | None]) -> dict[str, Any]:
-    """Every 200 answer against ``Predictor.predict`` on the same texts, in this process."""
+def compare(model: Path, texts: list[list[str]], answers: list[Answer | None], precision: str = "auto"
+            ) -> dict[str, Any]:
+    """Every 200 answer against ``Predictor.predict`` on the same texts, in this process, at the
+    servers' ``precision`` (under bf16 the two agree to bf16's rounding only: batches of other
+    shapes round differently)."""
     import infomtl
 
-    predictor = infomtl.load(model)
+    predictor = infomtl.load(model, precision=precision)
     cache: dict[tuple[str, ...], list[dict]] = {}
     checked = mismatched = 0
     worst = 0.0

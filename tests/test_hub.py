@@ -173,11 +173,11 @@ def test_the_command_line_honours_the_hub_environment(exported, tmp_path) -> Non
     (tmp_path / "in.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
     env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
     got = subprocess.run([sys.executable, "-m", "infomtl", "predict", "user/name", "--input", "in.txt",
-                          "--output-format", "tsv"], cwd=tmp_path, env=env, capture_output=True, text=True,
-                         timeout=300)
+                          "--output-format", "tsv", "--precision", "fp32"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
     assert got.returncode == 0, got.stderr
     assert main(["predict", str(exported), "--input", str(tmp_path / "in.txt"), "--output-format", "tsv",
-                 "--output", str(tmp_path / "local.tsv")]) == 0
+                 "--precision", "fp32", "--output", str(tmp_path / "local.tsv")]) == 0
     assert got.stdout == (tmp_path / "local.tsv").read_text(encoding="utf-8")
 
 

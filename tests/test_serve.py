@@ -44,13 +44,15 @@ def http(url: str, body: Any = None, method: str | None = None,
 
 
 class Server:
-    """A ``python -m infomtl serve`` subprocess on a free loopback port."""
+    """A ``python -m infomtl serve`` subprocess on a free loopback port, in fp32 as this process's
+    predictors (conftest gives them an AVX2 CPU's flags; a subprocess reads the machine's, and on a
+    CPU with bf16 cores ``--precision auto`` would serve in bf16)."""
 
     def __init__(self, run_dir: Path, logs: Path, *flags: str) -> None:
         self.out, self.err = logs / "stdout.txt", logs / "stderr.txt"
         with self.out.open("w") as out, self.err.open("w") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "infomtl", "serve", str(run_dir), "--port", "0", *flags],
+                [sys.executable, "-m", "infomtl", "serve", str(run_dir), "--port", "0", "--precision", "fp32", *flags],
                 stdout=out, stderr=err,
             )
         self.url = self._wait()
@@ -94,7 +96,7 @@ def server(tiny_run, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def predictor(tiny_run):
-    return infomtl.load(tiny_run)
+    return infomtl.load(tiny_run, precision="fp32")
 
 
 def assert_same(got: list[dict], expected: list[dict]) -> None:

@@ -29,7 +29,8 @@ def test_many_concurrent_requests_are_batched_and_answered_as_predict_would(tiny
     requests = [[" ".join(rng.choices(words, k=rng.randint(1, 40))) for _ in range(rng.randint(1, 4))]
                 for _ in range(240)]
     bodies = [json.dumps({"texts": texts}).encode() for texts in requests]
-    served = load.Served.start(tiny_run, [], tmp_path / "serve.log", threads=1, timeout=120)
+    # fp32 as this process's predictors: the server reads the machine's CPU flags, not conftest's AVX2 ones
+    served = load.Served.start(tiny_run, ["--precision", "fp32"], tmp_path / "serve.log", threads=1, timeout=120)
     try:
         load.send_all(served.host, served.port, bodies[:12], 12, time_limit=60)  # warm-up
         rss_before = served.rss()
@@ -39,7 +40,7 @@ def test_many_concurrent_requests_are_batched_and_answered_as_predict_would(tiny
     finally:
         exit_status = served.stop()
     assert [a.status for a in answers] == [200] * len(requests)
-    checked = load.compare(tiny_run, requests, answers)
+    checked = load.compare(tiny_run, requests, answers, precision="fp32")
     assert checked["answers_checked"] == len(requests) and checked["label_mismatches"] == 0
     assert checked["max_probability_diff"] <= 1e-6
     assert stats["requests"] == len(requests) + 12 and stats["refused"] == stats["timed_out"] == 0
