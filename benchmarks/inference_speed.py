@@ -184,7 +184,7 @@ def accuracy(run_dir: Path, data_dir: Path | None, batch_size: int) -> None:
         raise SystemExit(f"--accuracy needs a run folder (with config.yaml): {run_dir}")
     config = TrainConfig.from_dict(load_yaml(config_path), str(config_path))
     if data_dir is not None:
-        config.data_dir = str(data_dir)
+        config.data.data_dir = str(data_dir)
     data = prepare_data(config)
     scores: dict[str, dict[str, Any]] = {}
     for name, predictor in (("fp32", infomtl.load(run_dir, precision="fp32")),

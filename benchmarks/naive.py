@@ -89,7 +89,7 @@ class NaiveTrainer:
     """
 
     def __init__(self, config: TrainConfig, device: torch.device) -> None:
-        torch.manual_seed(config.seed)
+        torch.manual_seed(config.run.seed)
         self.config = config
         self.device = device
         self.data = prepare_data(config)
@@ -100,16 +100,16 @@ class NaiveTrainer:
         self.texts = [part.texts for part in train]
         self.labels = [torch.from_numpy(np.asarray(part.labels)) for part in train]
         self.sizes = [len(part.texts) for part in train]
-        backbone = load_backbone(config.backbone, config.pooling, config.max_length)
+        backbone = load_backbone(config.model.backbone, config.model.pooling, config.model.max_length)
         self.tokenizer = backbone.tokenizer
         self.method = Method(resolve_spec(config), self.tasks, backbone.hidden_size, self.sizes,
-                             config.head_dropout, config.head_hidden).to(device)
+                             config.model.head_dropout, config.model.head_hidden).to(device)
         self.model = NaiveModel(backbone.encoder, backbone.tokenizer, self.method.build_decoder(),
-                                config.pooling, config.max_length).to(device)
+                                config.model.pooling, config.model.max_length).to(device)
         self.model.train()
         self.method.train()
         self.params = [p for p in [*self.model.parameters(), *self.method.parameters()] if p.requires_grad]
-        self.optimizer = torch.optim.Adamax(self.params, lr=config.lr)
+        self.optimizer = torch.optim.Adamax(self.params, lr=config.optim.lr)
         shared = [p for p in self.model.encoder.parameters() if p.requires_grad]
         heads = [list(h.parameters()) for h in getattr(self.model.decoder, "heads", [])]
         self.ctx = BackwardContext(lambda loss: loss.backward(), shared, heads)
@@ -121,7 +121,7 @@ class NaiveTrainer:
     def token_lengths(self, task: int, rows: np.ndarray) -> np.ndarray:
         """Real token lengths of ``rows`` (the tokenizer's, with truncation), for counting."""
         enc = self.tokenizer([self.texts[task][i] for i in rows], truncation=True,
-                             max_length=self.config.max_length)
+                             max_length=self.config.model.max_length)
         return np.fromiter((len(x) for x in enc["input_ids"]), dtype=np.int64, count=len(rows))
 
     def train_step(self, task: int, rows: np.ndarray) -> torch.Tensor:
@@ -131,8 +131,8 @@ class NaiveTrainer:
         out, batch = self.model(texts, task, labels, self.method.views)
         total, terms, _ = self.method.loss(out, batch)
         self.method.backward(total, terms, self.ctx)
-        if self.config.grad_clip > 0:
-            torch.nn.utils.clip_grad_norm_(self.params, self.config.grad_clip)
+        if self.config.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(self.params, self.config.optim.grad_clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.method.weighting.on_step_end(terms)

@@ -243,7 +243,7 @@ def measure_ours(
     views = trainer.method.views
     predicted = [
         mixed_step_calls(np.concatenate([lengths[t][idx] for t, idx in enumerate(p)]), views,
-                         config.chunk_tokens, getattr(model, "micro_batches", 1), model.pack_base is not None)
+                         config.model.chunk_tokens, getattr(model, "micro_batches", 1), model.pack_base is not None)
         for p in plan[: warmup + steps]
     ]
     warm, timed = plan[:warmup], plan[warmup : warmup + steps]
@@ -251,7 +251,7 @@ def measure_ours(
     seconds, rec_warm, rec_timed = _run(encoder, not compiled, device, warm, timed, trainer.train_step)
     peak = peak_memory_mib(device)
     result = _measure(
-        config.method, EncoderShape.of(encoder),
+        config.method.name, EncoderShape.of(encoder),
         [c for step in predicted[:warmup] for c in step], [c for step in predicted[warmup:] for c in step],
         None if rec_warm is None else (rec_warm, rec_timed),
         steps=len(timed), rows=sum(len(idx) for p in timed for idx in p),
@@ -265,8 +265,8 @@ def measure_naive(config: TrainConfig, warmup: int, steps: int, device: torch.de
     """Time the naive reference (``naive.py``): ``steps`` per-task batches after ``warmup``."""
     naive = NaiveTrainer(config, device)
     views = naive.method.views
-    warm = naive_plan(naive.sizes, config.batch_size, warmup, config.seed + 1)
-    timed = naive_plan(naive.sizes, config.batch_size, steps, config.seed)
+    warm = naive_plan(naive.sizes, config.batching.batch_size, warmup, config.run.seed + 1)
+    timed = naive_plan(naive.sizes, config.batching.batch_size, steps, config.run.seed)
     step_lengths = [naive.token_lengths(t, rows) for t, rows in [*warm, *timed]]
     predicted = [Call(x, int(x.max())) for x in step_lengths for _ in range(views)]
     reset_peak_memory(device)
@@ -274,7 +274,7 @@ def measure_naive(config: TrainConfig, warmup: int, steps: int, device: torch.de
                                         lambda step: naive.train_step(*step))
     peak = peak_memory_mib(device)
     return _measure(
-        f"naive-{config.method}", EncoderShape.of(naive.encoder),
+        f"naive-{config.method.name}", EncoderShape.of(naive.encoder),
         predicted[: warmup * views], predicted[warmup * views :], (rec_warm, rec_timed),
         steps=len(timed), rows=sum(len(r) for _, r in timed),
         real_tokens=sum(int(x.sum()) for x in step_lengths[warmup:]),
@@ -534,7 +534,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
         data = prepare_data(config)
         texts = [x for t in data.tasks for x in data.splits[t.name]["test"].texts][: args.infer_texts]
         inference = measure_inference(
-            args.backbone, config.pooling, args.max_length, list(data.tasks), texts,
+            args.backbone, config.model.pooling, args.max_length, list(data.tasks), texts,
             args.infer_batch_size, device, dtype if args.dtype != "fp32" else None, args.seed,
         )
 

@@ -235,7 +235,7 @@ def test_train_flags_include_the_affecteval_options() -> None:
     from infomtl.cli.train import config_from_args
 
     cfg = config_from_args(args)
-    assert (cfg.goemotions_multilabel, cfg.ei_reg_pair, cfg.multilabel_threshold) == (True, "none", 0.4)
+    assert (cfg.data.goemotions_multilabel, cfg.data.ei_reg_pair, cfg.data.multilabel_threshold) == (True, "none", 0.4)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--ei-reg-pair", "second"])
 
@@ -243,5 +243,7 @@ def test_train_flags_include_the_affecteval_options() -> None:
 @pytest.mark.parametrize("name", ["affecteval-roberta-ew.yaml", "affecteval-bert-ew.yaml"])
 def test_affecteval_presets_are_valid_configs(name: str) -> None:
     cfg = TrainConfig.from_dict(load_yaml(REPO / "configs" / name), name).validate()
-    assert cfg.benchmark == "affecteval" and cfg.method == "ew" and cfg.head_dropout == 0.0
-    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.epochs, cfg.patience) == ("adamax", 5e-5, 128, 20, 3)
+    assert cfg.data.benchmark == "affecteval" and cfg.method.name == "ew" and cfg.model.head_dropout == 0.0
+    optim = cfg.optim
+    assert (optim.optimizer, optim.lr, optim.epochs, optim.patience) == ("adamax", 5e-5, 20, 3)
+    assert cfg.batching.batch_size == 128

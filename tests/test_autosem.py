@@ -185,7 +185,7 @@ def test_bad_options_are_one_line_errors_naming_the_option(options, words) -> No
 
 def test_task_ratios_from_the_command_line_become_numbers() -> None:
     config = TrainConfig.from_dict({"regime": "ratios", "task_ratios": "topic=0.25,urgency=1"}).validate()
-    assert config.task_ratios == {"topic": 0.25, "urgency": 1.0}
+    assert config.batching.task_ratios == {"topic": 0.25, "urgency": 1.0}
 
 
 @pytest.mark.parametrize(("options", "words"), [
@@ -368,7 +368,7 @@ def test_the_search_starts_from_the_stage_1_means_and_keeps_the_best_trial(tmp_p
     # run again: nothing is retrained; one more trial trains only that one
     trained = []
     real = search.train
-    monkeypatch.setattr(search, "train", lambda config: trained.append(config.output_dir) or real(config))
+    monkeypatch.setattr(search, "train", lambda config: trained.append(config.run.output_dir) or real(config))
     assert run_autosem(_search_config(folder), trials=3, candidates=200).to_dict() == saved
     assert trained == []
     run_autosem(_search_config(folder), trials=4, candidates=200)

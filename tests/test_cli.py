@@ -144,15 +144,14 @@ def _train_parser():
 
 
 def test_train_help_documents_every_option_with_its_default() -> None:
-    import dataclasses
-
     from infomtl.config import TrainConfig
+    from infomtl.options import option_fields
 
     text = _train_parser().format_help()
-    for f in dataclasses.fields(TrainConfig):
-        flag = "--" + f.name.replace("_", "-")
+    for key, _, _ in option_fields(TrainConfig):
+        flag = "--" + key.replace("_", "-")
         assert flag in text, flag
-    assert text.count("(default:") >= len(dataclasses.fields(TrainConfig))
+    assert text.count("(default:") >= len(option_fields(TrainConfig))
     assert "--ablate" in text and "--no-simax" not in text  # no method's name in the CLI
 
 
@@ -166,7 +165,7 @@ def test_ablations_are_the_methods_own(argv, expected) -> None:
     from infomtl.cli.train import config_from_args
 
     config = config_from_args(build_parser().parse_args(["train", "--method", "infomtl", *argv]))
-    assert config.method_args == expected
+    assert config.method.args == expected
 
 
 def test_an_ablation_the_method_lacks_is_a_one_line_error(capsys) -> None:
@@ -178,13 +177,12 @@ def test_an_ablation_the_method_lacks_is_a_one_line_error(capsys) -> None:
 
 
 def test_every_train_option_states_one_default() -> None:
-    import dataclasses
-
     from infomtl.config import TrainConfig
+    from infomtl.options import option_fields
 
     by_dest = {a.dest: a for a in _train_parser()._actions}
-    for f in dataclasses.fields(TrainConfig):
-        help_text = by_dest[f.name].help
+    for key, _, _ in option_fields(TrainConfig):
+        help_text = by_dest[key].help
         assert help_text.count("(default:") == 1 and help_text.endswith(")"), help_text
     assert by_dest["tasks"].help.endswith("(default: those tasks, else all of --benchmark)")
     assert by_dest["cpu"].help.endswith("(default: off)")
@@ -193,12 +191,11 @@ def test_every_train_option_states_one_default() -> None:
 
 
 def test_train_help_lists_the_values_of_every_option_with_a_fixed_set() -> None:
-    import dataclasses
-
     from infomtl.config import TrainConfig
+    from infomtl.options import option_fields
 
     text = " ".join(_train_parser().format_help().split())
-    fixed = {f.name: f.metadata["choices"] for f in dataclasses.fields(TrainConfig) if "choices" in f.metadata}
+    fixed = {key: f.metadata["choices"] for key, f, _ in option_fields(TrainConfig) if "choices" in f.metadata}
     named = {"pooling", "optimizer", "lr_schedule", "select_by", "mixed_precision", "regime", "ei_reg_pair"}
     assert named <= set(fixed)
     for name, choices in fixed.items():
@@ -266,6 +263,6 @@ def test_demo_runs_tiny_on_one_thread_with_bars_on_a_terminal(tmp_path: Path) ->
     from infomtl.experiments.demo import demo_configs
 
     tiny = demo_configs(None, "tiny", None, 0, tmp_path, None)
-    assert {c.threads for c in tiny.values()} == {1} and {c.progress for c in tiny.values()} == {None}
+    assert {c.run.threads for c in tiny.values()} == {1} and {c.run.progress for c in tiny.values()} == {None}
     minilm = demo_configs(None, "minilm", None, 0, tmp_path, False)
-    assert {c.threads for c in minilm.values()} == {None} and {c.progress for c in minilm.values()} == {False}
+    assert {c.run.threads for c in minilm.values()} == {None} and {c.run.progress for c in minilm.values()} == {False}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import pytest
@@ -18,29 +17,30 @@ from infomtl.options import coerce, load_yaml, parse_key_values
 
 def test_defaults_are_the_papers_recipe_and_valid() -> None:
     cfg = TrainConfig().validate()
-    assert (cfg.optimizer, cfg.lr, cfg.batch_size, cfg.max_length) == ("adamax", 5e-5, 128, 256)
-    assert (cfg.epochs, cfg.patience, cfg.grad_clip, cfg.select_by) == (20, 3, 1.0, "avg")
+    assert (cfg.optim.optimizer, cfg.optim.lr, cfg.model.max_length) == ("adamax", 5e-5, 256)
+    assert cfg.batching.batch_size == 128
+    assert (cfg.optim.epochs, cfg.optim.patience, cfg.optim.grad_clip, cfg.optim.select_by) == (20, 3, 1.0, "avg")
 
 
 def test_default_lists_and_dicts_are_not_shared_between_configs() -> None:
     a, b = TrainConfig(), TrainConfig()
-    a.tasks.append("x")
-    a.method_args["alpha"] = 1
-    assert b.tasks == [] and b.method_args == {}
+    a.data.tasks.append("x")
+    a.method.args["alpha"] = 1
+    assert b.data.tasks == [] and b.method.args == {}
 
 
 def test_lists_come_from_comma_separated_strings_or_lists() -> None:
     cfg = TrainConfig.from_dict({"tasks": "emotion, hate,,irony ", "task_dirs": ["a", "b"]})
-    assert cfg.tasks == ["emotion", "hate", "irony"]
-    assert cfg.task_dirs == ["a", "b"]
-    assert TrainConfig.from_dict({"tasks": ""}).tasks == []
+    assert cfg.data.tasks == ["emotion", "hate", "irony"]
+    assert cfg.data.task_dirs == ["a", "b"]
+    assert TrainConfig.from_dict({"tasks": ""}).data.tasks == []
 
 
 def test_dicts_come_from_key_value_strings_or_mappings() -> None:
     cfg = TrainConfig.from_dict({"method_args": "alpha=0.1, beta = 0.01,kl_reduction=mean"})
-    assert cfg.method_args == {"alpha": "0.1", "beta": "0.01", "kl_reduction": "mean"}
+    assert cfg.method.args == {"alpha": "0.1", "beta": "0.01", "kl_reduction": "mean"}
     cfg = TrainConfig.from_dict({"method_args": {"alpha": 0.1}})
-    assert cfg.method_args == {"alpha": 0.1}
+    assert cfg.method.args == {"alpha": 0.1}
     assert parse_key_values("a=b=c") == {"a": "b=c"}
 
 
@@ -50,7 +50,7 @@ def test_dicts_come_from_key_value_strings_or_mappings() -> None:
      (True, True), (False, False)],
 )
 def test_bool_strings_are_coerced(value, expected: bool) -> None:
-    assert TrainConfig.from_dict({"progress": value}).progress is expected
+    assert TrainConfig.from_dict({"progress": value}).run.progress is expected
 
 
 @pytest.mark.parametrize("value", [None, "none", "None", "null"])
@@ -58,24 +58,24 @@ def test_optional_fields_accept_none(value) -> None:
     cfg = TrainConfig.from_dict(
         {"max_steps": value, "data_dir": value, "weighting": value, "max_eval_examples": value}
     )
-    assert cfg.max_steps is None and cfg.data_dir is None
-    assert cfg.weighting is None and cfg.max_eval_examples is None
+    assert cfg.optim.max_steps is None and cfg.data.data_dir is None
+    assert cfg.method.weighting is None and cfg.data.max_eval_examples is None
 
 
 def test_numbers_are_coerced_from_strings() -> None:
     cfg = TrainConfig.from_dict(
         {"lr": "1e-3", "epochs": "3", "max_steps": "7", "train_ratio": 0.5, "batch_size": 16.0}
     )
-    assert cfg.lr == pytest.approx(1e-3) and isinstance(cfg.lr, float)
-    assert cfg.epochs == 3 and isinstance(cfg.epochs, int)
-    assert cfg.max_steps == 7
-    assert cfg.train_ratio == 0.5
-    assert cfg.batch_size == 16 and isinstance(cfg.batch_size, int)
+    assert cfg.optim.lr == pytest.approx(1e-3) and isinstance(cfg.optim.lr, float)
+    assert cfg.optim.epochs == 3 and isinstance(cfg.optim.epochs, int)
+    assert cfg.optim.max_steps == 7
+    assert cfg.data.train_ratio == 0.5
+    assert cfg.batching.batch_size == 16 and isinstance(cfg.batching.batch_size, int)
 
 
 def test_dashed_keys_name_the_same_options() -> None:
     cfg = TrainConfig.from_dict({"max-length": 64, "head-dropout": "0.1", "select-by": "loss"})
-    assert (cfg.max_length, cfg.head_dropout, cfg.select_by) == (64, 0.1, "loss")
+    assert (cfg.model.max_length, cfg.model.head_dropout, cfg.optim.select_by) == (64, 0.1, "loss")
 
 
 def test_unknown_key_error_names_the_source_and_the_key() -> None:
@@ -171,26 +171,26 @@ def test_save_then_load_yaml_round_trips(tmp_path: Path) -> None:
     ],
 )
 def test_validate_rejects_each_kind_of_bad_value(changes: dict, pattern: str) -> None:
-    cfg = dataclasses.replace(TrainConfig(), **changes)
+    cfg = TrainConfig().replace(**changes)
     with pytest.raises(ConfigError, match=pattern):
         cfg.validate()
 
 
 @pytest.mark.parametrize("ratio", [1.0, 0.2, 1e-3])
 def test_validate_accepts_train_ratios_in_range(ratio: float) -> None:
-    assert TrainConfig(train_ratio=ratio).validate().train_ratio == ratio
+    assert TrainConfig(train_ratio=ratio).validate().data.train_ratio == ratio
 
 
 @pytest.mark.parametrize("name", ["lr", "temperature", "head_dropout", "warmup_ratio", "train_ratio"])
 def test_validate_rejects_nan(name: str) -> None:
     with pytest.raises(ConfigError, match=f"--{name.replace('_', '-')}"):
-        dataclasses.replace(TrainConfig(), **{name: float("nan")}).validate()
+        TrainConfig().replace(**{name: float("nan")}).validate()
 
 
 @pytest.mark.parametrize("name", ["weight_decay", "grad_clip"])
 def test_validate_rejects_nan_for_non_negative_options(name: str) -> None:
     with pytest.raises(ConfigError, match=f"--{name.replace('_', '-')}"):
-        dataclasses.replace(TrainConfig(), **{name: float("nan")}).validate()
+        TrainConfig().replace(**{name: float("nan")}).validate()
 
 
 # --------------------------------------------------------------------------- #
@@ -203,7 +203,7 @@ def test_load_yaml_reads_a_mapping(tmp_path: Path) -> None:
     path.write_text("method: infomtl\nmethod_args:\n  alpha: 0.1\ntasks: [a, b]\n", encoding="utf-8")
     assert load_yaml(path) == {"method": "infomtl", "method_args": {"alpha": 0.1}, "tasks": ["a", "b"]}
     cfg = TrainConfig.from_dict(load_yaml(path), str(path))
-    assert cfg.method_args == {"alpha": 0.1} and cfg.tasks == ["a", "b"]
+    assert cfg.method.args == {"alpha": 0.1} and cfg.data.tasks == ["a", "b"]
 
 
 def test_load_yaml_of_an_empty_file_is_an_empty_mapping(tmp_path: Path) -> None:

@@ -59,7 +59,7 @@ def test_mixed_tasks_load_with_their_sources(tmp_path: Path, data_root: Path) ->
                          tasks=["tweeteval:irony", "topic", str(review)])
     data = prepare_data(config)
     assert data.task_names == ["irony", "topic", "reviews"]
-    assert data.sources == {"irony": "tweeteval", "topic": "synthetic", "reviews": f"folder:{config.tasks[2]}"}
+    assert data.sources == {"irony": "tweeteval", "topic": "synthetic", "reviews": f"folder:{config.data.tasks[2]}"}
     assert data.source_label() == "tweeteval+synthetic+folders"
     assert [len(data[t]["val"]) for t in data.task_names] == [4, 4, 4]
     assert data["irony"]["train"].task.metrics[0].name == "f1_irony"  # the benchmark's own definition

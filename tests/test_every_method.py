@@ -67,7 +67,7 @@ def test_method_trains_changes_parameters_and_reloads(case, data_root, tmp_path,
         decoder = [k for k in after if k.startswith("decoder.")]
         assert encoder and decoder
         changed = {k for k in encoder + decoder if not torch.equal(after[k], before[k])}
-        if run.config.freeze_backbone:
+        if run.config.model.freeze_backbone:
             assert not changed & set(encoder), "a frozen backbone changed"
         else:
             assert changed & set(encoder), "the shared encoder did not change"
@@ -115,7 +115,7 @@ def test_method_trains_on_cached_features(case, data_root, tmp_path, feature_cac
 
     monkeypatch.setattr(Trainer, "setup", recording_setup)
     config = _config(case, data_root, tmp_path / "run")
-    config.freeze_backbone, config.mlp_width, config.feature_cache = True, 24, str(feature_cache)
+    config.model.freeze_backbone, config.model.mlp_width, config.model.feature_cache = True, 24, str(feature_cache)
     result = train(config)
 
     from safetensors import safe_open

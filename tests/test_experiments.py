@@ -49,9 +49,9 @@ def test_expansion_covers_the_grid_with_stable_ids() -> None:
     assert len({r.run_id for r in runs}) == len(runs)
     assert [r.run_id for r in expand_sweep(data)] == [r.run_id for r in runs]
     grid_run = next(r for r in runs if r.label == "infomtl" and r.point == {"alpha": 0.1, "tau": 1.0})
-    assert grid_run.config.method_args == {"alpha": 0.1, "tau": 1.0}
+    assert grid_run.config.method.args == {"alpha": 0.1, "tau": 1.0}
     ablation = next(r for r in runs if r.label == "infomtl w/o TIMin")
-    assert ablation.config.method_args == {"timin": False}
+    assert ablation.config.method.args == {"timin": False}
     # output folder and progress bars do not change what a run computes, so not its id
     config = runs[0].config
     same = type(config).from_dict({**config.to_dict(), "output_dir": "elsewhere", "progress": True})
@@ -62,7 +62,7 @@ def test_expansion_covers_the_grid_with_stable_ids() -> None:
 
 def test_default_seeds_are_0_1_2() -> None:
     runs = expand_sweep({"base": BASE, "methods": [{"method": "ew"}]})
-    assert [r.config.seed for r in runs] == [0, 1, 2]
+    assert [r.config.run.seed for r in runs] == [0, 1, 2]
 
 
 @pytest.mark.parametrize(("entry", "needle"), [
@@ -95,7 +95,7 @@ def test_sweep_trains_every_run_once_and_a_rerun_skips_them(tmp_path: Path) -> N
     assert sorted(_index_ids(store)) == sorted(r.run_id for r in runs)
     for run in runs:
         results = json.loads((store / "runs" / run.run_id / "results.json").read_text())
-        assert results["seed"] == run.config.seed and results["method"] == run.config.method
+        assert results["seed"] == run.config.run.seed and results["method"] == run.config.method.name
     stamps = {r.run_id: (store / "runs" / r.run_id / "results.json").stat().st_mtime_ns for r in runs}
 
     again = run_sweep(path, store)
@@ -255,10 +255,10 @@ def test_only_and_seed_order_pick_the_runs_without_changing_them(tmp_path: Path,
 
     methods = [{"method": "ew"}, {"method": "infomtl"}, {"method": "uw"}]
     runs = load_sweep(_sweep(tmp_path, seeds=(0, 1), methods=methods))
-    assert [(r.label, r.config.seed) for r in select_runs(runs)] == [
+    assert [(r.label, r.config.run.seed) for r in select_runs(runs)] == [
         ("ew", 0), ("ew", 1), ("infomtl", 0), ("infomtl", 1), ("uw", 0), ("uw", 1)]
     picked = select_runs(runs, only=["uw", "ew"], order="seeds")
-    assert [(r.label, r.config.seed) for r in picked] == [("ew", 0), ("uw", 0), ("ew", 1), ("uw", 1)]
+    assert [(r.label, r.config.run.seed) for r in picked] == [("ew", 0), ("uw", 0), ("ew", 1), ("uw", 1)]
     assert {r.run_id for r in picked} <= {r.run_id for r in runs}
     with pytest.raises(ConfigError, match=r"--only: unknown row label: infomtll \(did you mean `infomtl`\?\)"):
         select_runs(runs, only=["infomtll"])

@@ -293,7 +293,7 @@ def test_the_cli_trains_each_way_of_sharing_on_tweeteval_and_analyzes_it(data_ro
     irony = [float(r["value"]) for r in table if r["run"] == "layer" and r["task"] == "irony"]
     assert irony == [0.0, 1.0, 0.0]
     config = (tmp_path / "layer" / "config.yaml").read_text(encoding="utf-8")
-    assert "head_layers:\n  irony: 1\n  emotion: 2\n" in config
+    assert "  head_layers:\n    irony: 1\n    emotion: 2\n" in config
 
 
 def test_analyze_sharing_on_a_run_without_sharing_is_a_one_line_error(tiny_run, capsys) -> None:

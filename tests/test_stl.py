@@ -10,7 +10,7 @@ import torch
 
 from infomtl.artifacts.evaluation import evaluate_run
 from infomtl.artifacts.run_folder import load_run
-from infomtl.config import TrainConfig
+from infomtl.config import TrainConfig, flat_options
 from infomtl.errors import ConfigError
 from infomtl.methods import resolve_method
 from infomtl.methods.listing import describe_methods
@@ -60,12 +60,12 @@ def test_stl_writes_one_normal_run_folder_per_task(stl_runs, method) -> None:
         for file in ("config.yaml", "run.json", "log.jsonl", "results.json"):
             assert (sub / file).is_file(), f"{name}/{file}"
         assert (sub / "checkpoint" / "model.safetensors").is_file()
-        config = load_yaml(sub / "config.yaml")
+        config = flat_options(load_yaml(sub / "config.yaml"))
         assert config["tasks"] == [name]
         assert (config["method"], config["freeze_backbone"]) == expected
         assert config["weighting"] is None
         assert [t["name"] for t in _json(sub / "run.json")["tasks"]] == [name]
-    top = load_yaml(run_dir / "config.yaml")
+    top = flat_options(load_yaml(run_dir / "config.yaml"))
     assert top["method"] == method and top["tasks"] == TASKS
     assert top["freeze_backbone"] is (method == "stl-cnn")
     assert not (run_dir / "checkpoint").exists()
@@ -232,4 +232,4 @@ def test_freeze_backbone_option_keeps_a_pooled_method_encoder_fixed(data_root, t
     state = load_run(result.run_dir).model.state_dict()
     for key, value in load_backbone("tiny").encoder.state_dict().items():
         assert torch.equal(state[f"encoder.{key}"], value), key
-    assert load_yaml(result.run_dir / "config.yaml")["freeze_backbone"] is True
+    assert flat_options(load_yaml(result.run_dir / "config.yaml"))["freeze_backbone"] is True

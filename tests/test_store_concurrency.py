@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 
 from infomtl.config import TrainConfig
-from infomtl.experiments import store as store_module
 from infomtl.experiments.plan import load_sweep
 from infomtl.experiments.store import ID_SCHEMA, Store, digest, legacy_run_id, run_id
 from infomtl.experiments.sweep import run_sweep
@@ -39,11 +38,14 @@ def test_the_id_of_a_fixed_config_is_held() -> None:
 
 
 def test_adding_an_option_keeps_every_id(monkeypatch) -> None:
+    from infomtl.config.sections import KEYS, SECTIONS, RunOptions
+
     extended = dataclasses.make_dataclass(
-        "ExtendedConfig", [("a_new_option", int, dataclasses.field(default=7))], bases=(TrainConfig,))
-    monkeypatch.setattr(store_module, "TrainConfig", extended)
-    assert run_id(extended(**FIXED)) == FIXED_ID
-    assert run_id(extended(**FIXED, a_new_option=8)) != FIXED_ID  # a non-default value is part of the id
+        "ExtendedRun", [("a_new_option", int, dataclasses.field(default=7))], bases=(RunOptions,))
+    monkeypatch.setitem(SECTIONS, "run", extended)
+    monkeypatch.setitem(KEYS, "a_new_option", ("run", "a_new_option"))
+    assert run_id(TrainConfig(**FIXED)) == FIXED_ID
+    assert run_id(TrainConfig(**FIXED, a_new_option=8)) != FIXED_ID  # a non-default value is part of the id
 
 
 def test_equivalent_spellings_of_one_run_share_an_id() -> None:

@@ -23,7 +23,7 @@ def test_pairs_cover_every_pair_of_the_benchmark_once() -> None:
     assert len(pairs) == 15 and len(runs) == 2 * 15 * 2 == len({r.run_id for r in runs})
     assert sorted({r.task_set for r in runs}) == sorted(pairs)
     for run in runs:
-        assert run.config.tasks == list(run.task_set)
+        assert run.config.data.tasks == list(run.task_set)
         assert run.meta()["task_set"] == list(run.task_set)
     affect = expand_task_sets("pairs", "affecteval", {})
     assert affect == [("goemotions", "emotioneval"), ("goemotions", "emobank"), ("goemotions", "ei_reg"),
@@ -35,8 +35,8 @@ def test_task_set_items_all_singles_lists_and_strings() -> None:
                             "tweeteval", {})
     assert sets == [None, *[(t,) for t in TWEETEVAL_ORDER], ("emotion", "irony"), ("hate", "stance")]
     runs = expand_sweep({"base": BASE, "methods": [{"method": "ew"}], "seeds": [0], "task_sets": ["all", "singles"]})
-    assert runs[0].config.tasks == [] and "task_set" not in runs[0].meta()  # "all" is a plain run
-    assert [r.config.tasks for r in runs[1:]] == [[t] for t in TWEETEVAL_ORDER]
+    assert runs[0].config.data.tasks == [] and "task_set" not in runs[0].meta()  # "all" is a plain run
+    assert [r.config.data.tasks for r in runs[1:]] == [[t] for t in TWEETEVAL_ORDER]
     # without task_sets nothing changes (the same ids as before the option existed)
     plain = expand_sweep({"base": BASE, "methods": [{"method": "ew"}], "seeds": [0]})
     assert plain[0].run_id == runs[0].run_id and plain[0].task_set is None

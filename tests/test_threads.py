@@ -64,7 +64,7 @@ def test_torch_threads_sets_and_restores(four_cpus, monkeypatch) -> None:
 def test_threads_must_be_at_least_one() -> None:
     with pytest.raises(ConfigError, match="--threads must be >= 1, got 0"):
         TrainConfig(threads=0).validate()
-    assert TrainConfig.from_dict({"threads": "3"}).threads == 3
+    assert TrainConfig.from_dict({"threads": "3"}).run.threads == 3
 
 
 def test_a_run_uses_its_threads_and_says_so(tmp_path, caplog, one_thread) -> None:

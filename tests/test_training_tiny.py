@@ -62,8 +62,8 @@ def test_run_folder_holds_config_log_checkpoint_results_and_predictions(runs, me
     assert (ckpt / "state.json").is_file()
     assert (ckpt / "encoder").is_dir() and (ckpt / "encoder" / "config.json").is_file()
     assert not list(run_dir.rglob("*.tmp"))
-    config = load_yaml(run_dir / "config.yaml")
-    assert config["method"] == method and config["backbone"] == "tiny"
+    config = load_yaml(run_dir / "config.yaml")  # by section
+    assert config["method"]["name"] == method and config["model"]["backbone"] == "tiny"
     meta = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
     assert [t["name"] for t in meta["tasks"]] == list(TASK_NAMES)
     assert meta["train_sizes"] == [120, 120, 120]
@@ -144,7 +144,7 @@ def test_load_run_rebuilds_a_model_that_reproduces_the_saved_predictions(runs, m
 
     tok = run.backbone.tokenizer
     for split in ("val", "test"):
-        splits = [encode(data.splits[t.name][split], tok, run.config.max_length) for t in run.tasks]
+        splits = [encode(data.splits[t.name][split], tok, run.config.model.max_length) for t in run.tasks]
         preds, _ = predict_splits(
             run.model, run.method, run.tasks, splits, 256, int(tok.pad_token_id), torch.device("cpu")
         )

@@ -364,13 +364,13 @@ def test_presets_load_validate_and_resolve(name: str) -> None:
     config = TrainConfig.from_dict(load_yaml(path), str(path)).validate()
     spec = resolve_spec(config)
     benchmark, backbone, dropout, beta = PRESETS[name]
-    assert (config.benchmark, config.backbone, config.head_dropout) == (benchmark, backbone, dropout)
+    assert (config.data.benchmark, config.model.backbone, config.model.head_dropout) == (benchmark, backbone, dropout)
     assert (spec.objective, spec.weighting) == ("vipmtl", "ew")
     hp = spec.objective_hp
     assert (hp.beta, hp.gamma, hp.gamma_regression, hp.variance_norm) == (beta, 10.0, 0.1, True)
-    assert (config.optimizer, config.lr, config.batch_size, config.max_length) == (
+    assert (config.optim.optimizer, config.optim.lr, config.batching.batch_size, config.model.max_length) == (
         "adamax", 5e-5, 128, 256)
-    assert (config.epochs, config.patience) == (20, 3)
+    assert (config.optim.epochs, config.optim.patience) == (20, 3)
 
 
 # --------------------------------------------------------------------------- #

@@ -23,12 +23,13 @@ from infomtl.errors import ConfigError, unknown_names
 
 def option(default: Any, help: str, group: str, choices: tuple[str, ...] | None = None,
            metavar: str | None = None, flag: str | None = None, shown: str | None = None,
-           **kw: Any):
+           key: str | None = None, **kw: Any):
     """A dataclass field that is also a CLI flag: its ``--help`` text, help group, valid
     values (``choices``) and, where the value itself does not say it (``None``, an empty
     list), what the default means
     (``shown``: the text after ``default:`` in ``--help``); ``flag``: a repeatable flag of
-    its own name (one list item per use)."""
+    its own name (one list item per use); ``key``: the option's flag and YAML key where it is not
+    the field's name."""
     meta: dict[str, Any] = {"help": help, "group": group}
     if choices:
         meta["choices"] = choices
@@ -38,6 +39,8 @@ def option(default: Any, help: str, group: str, choices: tuple[str, ...] | None 
         meta["flag"] = flag
     if shown:
         meta["shown"] = shown
+    if key:
+        meta["key"] = key
     if isinstance(default, (list, dict)):
         return field(default_factory=lambda: type(default)(default), metadata=meta, **kw)
     return field(default=default, metadata=meta, **kw)
@@ -65,6 +68,15 @@ class UniqueKeyLoader(yaml.SafeLoader):
 def safe_load_yaml(text: str) -> Any:
     """``yaml.safe_load`` that refuses duplicate keys (:class:`UniqueKeyLoader`); raises ``yaml.YAMLError``."""
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
+
+
+def option_fields(cls: type) -> list[tuple[str, dataclasses.Field, Any]]:
+    """Each option of config class ``cls``: its key (flag and YAML key), its field and its type;
+    a class with ``SECTIONS`` (:class:`infomtl.config.TrainConfig`) has the fields of its sections."""
+    sections = getattr(cls, "SECTIONS", None)
+    classes = list(sections.values()) if sections else [cls]
+    return [(f.metadata.get("key", f.name), f, typing.get_type_hints(c)[f.name])
+            for c in classes for f in dataclasses.fields(c)]
 
 
 def option_values(cls: type, data: dict[str, Any], source: str = "config") -> dict[str, Any]:

@@ -28,7 +28,8 @@ def load_eval_split(run: LoadedRun, split: str = "test", max_examples: int | Non
     missing = [t.name for t in run.tasks if split not in data.splits.get(t.name, {})]
     if missing:
         raise InfomtlError(f"no {split} split for task(s) {', '.join(missing)}")
-    splits = [encode(data.splits[t.name][split], run.backbone.tokenizer, run.config.max_length) for t in run.tasks]
+    length = run.config.model.max_length
+    splits = [encode(data.splits[t.name][split], run.backbone.tokenizer, length) for t in run.tasks]
     if max_examples is not None:
         if max_examples < 1:
             raise InfomtlError("--max-examples must be at least 1")

@@ -178,12 +178,12 @@ def evaluate_run(
     run = load_run(run_dir)
     config = run.config
     if data_dir is not None:
-        config.data_dir = data_dir
+        config.data.data_dir = data_dir
     data = prepare_data(config)
     missing = [t.name for t in run.tasks if split not in data.splits.get(t.name, {})]
     if missing:
         raise InfomtlError(f"no {split} split for task(s) {', '.join(missing)}")
-    splits = [encode(data.splits[t.name][split], run.backbone.tokenizer, config.max_length) for t in run.tasks]
+    splits = [encode(data.splits[t.name][split], run.backbone.tokenizer, config.model.max_length) for t in run.tasks]
     pad = run.backbone.tokenizer.pad_token_id or 0
     preds, loss = predict_splits(
         run.model, run.method, run.tasks, splits, batch_size, int(pad), torch.device("cpu")

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from infomtl.artifacts.checkpoint import load_weights
-from infomtl.config import TrainConfig
+from infomtl.config import TrainConfig, flat_options
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.fileio import read_json, write_text, writing
 from infomtl.methods import Method, MethodSpec
@@ -114,10 +114,8 @@ def resume_config(run_dir: str | Path, config_class: Any = TrainConfig) -> Any:
     version = written_by(folder)
     if version is not None and is_newer(version):
         raise InfomtlError(f"--resume {newer_version_message(folder, version, 'resume')}")
-    config = config_class.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
-    config.output_dir = str(folder)
-    config.resume = str(folder)
-    return config.validate()
+    options = {**load_yaml(folder / "config.yaml"), "output_dir": str(folder), "resume": str(folder)}
+    return config_class.from_dict(options, str(folder / "config.yaml")).validate()
 
 
 def truncate_log(path: Path, last_epoch: int) -> None:
@@ -163,7 +161,7 @@ class RunFolder:
         config = self.path / "config.yaml"
         if not config.is_file() or (self.path / "checkpoint").exists():
             return False
-        method = load_yaml(config).get("method")
+        method = flat_options(load_yaml(config), str(config)).get("method")
         return isinstance(method, str) and is_single_task(method)
 
     @property
@@ -226,17 +224,18 @@ def load_run(folder: str | Path) -> LoadedRun:
 def _rebuild(folder: Path, config: TrainConfig, meta: dict[str, Any], tasks: list[Task], spec: MethodSpec,
              train_sizes: list[int]) -> LoadedRun:
     ckpt = folder / "checkpoint"
-    if config.freeze_backbone:  # the encoder's weights are the backbone's own
-        backbone = load_backbone(config.backbone, config.pooling, config.max_length)
+    if config.model.freeze_backbone:  # the encoder's weights are the backbone's own
+        backbone = load_backbone(config.model.backbone, config.model.pooling, config.model.max_length)
         expected = meta.get("backbone_fingerprint")
         if expected and expected not in (backbone_fingerprint(backbone), backbone_fingerprint(backbone, legacy=True)):
-            raise InfomtlError(f"{folder}: trained on frozen backbone {config.backbone!r}, whose weights "
+            raise InfomtlError(f"{folder}: trained on frozen backbone {config.model.backbone!r}, whose weights "
                                "or tokenizer have changed since; the run cannot be rebuilt")
     else:
-        backbone = load_backbone_files(ckpt / "encoder", config.backbone, config.pooling, config.max_length)
+        options = config.model
+        backbone = load_backbone_files(ckpt / "encoder", options.backbone, options.pooling, options.max_length)
     token_states = OBJECTIVES[spec.objective].token_states
     method = Method(spec, tasks, shared_size(config, backbone, token_states), train_sizes,
-                    config.head_dropout, config.head_hidden)
+                    config.model.head_dropout, config.model.head_hidden)
     model = build_model(config, backbone, method.build_decoder(), [t.name for t in tasks])
     state = load_weights(ckpt, model, method)
     model.eval()

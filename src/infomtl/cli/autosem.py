@@ -13,8 +13,8 @@ def cmd_autosem(args: argparse.Namespace) -> int:
     from infomtl.experiments.autosem import run_autosem
 
     config = config_from_args(args)
-    if args.quiet and config.progress is None:
-        config.progress = False
+    if args.quiet and config.run.progress is None:
+        config.run.progress = False
     result = run_autosem(config, trials=args.trials, candidates=args.candidates)
     print(result.table())
     best = result.best

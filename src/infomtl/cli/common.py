@@ -9,7 +9,7 @@ import typing
 from collections.abc import Sequence
 from typing import Any
 
-from infomtl.options import load_yaml
+from infomtl.options import load_yaml, option_fields
 from infomtl.tables import markdown_table
 
 #: Exit status of a user error (bad flag, missing file, invalid data).
@@ -42,26 +42,26 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
     given is left out of the parsed arguments, so the YAML's value or the default holds."""
     parser.add_argument("--config", metavar="YAML", help="YAML file of options; flags given here override it")
     groups: dict[str, argparse._ArgumentGroup] = {}
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
+    for key, f, hint in option_fields(cls):
         group_name = f.metadata["group"]
-        group = groups.setdefault(group_name, parser.add_argument_group(f"{group_name} options"))
-        flag = "--" + f.name.replace("_", "-")
-        kwargs: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS}
+        title = f"{group_name} options" + (f" (YAML section {group_name}:)" if hasattr(cls, "SECTIONS") else "")
+        group = groups.setdefault(group_name, parser.add_argument_group(title))
+        flag = "--" + key.replace("_", "-")
+        kwargs: dict[str, Any] = {"dest": key, "default": argparse.SUPPRESS}
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
-        if bool in (hints[f.name], *typing.get_args(hints[f.name])):
+        if bool in (hint, *typing.get_args(hint)):
             kwargs["help"] = f"{f.metadata['help']} (default: {_shown(f, default, on_off=True)})"
             group.add_argument(flag, action=argparse.BooleanOptionalAction, **kwargs)
             continue
         kwargs["help"] = f"{f.metadata['help']} (default: {_shown(f, default)})"
         if "flag" in f.metadata:  # repeatable: one list item per use
             group.add_argument("--" + f.metadata["flag"], flag, action="append",
-                               metavar=f.metadata.get("metavar", f.name.upper()), **kwargs)
+                               metavar=f.metadata.get("metavar", key.upper()), **kwargs)
             continue
         if "choices" in f.metadata:
             kwargs["choices"] = f.metadata["choices"]  # argparse shows them: {cls,mean}
         else:
-            kwargs["metavar"] = f.metadata.get("metavar", f.name.upper())
+            kwargs["metavar"] = f.metadata.get("metavar", key.upper())
         group.add_argument(flag, **kwargs)
 
 
@@ -85,7 +85,7 @@ def config_values(args: argparse.Namespace, cls: type) -> tuple[dict[str, Any], 
     if getattr(args, "config", None):
         source = args.config
         values = {str(k).replace("-", "_"): v for k, v in load_yaml(args.config).items()}
-    names = {f.name for f in dataclasses.fields(cls)}
+    names = {key for key, _, _ in option_fields(cls)}
     values.update({k: v for k, v in vars(args).items() if k in names})
     return values, source
 

@@ -33,7 +33,7 @@ def config_from_args(args: argparse.Namespace):
         from infomtl.methods import ablation_args  # torch: only when asked for
 
         components = [n for n in str(args.ablate).split(",") if n.strip()]
-        config.method_args = {**config.method_args, **ablation_args(config.method, components)}
+        config.method.args = {**config.method.args, **ablation_args(config.method.name, components)}
     return config.validate()
 
 
@@ -42,13 +42,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from infomtl.training import train
 
     config = config_from_args(args)
-    if getattr(args, "quiet", False) and config.progress is None:  # --quiet: no bars either, unless asked
-        config.progress = False
-    if config.resume is not None:
+    if getattr(args, "quiet", False) and config.run.progress is None:  # --quiet: no bars either, unless asked
+        config.run.progress = False
+    if config.run.resume is not None:
         kept = ("command", "func", "resume", "quiet", "threads", "progress")  # not options of the run
         ignored = sorted(k for k, v in vars(args).items() if k not in kept and v is not None)
         if ignored:
-            print(f"note: --resume takes the run's options from {config.resume}/config.yaml; ignoring "
+            print(f"note: --resume takes the run's options from {config.run.resume}/config.yaml; ignoring "
                   + ", ".join("--" + k.replace("_", "-") for k in ignored), file=sys.stderr)
     result = train(config)
     if is_main_process():  # under torchrun / accelerate launch every process gets here

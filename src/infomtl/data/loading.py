@@ -134,8 +134,8 @@ def load_data(config: TrainConfig) -> MultiTaskData:
     for bench, positions in by_benchmark.items():  # one load per benchmark, in the run's order
         names = None if refs[positions[0]].name == "*" else [refs[i].name for i in positions]
         data = load_benchmark(
-            bench, config.data_dir, names, goemotions_multilabel=config.goemotions_multilabel,
-            ei_reg_pair=config.ei_reg_pair, tweeteval_source=config.tweeteval_source,
+            bench, config.data.data_dir, names, goemotions_multilabel=config.data.goemotions_multilabel,
+            ei_reg_pair=config.data.ei_reg_pair, tweeteval_source=config.data.tweeteval_source,
         )
         if names is None:
             loaded[positions[0]] = [(t, data.splits[t.name], bench) for t in data.tasks]
@@ -150,8 +150,8 @@ def load_data(config: TrainConfig) -> MultiTaskData:
                           f"({', '.join(src for t, _, src in entries if t.name == twice)}); task names must be unique")
     data = MultiTaskData(tasks=[t for t, _, _ in entries], splits={t.name: sp for t, sp, _ in entries},
                          sources={t.name: src for t, _, src in entries})
-    if config.multilabel_threshold is not None:
-        data = with_multilabel_threshold(data, config.multilabel_threshold)
+    if config.data.multilabel_threshold is not None:
+        data = with_multilabel_threshold(data, config.data.multilabel_threshold)
     return data
 
 
@@ -161,7 +161,7 @@ def task_refs(config: TrainConfig, data: MultiTaskData | None = None) -> list[Ta
     refs = resolve_task_refs(config, list(BENCHMARKS))
     if data is None or not any(r.name == "*" for r in refs):
         return refs
-    return [TaskRef(t.name, "benchmark", benchmark=config.benchmark) for t in data.tasks]
+    return [TaskRef(t.name, "benchmark", benchmark=config.data.benchmark) for t in data.tasks]
 
 
 def _load_own(ref: TaskRef) -> tuple[Task, dict[str, TaskData]]:
@@ -183,15 +183,15 @@ def limit_data(config: TrainConfig, full: MultiTaskData) -> MultiTaskData:
             if required not in splits:
                 raise InfomtlError(f"task {task.name}: no {required} split")
         train = splits["train"]
-        if config.train_ratio < 1:
-            train = subsample(train, ratio=config.train_ratio, seed=config.seed)
-        if config.max_train_examples is not None and len(train) > config.max_train_examples:
-            train = subsample(train, count=config.max_train_examples, seed=config.seed)
+        if config.data.train_ratio < 1:
+            train = subsample(train, ratio=config.data.train_ratio, seed=config.run.seed)
+        if config.data.max_train_examples is not None and len(train) > config.data.max_train_examples:
+            train = subsample(train, count=config.data.max_train_examples, seed=config.run.seed)
         splits["train"] = train
-    if config.max_eval_examples is not None:  # tasks labelling one text set keep one subset
+    if config.data.max_eval_examples is not None:  # tasks labelling one text set keep one subset
         for split in ("val", "test"):
             tasks = [t for t in data.tasks if split in data.splits[t.name]]
-            parts = eval_subsets([data.splits[t.name][split] for t in tasks], config.max_eval_examples)
+            parts = eval_subsets([data.splits[t.name][split] for t in tasks], config.data.max_eval_examples)
             for task, part in zip(tasks, parts, strict=True):
                 data.splits[task.name][split] = part
     return data

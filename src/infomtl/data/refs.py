@@ -19,7 +19,6 @@ both. Resolving reads only task.yaml files (for a folder's name), never data.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,19 +85,19 @@ def resolve_task_refs(config: TrainConfig, benchmarks: Sequence[str],
             listed twice, or two sources giving one task name.
         DataError: an invalid task.yaml.
     """
-    own = [TaskRef(folder_name(p), "folder", path=p) for p in config.task_dirs]
-    own += [TaskRef(hf_task_name(spec), "hf", hf=spec) for spec in config.hf_tasks]
+    own = [TaskRef(folder_name(p), "folder", path=p) for p in config.data.task_dirs]
+    own += [TaskRef(hf_task_name(spec), "hf", hf=spec) for spec in config.data.hf_tasks]
     _check_unique(own)
-    if not config.tasks:
+    if not config.data.tasks:
         if own:
             return own
-        names = BENCHMARK_TASK_NAMES.get(config.benchmark)
+        names = BENCHMARK_TASK_NAMES.get(config.data.benchmark)
         if names is None:  # a benchmark registered without its names: it loads them all itself
-            return [TaskRef("*", "benchmark", benchmark=config.benchmark)]
-        return [TaskRef(n, "benchmark", benchmark=config.benchmark) for n in names]
+            return [TaskRef("*", "benchmark", benchmark=config.data.benchmark)]
+        return [TaskRef(n, "benchmark", benchmark=config.data.benchmark) for n in names]
     by_name = {r.name: r for r in own}
     chosen: list[TaskRef] = []
-    for entry in config.tasks:
+    for entry in config.data.tasks:
         ref = _resolve_entry(entry, config, benchmarks, own, by_name, folder_name)
         if ref in chosen:
             raise ConfigError(f"--tasks: task {ref.name!r} ({ref.source}) is listed twice")
@@ -125,8 +124,8 @@ def _resolve_entry(entry: str, config: TrainConfig, benchmarks: Sequence[str], o
         return TaskRef(name, "benchmark", benchmark=bench)
     if entry in by_name:
         return by_name[entry]
-    _check_benchmark_task(config.benchmark, entry, entry, [r.name for r in own], benchmarks)
-    return TaskRef(entry, "benchmark", benchmark=config.benchmark)
+    _check_benchmark_task(config.data.benchmark, entry, entry, [r.name for r in own], benchmarks)
+    return TaskRef(entry, "benchmark", benchmark=config.data.benchmark)
 
 
 def _check_benchmark_task(bench: str, name: str, entry: str, own: list[str],
@@ -161,8 +160,8 @@ def task_entries(config: TrainConfig, refs: Sequence[TaskRef]) -> list[str]:
     out = []
     for ref in refs:
         if ref.kind == "benchmark":
-            out.append(ref.name if ref.benchmark == config.benchmark else f"{ref.benchmark}:{ref.name}")
-        elif ref.kind == "folder" and not any(_same_folder(ref.path or "", p) for p in config.task_dirs):
+            out.append(ref.name if ref.benchmark == config.data.benchmark else f"{ref.benchmark}:{ref.name}")
+        elif ref.kind == "folder" and not any(_same_folder(ref.path or "", p) for p in config.data.task_dirs):
             out.append(str(ref.path))
         else:
             out.append(ref.name)
@@ -172,8 +171,8 @@ def task_entries(config: TrainConfig, refs: Sequence[TaskRef]) -> list[str]:
 def config_for_task(config: TrainConfig, ref: TaskRef) -> TrainConfig:
     """``config`` reduced to the one task ``ref`` (its source only; a single-task run's config)."""
     if ref.kind == "benchmark":
-        entry = ref.name if ref.benchmark == config.benchmark else f"{ref.benchmark}:{ref.name}"
-        return dataclasses.replace(config, tasks=[entry], task_dirs=[], hf_tasks=[])
+        entry = ref.name if ref.benchmark == config.data.benchmark else f"{ref.benchmark}:{ref.name}"
+        return config.replace(tasks=[entry], task_dirs=[], hf_tasks=[])
     if ref.kind == "folder":
-        return dataclasses.replace(config, tasks=[ref.name], task_dirs=[str(ref.path)], hf_tasks=[])
-    return dataclasses.replace(config, tasks=[ref.name], task_dirs=[], hf_tasks=[dict(ref.hf or {})])
+        return config.replace(tasks=[ref.name], task_dirs=[str(ref.path)], hf_tasks=[])
+    return config.replace(tasks=[ref.name], task_dirs=[], hf_tasks=[dict(ref.hf or {})])

@@ -34,6 +34,7 @@ depend only on the trials before them.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 import shutil
@@ -149,13 +150,13 @@ def _score(results: dict[str, Any], primary: str | None) -> float:
 def _train_in(folder: Path, config: TrainConfig) -> dict[str, Any]:
     """The results of ``config`` trained in ``folder``: read back if it finished with these
     options, resumed if it stopped part-way, else trained afresh."""
-    config = dataclasses.replace(config, output_dir=str(folder), resume=None)
+    config = config.replace(output_dir=str(folder), resume=None)
     if (folder / "config.yaml").is_file():
         saved = TrainConfig.from_dict(load_yaml(folder / "config.yaml"), str(folder / "config.yaml"))
         if run_id(saved) == run_id(config):
             if (folder / "results.json").is_file():
                 return dict(read_json(folder / "results.json"))
-            return train(dataclasses.replace(config, resume=str(folder))).results
+            return train(config.replace(resume=str(folder))).results
     if folder.exists():  # another search's run, or a start that wrote nothing yet
         shutil.rmtree(folder)
     return train(config).results
@@ -166,10 +167,10 @@ def _check(config: TrainConfig, trials: int, candidates: int) -> None:
         raise ConfigError(f"--trials must be >= 1, got {trials}")
     if candidates < 1:
         raise ConfigError(f"--candidates must be >= 1, got {candidates}")
-    if config.regime != "auto":
+    if config.batching.regime != "auto":
         raise ConfigError(f"infomtl autosem sets the regime of each run itself (autosem, then ratios); "
-                          f"drop --regime {config.regime}")
-    if config.resume is not None:
+                          f"drop --regime {config.batching.regime}")
+    if config.run.resume is not None:
         raise ConfigError("infomtl autosem continues a search when run again with the same --output-dir; "
                           "drop --resume")
 
@@ -177,16 +178,16 @@ def _check(config: TrainConfig, trials: int, candidates: int) -> None:
 def run_autosem(config: TrainConfig, trials: int = 5, candidates: int = 1000) -> AutoSemResult:
     """Stage 1, then ``trials`` stage-2 runs (module docstring); writes ``autosem.json`` after
     each trial and ``ratios.yaml`` at the end. Raises :class:`ConfigError` for bad options."""
-    config = dataclasses.replace(config).validate()
+    config = copy.deepcopy(config).validate()
     _check(config, trials, candidates)
     if len(prepare_data(config).task_names) < 2:  # also checks every task's data before training
         raise ConfigError("infomtl autosem mixes tasks: give it at least two")
-    folder = Path(config.output_dir) if config.output_dir is not None else new_run_dir(None)
-    primary = config.primary_task
+    folder = Path(config.run.output_dir) if config.run.output_dir is not None else new_run_dir(None)
+    primary = config.batching.primary_task
     scored_on = primary or "avg"
 
     log.info("autosem stage 1: Thompson sampling over the tasks -> %s", folder / "stage1")
-    stage1 = _train_in(folder / "stage1", dataclasses.replace(config, regime="autosem", task_ratios={}))
+    stage1 = _train_in(folder / "stage1", config.replace(regime="autosem", task_ratios={}))
     arms = stage1["autosem"]["arms"]
     names = list(arms)
     utility = np.array([arms[n]["mean"] for n in names])
@@ -199,11 +200,11 @@ def run_autosem(config: TrainConfig, trials: int = 5, candidates: int = 1000) ->
         else:
             points = np.array([[t.ratios[n] for n in names] for t in result.trials])
             scores = np.array([t.score for t in result.trials])
-            ratios = propose_ratios(points, scores, np.random.default_rng([config.seed, number]), candidates)
+            ratios = propose_ratios(points, scores, np.random.default_rng([config.run.seed, number]), candidates)
             by = "gp-ei"
         mix = {n: round(float(r), 6) for n, r in zip(names, ratios, strict=True)}
         run_dir = folder / f"trial-{number}"
-        results = _train_in(run_dir, dataclasses.replace(config, regime="ratios", task_ratios=mix))
+        results = _train_in(run_dir, config.replace(regime="ratios", task_ratios=mix))
         result.trials.append(Trial(number, mix, _score(results, primary), str(run_dir), by))
         log.info("autosem trial %d/%d (%s): %s -> val %s %.2f", number, trials, by,
                  ",".join(f"{n}={r:.3f}" for n, r in mix.items()), scored_on, result.trials[-1].score)

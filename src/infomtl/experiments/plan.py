@@ -44,7 +44,7 @@ import itertools
 from pathlib import Path
 from typing import Any
 
-from infomtl.config import TrainConfig
+from infomtl.config import TrainConfig, flat_options
 from infomtl.data.loading import BENCHMARKS
 from infomtl.data.refs import BENCHMARK_TASK_NAMES, is_path_entry, resolve_task_refs
 from infomtl.data.types import choose_task_names
@@ -78,6 +78,7 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
     base = data.get("base") or {}
     if not isinstance(base, dict):
         raise ConfigError(f"{source}: base must be a mapping of TrainConfig options")
+    base = flat_options(base, f"{source}: base")  # flat, or by section
     entries = data.get("methods")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{source}: methods must be a non-empty list of {{method: NAME, ...}}")
@@ -105,7 +106,7 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
             raise ConfigError(f"{where}: grid must be a mapping of hyperparameter: [values]")
         names = list(grid)
         value_lists = [_as_list(grid[n], f"grid.{n}", where) for n in names]
-        options = {k: v for k, v in entry.items() if k not in ("label", "grid", "seeds")}
+        options = flat_options({k: v for k, v in entry.items() if k not in ("label", "grid", "seeds")}, where)
         # a row's own seeds (e.g. 5 for the main rows, 3 for ablations), else the sweep's
         row_seeds = _as_list(entry["seeds"], "seeds", where) if "seeds" in entry else seeds
         for values in itertools.product(*value_lists):
@@ -117,8 +118,8 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
                     merged["tasks"] = list(task_set)
                 try:
                     config = TrainConfig.from_dict(merged, where)
-                    config.method_args = {**config.method_args, **point}
-                    config.output_dir = None
+                    config.method.args = {**config.method.args, **point}
+                    config.run.output_dir = None
                     config.validate()
                     resolve_spec(config)
                     _only_the_task_set(config, task_set)
@@ -134,7 +135,7 @@ def expand_sweep(data: dict[str, Any], source: str = "sweep") -> list[PlannedRun
             tasks = f", tasks {'+'.join(run.task_set)}" if run.task_set else ""
             raise ConfigError(
                 f"{source}: {run.label} [{run.point_name}] and {seen[run.run_id].label} "
-                f"[{seen[run.run_id].point_name}] are the same run (seed {run.config.seed}{tasks})"
+                f"[{seen[run.run_id].point_name}] are the same run (seed {run.config.run.seed}{tasks})"
             )
         seen[run.run_id] = run
     return runs
@@ -145,7 +146,7 @@ def _only_the_task_set(config: TrainConfig, task_set: tuple[str, ...] | None) ->
     the base's task folders or ``hf_tasks`` trains without them (they would be added otherwise)."""
     refs = resolve_task_refs(config, list(BENCHMARKS))
     if task_set is not None and len(refs) > len(task_set):
-        config.task_dirs, config.hf_tasks = [], []
+        config.data.task_dirs, config.data.hf_tasks = [], []
 
 
 TASK_SET_WORDS = ("all", "pairs", "singles")
@@ -231,5 +232,5 @@ def select_runs(runs: list[PlannedRun], only: list[str] | None = None, order: st
                               f"(the sweep's rows: {', '.join(labels)})")
         runs = [r for r in runs if r.label in only]
     if order == "seeds":
-        runs = sorted(runs, key=lambda r: r.config.seed)  # stable: rows keep the file's order
+        runs = sorted(runs, key=lambda r: r.config.run.seed)  # stable: rows keep the file's order
     return runs

@@ -17,7 +17,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from infomtl.errors import InfomtlError
+from infomtl.config import flat_options
+from infomtl.errors import ConfigError, InfomtlError
 from infomtl.experiments.store import Store, point_name
 from infomtl.methods import objective_of
 from infomtl.tasks import Task
@@ -122,8 +123,8 @@ def _config_method_args(run_dir: Path) -> dict[str, Any]:
     """``method_args`` of a run's ``config.yaml`` (stores planned before the plan recorded them)."""
     path = run_dir / "config.yaml"
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
-    except (OSError, yaml.YAMLError):
+        data = flat_options(yaml.safe_load(path.read_text(encoding="utf-8"))) if path.is_file() else None
+    except (OSError, yaml.YAMLError, ConfigError, AttributeError):  # AttributeError: not a mapping
         return {}
     args = data.get("method_args") if isinstance(data, dict) else None
     return dict(args) if isinstance(args, dict) else {}

@@ -64,9 +64,9 @@ class PlannedRun:
         """What the index and the plan record about the run."""
         c = self.config
         meta = {
-            "id": self.run_id, "label": self.label, "point": self.point, "seed": c.seed,
-            "train_ratio": c.train_ratio, "benchmark": c.benchmark, "backbone": c.backbone,
-            "method": c.method, "weighting": c.weighting, "method_args": dict(c.method_args),
+            "id": self.run_id, "label": self.label, "point": self.point, "seed": c.run.seed,
+            "train_ratio": c.data.train_ratio, "benchmark": c.data.benchmark, "backbone": c.model.backbone,
+            "method": c.method.name, "weighting": c.method.weighting, "method_args": dict(c.method.args),
         }
         if self.task_set is not None:
             meta["task_set"] = list(self.task_set)
@@ -93,12 +93,12 @@ def run_id(config: TrainConfig) -> str:
         if k not in NOT_HASHED and k not in ("method", "weighting", "method_args") and v != defaults[k]
     }
     data["id_schema"] = ID_SCHEMA
-    if is_single_task(config.method):
-        data["method"] = config.method
-        if config.method_args:
-            data["method_args"] = dict(config.method_args)
+    if is_single_task(config.method.name):
+        data["method"] = config.method.name
+        if config.method.args:
+            data["method_args"] = dict(config.method.args)
     else:
-        resolved = resolve_method(config.method, config.weighting, config.method_args)
+        resolved = resolve_method(config.method.name, config.method.weighting, config.method.args)
         spec = resolved.to_dict()
         base = resolve_method(spec["objective"], spec["weighting"], {}).to_dict()
         data["method"] = spec["objective"]
@@ -119,8 +119,8 @@ def legacy_run_id(config: TrainConfig) -> str:
     from infomtl.methods.single_task import is_single_task
 
     data = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
-    if not is_single_task(config.method):
-        data["method_spec"] = resolve_method(config.method, config.weighting, config.method_args).to_dict()
+    if not is_single_task(config.method.name):
+        data["method_spec"] = resolve_method(config.method.name, config.method.weighting, config.method.args).to_dict()
     return digest(data)
 
 

@@ -60,7 +60,7 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
     """
     config = TrainConfig.from_dict(config_dict, "run")
     if threads:
-        config.threads = threads
+        config.run.threads = threads
     rid = run_id(config)
     store = Store(Path(store_root))
     with store.claim(rid) as mine:
@@ -74,7 +74,7 @@ def run_one(config_dict: dict[str, Any], store_root: str, threads: int | None = 
         else:
             if folder.exists():
                 shutil.rmtree(folder)
-            config.output_dir = str(folder)
+            config.run.output_dir = str(folder)
         with quieted("infomtl.training", logging.ERROR):  # the sweep reports each run in one line
             train(config)
     return "trained"
@@ -110,21 +110,22 @@ def prepare_features(configs: list[TrainConfig]) -> int:
     would otherwise wait on each other's extraction. Returns the number of setups."""
     setups: dict[tuple, TrainConfig] = {}
     for config in configs:
-        spec = resolve_method(config.method, config.weighting, config.method_args)
+        spec = resolve_method(config.method.name, config.method.weighting, config.method.args)
         if uses_features(config, OBJECTIVES[spec.objective].token_states):
-            key = tuple(repr(getattr(config, name)) for name in FEATURE_OPTIONS)
+            key = tuple(repr(config.get(name)) for name in FEATURE_OPTIONS)
             setups.setdefault(key, config)
     for config in setups.values():
         data = load_data(config)
-        backbone = load_backbone(config.backbone, config.pooling, config.max_length)
-        device = "cuda" if torch.cuda.is_available() and not config.cpu else "cpu"
-        cache = FeatureCache(backbone, config.feature_cache, device, progress=show_progress(config.progress),
-                             dtype=AUTOCAST[config.mixed_precision], stop=signals.requested)
+        backbone = load_backbone(config.model.backbone, config.model.pooling, config.model.max_length)
+        device = "cuda" if torch.cuda.is_available() and not config.run.cpu else "cpu"
+        cache = FeatureCache(backbone, config.model.feature_cache, device, progress=show_progress(config.run.progress),
+                             dtype=AUTOCAST[config.run.mixed_precision], stop=signals.requested)
         parts = [part for task in data.tasks for part in data.splits[task.name].values()]
         missing = [part for part in parts if not cache.cached(part)]
         if missing:
             log.info("features: %s (%s, max length %d) for %d split(s) of %d task(s) -> %s",
-                     config.backbone, config.pooling, config.max_length, len(missing), len(data.tasks),
+                     config.model.backbone, config.model.pooling, config.model.max_length, len(missing),
+                     len(data.tasks),
                      cache.root)
         for part in missing:
             cache.features(part)
@@ -209,19 +210,19 @@ def _run_sweep(sweep_path: str | Path, store: Store, workers: int, ray: RayOptio
             summary.busy.append(rid)
             how = "being trained" if outcome == "busy" else "finished"
             log.info("%s %s [%s] seed %d: %s by another sweep on this store", rid, run.label, run.point_name,
-                     run.config.seed, how)
+                     run.config.run.seed, how)
         elif error is None:
             store.append_index({**run.meta(), "status": "finished"})
             summary.finished.append(rid)
             log.info("[%d/%d] %s %s [%s] seed %d: done", len(summary.finished) + len(summary.failed),
-                     len(todo), rid, run.label, run.point_name, run.config.seed)
+                     len(todo), rid, run.label, run.point_name, run.config.run.seed)
             for message in collapse_warnings(store, rid):  # the final model's, not every epoch's
                 log.warning("warning: run %s: %s", rid, message)
         else:
             summary.failed[rid] = error
             log.warning("[%d/%d] %s %s [%s] seed %d: FAILED: %s",
                         len(summary.finished) + len(summary.failed), len(todo), rid, run.label,
-                        run.point_name, run.config.seed, error)
+                        run.point_name, run.config.run.seed, error)
 
     if ray is not None:
         if todo:
@@ -299,8 +300,8 @@ def describe_runs(runs: list[PlannedRun], store_root: str | Path) -> str:
         c = run.config
         state = "finished" if store.is_finished(run.run_id) else "to run"
         tasks = f"  tasks={'+'.join(run.task_set)}" if run.task_set else ""
-        lines.append(f"{run.run_id}  {state:8}  {run.label}  [{run.point_name}]  seed={c.seed}  "
-                     f"ratio={c.train_ratio}  {c.benchmark}/{c.backbone}{tasks}")
+        lines.append(f"{run.run_id}  {state:8}  {run.label}  [{run.point_name}]  seed={c.run.seed}  "
+                     f"ratio={c.data.train_ratio}  {c.data.benchmark}/{c.model.backbone}{tasks}")
     todo = sum(not store.is_finished(r.run_id) for r in runs)
     lines.append(f"{len(runs)} runs, {len(runs) - todo} finished, {todo} to run")
     return "\n".join(lines)

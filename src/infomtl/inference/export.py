@@ -34,7 +34,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from infomtl.artifacts.run_folder import LoadedRun, RunFolder, load_run, newer_version_message, readable_by_this_version
-from infomtl.config import load_yaml
+from infomtl.config import TrainConfig, load_yaml
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.fileio import JSONError, loads_json, read_json, write_folder, write_json, write_text, writing
 from infomtl.inference.model_card import DEFAULT_LICENSE, check_license, model_card
@@ -162,14 +162,14 @@ def run_manifest(run: LoadedRun, run_dir: Path) -> dict[str, Any]:
         "tasks": [t.to_dict() for t in run.tasks],
         "method": run.spec.to_dict(),
         "method_state": run.state.get("method_state", {}),
-        "backbone": cfg.backbone,
-        "pooling": cfg.pooling,
-        "max_length": cfg.max_length,
-        "chunk_tokens": cfg.chunk_tokens,
-        "head_dropout": cfg.head_dropout,
-        "head_hidden": cfg.head_hidden,
-        "freeze_backbone": cfg.freeze_backbone,
-        "shared_mlp": ({"width": cfg.mlp_width, "dropout": cfg.mlp_dropout}
+        "backbone": cfg.model.backbone,
+        "pooling": cfg.model.pooling,
+        "max_length": cfg.model.max_length,
+        "chunk_tokens": cfg.model.chunk_tokens,
+        "head_dropout": cfg.model.head_dropout,
+        "head_hidden": cfg.model.head_hidden,
+        "freeze_backbone": cfg.model.freeze_backbone,
+        "shared_mlp": ({"width": cfg.model.mlp_width, "dropout": cfg.model.mlp_dropout}
                        if run.model.shared_mlp is not None else None),
         "train_sizes": [int(n) for n in meta["train_sizes"]],
         "sharing": sharing_spec(cfg, [t.name for t in run.tasks]),
@@ -185,7 +185,9 @@ def _read_results(run_dir: Path) -> dict[str, Any]:
 
 
 def _config_dict(run_dir: Path) -> dict[str, Any]:
-    return load_yaml(run_dir / "config.yaml")
+    """The run's options by key (its ``config.yaml`` by section, or flat as older runs wrote it)."""
+    path = run_dir / "config.yaml"
+    return TrainConfig.from_dict(load_yaml(path), str(path)).to_dict()
 
 
 # --------------------------------------------------------------------------- loading

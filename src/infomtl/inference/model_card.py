@@ -22,7 +22,6 @@ The body: tasks, method, backbone, the val/test metric table, how the run was tr
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +33,7 @@ from infomtl.data.tweeteval_hf import HUB_ID as TWEETEVAL_HUB_ID
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.fileio import read_json
 from infomtl.inference.hub import is_repo_id
+from infomtl.options import option_fields
 from infomtl.tables import markdown_table
 from infomtl.tasks import Task, TaskKind
 from infomtl.version import __version__
@@ -275,19 +275,19 @@ def training_command(config: dict[str, Any]) -> str:
     """The ``infomtl train`` command line that reproduces a run's config (non-default options)."""
     defaults = TrainConfig()
     parts = ["infomtl train"]
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in ("output_dir", "progress", "threads") or f.name not in config:
+    for key, f, _ in option_fields(TrainConfig):
+        if key in ("output_dir", "progress", "threads") or key not in config:
             continue
-        value = config[f.name]
-        if value == getattr(defaults, f.name):
+        value = config[key]
+        if value == defaults.get(key):
             continue
-        flag = "--" + f.name.replace("_", "-")
+        flag = "--" + key.replace("_", "-")
         if isinstance(value, bool):
-            parts.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            parts.append(flag if value else "--no-" + key.replace("_", "-"))
         elif value is None:
             continue
         elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):  # --hf-task, repeated
-            flag = "--" + f.metadata.get("flag", f.name.replace("_", "-"))
+            flag = "--" + f.metadata.get("flag", key.replace("_", "-"))
             parts += [f"{flag} " + ",".join(f"{k}={'+'.join(v) if isinstance(v, list) else v}"
                                             for k, v in item.items()) for item in value]
         elif isinstance(value, list):

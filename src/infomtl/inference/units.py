@@ -61,15 +61,15 @@ def pair_modes(config: Any, tasks: list[Task], run_dir: Path | None = None) -> d
     if isinstance(recorded, dict) and all(recorded.get(t.name) in PAIR_MODES for t in tasks):
         return {t.name: recorded[t.name] for t in tasks}
     modes = {t.name: "none" for t in tasks}
-    if config.task_dirs:
-        for folder in config.task_dirs:
+    if config.data.task_dirs:
+        for folder in config.data.task_dirs:
             try:
                 task, splits = load_task_folder(Path(folder))
             except InfomtlError:
                 continue  # the folder moved: assume no pairs (pairs given are then ignored)
             if task.name in modes and splits["train"].pairs is not None:
                 modes[task.name] = "second"
-    elif config.benchmark == "affecteval" and config.ei_reg_pair == "first" and "ei_reg" in modes:
+    elif config.data.benchmark == "affecteval" and config.data.ei_reg_pair == "first" and "ei_reg" in modes:
         modes["ei_reg"] = "first"
     return modes
 
@@ -77,5 +77,5 @@ def pair_modes(config: Any, tasks: list[Task], run_dir: Path | None = None) -> d
 def unit_from_run(folder: Path) -> ModelUnit:
     """The unit of a run folder's best checkpoint."""
     run = load_run(folder)
-    return ModelUnit(run.model, run.backbone.tokenizer, run.config.max_length, run.tasks,
+    return ModelUnit(run.model, run.backbone.tokenizer, run.config.model.max_length, run.tasks,
                      pair_modes(run.config, run.tasks, folder))

@@ -62,37 +62,37 @@ def is_single_task(method: str) -> bool:
 
 
 def _baseline(config: TrainConfig) -> SingleTaskMethod:
-    return SINGLE_TASK_METHODS[canonical(config.method)]
+    return SINGLE_TASK_METHODS[canonical(config.method.name)]
 
 
 def check_single_task_config(config: TrainConfig) -> SingleTaskMethod:
     """Validate an STL config before anything is loaded; return its baseline."""
     base = _baseline(config)
-    if config.weighting:
+    if config.method.weighting:
         raise ConfigError(
             f"--method {base.name} trains each task alone, so there are no task losses to weight; "
-            f"drop --weighting {config.weighting}"
+            f"drop --weighting {config.method.weighting}"
         )
-    if config.regime in ("autosem", "ratios") or config.primary_task is not None:
-        given = f"--regime {config.regime}" if config.primary_task is None else "--primary-task"
+    if config.batching.regime in ("autosem", "ratios") or config.batching.primary_task is not None:
+        given = f"--regime {config.batching.regime}" if config.batching.primary_task is None else "--primary-task"
         raise ConfigError(
             f"--method {base.name} trains each task alone, so there are no tasks to choose or mix; drop {given}"
         )
-    if config.method_args and not base.takes_method_args:
+    if config.method.args and not base.takes_method_args:
         raise ConfigError(
-            f"--method {base.name} takes no --method-args (got {', '.join(sorted(config.method_args))}); "
+            f"--method {base.name} takes no --method-args (got {', '.join(sorted(config.method.args))}); "
             f"each task's run is plain {base.task_method} on one task"
         )
-    if config.method_args and base.task_method in OBJECTIVES:
+    if config.method.args and base.task_method in OBJECTIVES:
         valid = {f.name for f in dataclasses.fields(OBJECTIVES[base.task_method].Hyper)}
-        unknown = sorted(set(config.method_args) - valid)
+        unknown = sorted(set(config.method.args) - valid)
         if unknown:
             raise ConfigError(
                 f"--method {base.name}: {unknown_names('hyperparameter', unknown, valid)}; "
                 f"valid: {', '.join(sorted(valid)) or 'none'}"
             )
     try:
-        resolve_method(base.task_method, None, config.method_args)
+        resolve_method(base.task_method, None, config.method.args)
     except ConfigError as exc:
         raise ConfigError(f"--method {base.name}: {exc}") from None
     return base
@@ -104,12 +104,11 @@ def task_config(config: TrainConfig, task: str, folder: Path) -> TrainConfig:
     ref = next((r for r in task_refs(config) if r.name == task), None)
     if ref is None:
         raise ConfigError(f"task {task!r} is not a task of this run")
-    return dataclasses.replace(
-        config_for_task(config, ref),
+    return config_for_task(config, ref).replace(
         method=base.task_method,
         weighting=None,
-        method_args=dict(config.method_args) if base.takes_method_args else {},
-        freeze_backbone=config.freeze_backbone or base.freeze_backbone,
+        method_args=dict(config.method.args) if base.takes_method_args else {},
+        freeze_backbone=config.model.freeze_backbone or base.freeze_backbone,
         output_dir=str(folder),
         resume=None,
     )

@@ -32,18 +32,18 @@ from infomtl.modeling.sharing import (
 def uses_features(config: TrainConfig, token_states: bool) -> bool:
     """Whether a run trains on cached features: a frozen backbone under heads that read
     the pooled representation (``token_states`` false)."""
-    return config.freeze_backbone and not token_states
+    return config.model.freeze_backbone and not token_states
 
 
 def reads_layers(config: TrainConfig) -> bool:
     """Whether the run's heads read the pooled states of every layer (layer mixture or
     task at a layer), so that fast mode caches every layer's features."""
-    return config.share == "layer-mix" or (config.share == "none" and bool(config.head_layers))
+    return config.model.share == "layer-mix" or (config.model.share == "none" and bool(config.model.head_layers))
 
 
 def shared_size(config: TrainConfig, backbone: Backbone, token_states: bool) -> int:
     """Dimension of ``h``: the MLP width in fast mode, else the encoder's hidden size."""
-    return config.mlp_width if uses_features(config, token_states) else backbone.hidden_size
+    return config.model.mlp_width if uses_features(config, token_states) else backbone.hidden_size
 
 
 def build_model(config: TrainConfig, backbone: Backbone, decoder: torch.nn.Module,
@@ -55,18 +55,18 @@ def build_model(config: TrainConfig, backbone: Backbone, decoder: torch.nn.Modul
     token_states = bool(getattr(decoder, "token_states", False))
     mlp = None
     if uses_features(config, token_states):
-        mlp = SharedMLP(backbone.hidden_size, config.mlp_width, config.mlp_dropout)
+        mlp = SharedMLP(backbone.hidden_size, config.model.mlp_width, config.model.mlp_dropout)
     spec = sharing_spec(config, task_names)
     sharing = build_sharing(spec, backbone.encoder, task_names, token_states)
     regularizer = None
-    if config.successive_reg > 0:
+    if config.model.successive_reg > 0:
         top = num_layers(backbone.encoder)
         limits = successive_limits(spec["head_layers"], len(task_names), top)
-        regularizer = SuccessiveRegularizer(layer_groups(backbone.encoder), limits, config.successive_reg)
+        regularizer = SuccessiveRegularizer(layer_groups(backbone.encoder), limits, config.model.successive_reg)
     return MultiTaskModel(
-        backbone.encoder, decoder, config.pooling, config.chunk_tokens,
-        freeze_encoder=config.freeze_backbone, shared_mlp=mlp, sharing=sharing, regularizer=regularizer,
-        packing=config.packing,
+        backbone.encoder, decoder, config.model.pooling, config.model.chunk_tokens,
+        freeze_encoder=config.model.freeze_backbone, shared_mlp=mlp, sharing=sharing, regularizer=regularizer,
+        packing=config.model.packing,
     )
 
 
@@ -74,12 +74,12 @@ def sharing_spec(config: TrainConfig, task_names: Sequence[str]) -> dict[str, An
     """What a run's sharing module is, by task index (what an export's manifest records):
     ``{"share": ..., "share_layers": K, "head_layers": {t: k}}``."""
     index = {name: t for t, name in enumerate(task_names)}
-    unknown = [name for name in config.head_layers if name not in index]
+    unknown = [name for name in config.model.head_layers if name not in index]
     if unknown:
         raise ConfigError(f"--head-layer: {unknown_names('task', unknown, list(index))} "
                           f"(the run's tasks: {', '.join(task_names)})")
-    return {"share": config.share, "share_layers": config.share_layers,
-            "head_layers": {index[name]: int(k) for name, k in config.head_layers.items()}}
+    return {"share": config.model.share, "share_layers": config.model.share_layers,
+            "head_layers": {index[name]: int(k) for name, k in config.model.head_layers.items()}}
 
 
 def build_sharing(spec: dict[str, Any], encoder: torch.nn.Module, task_names: Sequence[str],

@@ -7,8 +7,6 @@ hooks its config asks for (:mod:`infomtl.training.hooks`).
 
 from __future__ import annotations
 
-import dataclasses
-
 from infomtl.artifacts.run_folder import resume_config
 from infomtl.config import TrainConfig
 from infomtl.methods.single_task import is_single_task
@@ -22,16 +20,16 @@ def train(config: TrainConfig) -> TrainResult:
     """Train one configured run (for ``stl`` / ``stl-cnn``: one run per task, see
     :mod:`infomtl.training.stl`); returns its folder and results.
 
-    ``--resume`` (``config.resume``) continues an interrupted run folder in place, with
+    ``--resume`` (``config.run.resume``) continues an interrupted run folder in place, with
     its options but this config's ``threads`` and ``progress``.
-    Torch's operators use ``config.threads`` threads (default: :func:`~infomtl.threads.default_threads`)
+    Torch's operators use ``config.run.threads`` threads (default: :func:`~infomtl.threads.default_threads`)
     for the run; the previous setting is restored after.
     Progress lines go to the ``infomtl.training`` loggers (INFO; see :mod:`infomtl.logs`).
     """
-    if config.resume is not None:  # the machine-side options of this call, every other from the run
-        config = dataclasses.replace(resume_config(config.resume), threads=config.threads, progress=config.progress)
+    if config.run.resume is not None:  # the machine-side options of this call, every other from the run
+        config = resume_config(config.run.resume).replace(threads=config.run.threads, progress=config.run.progress)
     hooks = epoch_hooks(config)
-    with torch_threads(config.threads):
-        if is_single_task(config.method):
+    with torch_threads(config.run.threads):
+        if is_single_task(config.method.name):
             return train_single_task(config, hooks)
         return Trainer(config, hooks).run()

@@ -45,26 +45,26 @@ RNG_STREAM = int.from_bytes(b"autosem", "big")
 
 def primary_index(config: TrainConfig, tasks: Sequence[Task]) -> int | None:
     """Position of ``--primary-task`` among the run's tasks (None without one)."""
-    if config.primary_task is None:
+    if config.batching.primary_task is None:
         return None
     names = [t.name for t in tasks]
-    if config.primary_task not in names:
-        raise ConfigError(f"--primary-task {config.primary_task!r} is not a task of this run"
-                          f"{did_you_mean(config.primary_task, names)} (tasks: {', '.join(names)})")
-    return names.index(config.primary_task)
+    if config.batching.primary_task not in names:
+        raise ConfigError(f"--primary-task {config.batching.primary_task!r} is not a task of this run"
+                          f"{did_you_mean(config.batching.primary_task, names)} (tasks: {', '.join(names)})")
+    return names.index(config.batching.primary_task)
 
 
 def ratio_list(config: TrainConfig, tasks: Sequence[Task]) -> list[float] | None:
     """``--task-ratios`` as one ratio per task, in task order (0 for a task left out); None
     outside the ratios regime."""
-    if not config.task_ratios:
+    if not config.batching.task_ratios:
         return None
     names = [t.name for t in tasks]
-    unknown = [name for name in config.task_ratios if name not in names]
+    unknown = [name for name in config.batching.task_ratios if name not in names]
     if unknown:
         raise ConfigError(f"--task-ratios: {unknown[0]!r} is not a task of this run"
                           f"{did_you_mean(unknown[0], names)} (tasks: {', '.join(names)})")
-    ratios = [float(config.task_ratios.get(name, 0.0)) for name in names]
+    ratios = [float(config.batching.task_ratios.get(name, 0.0)) for name in names]
     if not sum(ratios) > 0:
         raise ConfigError("--task-ratios: every ratio is 0")
     return ratios

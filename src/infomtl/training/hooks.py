@@ -21,8 +21,8 @@ def information_plane(trainer: Trainer) -> dict[str, Any]:
         return {}
     est = information_estimates(
         trainer.accelerator.unwrap_model(trainer.model), trainer.tasks, trainer.encoded["val"],
-        trainer.pad_id, trainer.accelerator.device, batch_size=128, seed=trainer.config.seed,
-        max_rows=trainer.config.information_rows,
+        trainer.pad_id, trainer.accelerator.device, batch_size=128, seed=trainer.config.run.seed,
+        max_rows=trainer.config.run.information_rows,
     )
     return {"information": {"ixz": est["ixz"], "izzt": est["izzt"], "batch_size": est["batch_size"]}}
 
@@ -36,7 +36,7 @@ def sharing_weights(trainer: Trainer) -> dict[str, Any]:
 
 def epoch_hooks(config: TrainConfig) -> list[EpochHook]:
     """The epoch hooks ``config`` asks for (the sharing weights whenever a run learns to share)."""
-    hooks: list[EpochHook] = [information_plane] if config.track_information else []
-    if config.share != "none" or config.head_layers:
+    hooks: list[EpochHook] = [information_plane] if config.run.track_information else []
+    if config.model.share != "none" or config.model.head_layers:
         hooks.append(sharing_weights)
     return hooks

@@ -35,16 +35,16 @@ def build_optimizer(cfg: TrainConfig, model: MultiTaskModel, method: Method) -> 
         else:
             (no_decay if param.ndim < 2 or "LayerNorm" in name else decay).append(param)
     groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
+        {"params": decay, "weight_decay": cfg.optim.weight_decay},
         {"params": no_decay, "weight_decay": 0.0},
     ]
     if scalars:
-        lr = cfg.lr if cfg.scalar_lr is None else cfg.scalar_lr
+        lr = cfg.optim.lr if cfg.optim.scalar_lr is None else cfg.optim.scalar_lr
         groups.append({"params": scalars, "weight_decay": 0.0, "lr": lr, "task_scalars": True})
     if sharing:
-        groups.append({"params": sharing, "weight_decay": 0.0, "lr": cfg.sharing_lr})
-    cls = {"adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}[cfg.optimizer]
-    return cls(groups, lr=cfg.lr)
+        groups.append({"params": sharing, "weight_decay": 0.0, "lr": cfg.optim.sharing_lr})
+    cls = {"adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}[cfg.optim.optimizer]
+    return cls(groups, lr=cfg.optim.lr)
 
 
 def clipped_parameters(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:
@@ -56,8 +56,8 @@ def build_scheduler(
     cfg: TrainConfig, optimizer: torch.optim.Optimizer, total_steps: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up over ``--warmup-ratio`` of the steps, then constant or linear decay."""
-    warmup = int(cfg.warmup_ratio * total_steps)
-    linear = cfg.lr_schedule == "linear"
+    warmup = int(cfg.optim.warmup_ratio * total_steps)
+    linear = cfg.optim.lr_schedule == "linear"
 
     def factor(step: int) -> float:
         if warmup and step < warmup:

@@ -63,8 +63,8 @@ class Steps:
         docstring), and every process starts from process 0's parameters.
         """
         acc, cfg = self.accelerator, self.config
-        self.model.micro_batches = cfg.grad_accumulation
-        if cfg.compile and self.feature_cache is None:
+        self.model.micro_batches = cfg.optim.grad_accumulation
+        if cfg.run.compile and self.feature_cache is None:
             compile_encoder(self.model)
         optimizer = build_optimizer(cfg, self.model, self.method)
         scheduler = build_scheduler(cfg, optimizer, total_steps)
@@ -92,9 +92,9 @@ class Steps:
     def train_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """One optimisation step on the global step ``plan`` (the ``step``-th of the run)."""
         total, terms, weights = self.backward_step(plan, step)
-        if self.config.grad_clip > 0:
+        if self.config.optim.grad_clip > 0:
             self.amp.unscale(self.optimizer)
-            torch.nn.utils.clip_grad_norm_(self.clipped, self.config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(self.clipped, self.config.optim.grad_clip)
         self.amp.step(self.optimizer)
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -122,5 +122,6 @@ class Steps:
             with self.amp.autocast():
                 return self.model(batch, views=views), batch
         return forward_sharded(
-            self.model, self.encoded["train"], plan, self.pad_id, acc, self.config.seed, step, views, self.amp.autocast
+            self.model, self.encoded["train"], plan, self.pad_id, acc, self.config.run.seed, step, views,
+            self.amp.autocast,
         )

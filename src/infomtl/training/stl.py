@@ -21,7 +21,7 @@ complete epoch and trains the tasks not started yet.
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import gc
 import logging
 import os
@@ -53,25 +53,26 @@ def train_single_task(config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()
     """Train one run per task (see the module docstring), each with ``epoch_hooks``;
     returns the STL folder and the combined results."""
 
-    resuming = config.resume is not None
-    config = dataclasses.replace(config).validate()
+    resuming = config.run.resume is not None
+    config = copy.deepcopy(config).validate()
     base = check_single_task_config(config)
-    config.method = base.name
-    config.freeze_backbone = config.freeze_backbone or base.freeze_backbone
+    config.method.name = base.name
+    config.model.freeze_backbone = config.model.freeze_backbone or base.freeze_backbone
     world, main = _world()
-    if world > 1 and config.output_dir is None:
+    if world > 1 and config.run.output_dir is None:
         raise ConfigError(f"--method {base.name} on several processes needs --output-dir")
     if not resuming:
-        check_output_dir(config.output_dir)
+        check_output_dir(config.run.output_dir)
     data = prepare_data(config)  # validates every task's data up front
     names = data.task_names
-    config.tasks = task_entries(config, task_refs(config, data))  # entries naming exactly these tasks
-    run_dir = Path(str(config.resume)) if resuming else (
-        new_run_dir(config.output_dir) if main else Path(str(config.output_dir)))
+    config.data.tasks = task_entries(config, task_refs(config, data))  # entries naming exactly these tasks
+    run_dir = Path(str(config.run.resume)) if resuming else (
+        new_run_dir(config.run.output_dir) if main else Path(str(config.run.output_dir)))
     try:
         if main and not resuming:
             write_text(run_dir / "config.yaml", config.to_yaml())
-        return _train_tasks(config, base, names, run_dir, resuming, epoch_hooks, data.source_label(config.benchmark))
+        label = data.source_label(config.data.benchmark)
+        return _train_tasks(config, base, names, run_dir, resuming, epoch_hooks, label)
     except Interrupted as exc:  # the command resumes the STL folder, not the task's run
         raise Interrupted(exc.signal_name, exc.saved, resume_command(run_dir), exc.exit_status) from None
     except WriteError as exc:
@@ -117,11 +118,11 @@ def _train_tasks(config: TrainConfig, base: SingleTaskMethod, names: Sequence[st
         "method": base.name,
         "task_method": base.task_method,
         "method_spec": spec,
-        "backbone": config.backbone,
+        "backbone": config.model.backbone,
         "benchmark": benchmark,
-        "seed": config.seed,
+        "seed": config.run.seed,
         "regime": regime,
-        "freeze_backbone": config.freeze_backbone,
+        "freeze_backbone": config.model.freeze_backbone,
         "runs": {name: name for name in names},
         "best_epoch": {n: r["best_epoch"] for n, r in per_task.items()},
         "epochs_run": {n: r["epochs_run"] for n, r in per_task.items()},

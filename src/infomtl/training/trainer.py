@@ -84,7 +84,7 @@ EpochHook = Callable[["Trainer"], dict[str, Any]]
 
 def resolve_spec(config: TrainConfig) -> MethodSpec:
     """The validated method of a config (fails before anything is loaded)."""
-    return resolve_method(config.method, config.weighting, config.method_args)
+    return resolve_method(config.method.name, config.method.weighting, config.method.args)
 
 
 @dataclass
@@ -107,14 +107,14 @@ class Trainer(Steps):
         # several processes (torchrun / accelerate launch) on a machine without a GPU: gloo
         # on the CPU (accelerate would otherwise set up one independent process per rank)
         launched = int(os.environ.get("WORLD_SIZE", "1"))
-        cpu = config.cpu or (launched > 1 and not torch.cuda.is_available())
+        cpu = config.run.cpu or (launched > 1 and not torch.cuda.is_available())
         # split_batches: the schedule steps once per (global) step under several processes;
         # the precision is the run's own (training/amp.py), as one process may train several
         # runs of different precisions and accelerate keeps one per process
         self.accelerator = Accelerator(cpu=cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
-        self.amp = MixedPrecision(config.mixed_precision, self.accelerator.device)
-        self.report_to = check_trackers(config.report_to)  # before any work: a missing package stops here
-        warning = slow_bf16_warning(config.mixed_precision, self.accelerator.device.type)
+        self.amp = MixedPrecision(config.run.mixed_precision, self.accelerator.device)
+        self.report_to = check_trackers(config.run.report_to)  # before any work: a missing package stops here
+        warning = slow_bf16_warning(config.run.mixed_precision, self.accelerator.device.type)
         if warning and self.accelerator.is_main_process:
             log.warning(warning)
         if self.accelerator.num_processes != launched:
@@ -123,41 +123,41 @@ class Trainer(Steps):
                 f"{self.accelerator.num_processes}; check the launcher and the device"
             )
         # only the main process creates the run folder
-        if config.resume is None and self.accelerator.is_main_process:
-            check_output_dir(config.output_dir)
+        if config.run.resume is None and self.accelerator.is_main_process:
+            check_output_dir(config.run.output_dir)
         # bars from the main process only (stderr); off when stderr is not a terminal unless asked
-        self.show_progress = show_progress(config.progress) and self.accelerator.is_main_process
-        set_seed(config.seed)
+        self.show_progress = show_progress(config.run.progress) and self.accelerator.is_main_process
+        set_seed(config.run.seed)
         full = load_data(config)
         self.data = limit_data(config, full)
         self.tasks: list[Task] = list(self.data.tasks)
-        self.backbone: Backbone = load_backbone(config.backbone, config.pooling, config.max_length)
+        self.backbone: Backbone = load_backbone(config.model.backbone, config.model.pooling, config.model.max_length)
         tok = self.backbone.tokenizer
         self.pad_id = int(tok.pad_token_id if tok.pad_token_id is not None else 0)
         self.feature_cache = cache = None
         if uses_features(config, token_states):
             self.feature_cache = cache = FeatureCache(
-                self.backbone, config.feature_cache, self.accelerator.device, progress=self.show_progress,
+                self.backbone, config.model.feature_cache, self.accelerator.device, progress=self.show_progress,
                 dtype=self.amp.dtype, layers=reads_layers(config))
         self.encoded: dict[str, list[EncodedSplit]] = {}
         for split in ("train", "val", "test"):
             if all(split in self.data.splits[t.name] for t in self.tasks):
                 parts = [self.data.splits[t.name][split] for t in self.tasks]
                 self.encoded[split] = [
-                    encode(part, tok, config.max_length) if cache is None
+                    encode(part, tok, config.model.max_length) if cache is None
                     else cache.encoded(full.splits[part.task.name][split], part)
                     for part in parts
                 ]
         self.train_sizes = [len(s) for s in self.encoded["train"]]
         self.method = Method(
             self.spec, self.tasks, shared_size(config, self.backbone, token_states),
-            self.train_sizes, config.head_dropout, config.head_hidden,
+            self.train_sizes, config.model.head_dropout, config.model.head_hidden,
         )
-        self.regime = self.method.regime(config.regime)
+        self.regime = self.method.regime(config.batching.regime)
         self.primary = primary_index(config, self.tasks)
         self.batcher = Batcher(
-            [s.lengths for s in self.encoded["train"]], config.batch_size, self.regime,
-            config.seed, config.temperature, ratios=ratio_list(config, self.tasks),
+            [s.lengths for s in self.encoded["train"]], config.batching.batch_size, self.regime,
+            config.run.seed, config.batching.temperature, ratios=ratio_list(config, self.tasks),
         )
         self.autosem: AutoSemSteps | None = None
         if self.regime == "autosem":
@@ -170,7 +170,7 @@ class Trainer(Steps):
         if "val" not in self.encoded:
             raise ConfigError("--regime autosem scores a validation split; these tasks have none")
         splits = reward_splits(self.encoded["val"], [self.data.splits[t.name]["val"] for t in self.tasks],
-                               self.primary, cfg.autosem_eval_rows, cfg.seed)
+                               self.primary, cfg.batching.autosem_eval_rows, cfg.run.seed)
         scored = [k for k in range(len(self.tasks)) if self.primary is None or k == self.primary]
 
         def score() -> float:
@@ -181,7 +181,8 @@ class Trainer(Steps):
                                            [preds[k] for k in scored])["avg"])
 
         name = "avg" if self.primary is None else self.tasks[self.primary].name
-        return AutoSemSteps(self.batcher, [t.name for t in self.tasks], score, cfg.autosem_eval_every, cfg.seed,
+        return AutoSemSteps(self.batcher, [t.name for t in self.tasks], score, cfg.batching.autosem_eval_every,
+                            cfg.run.seed,
                             scored_on=name)
 
     # -- loop --------------------------------------------------------------------------
@@ -216,8 +217,8 @@ class Trainer(Steps):
         and its ``last/`` when there is a state to resume from."""
         cfg, acc = self.config, self.accelerator
         last_dir = None
-        if cfg.resume is not None:
-            run_dir = Path(cfg.resume)
+        if cfg.run.resume is not None:
+            run_dir = Path(cfg.run.resume)
             if acc.is_main_process:
                 for name in ("last", "checkpoint"):
                     recover_folder(run_dir / name)
@@ -228,7 +229,7 @@ class Trainer(Steps):
             if (run_dir / "last" / "state.json").is_file():
                 last_dir = run_dir / "last"
         else:
-            made = new_run_dir(cfg.output_dir) if acc.is_main_process else None
+            made = new_run_dir(cfg.run.output_dir) if acc.is_main_process else None
             run_dir = Path(distributed.broadcast_object(None if made is None else str(made)))
         self.run_dir = run_dir
         if acc.is_main_process:
@@ -243,7 +244,7 @@ class Trainer(Steps):
                 "method_name": self.spec.name,
                 "regime": self.regime,
                 "train_sizes": self.train_sizes,
-                "backbone": cfg.backbone,
+                "backbone": cfg.model.backbone,
                 **({"backbone_fingerprint": self.feature_cache.fingerprint} if self.feature_cache else {}),
             })
         return run_dir, last_dir
@@ -267,9 +268,9 @@ class Trainer(Steps):
     def _run(self, run_dir: Path, last_dir: Path | None) -> TrainResult:
         cfg, acc = self.config, self.accelerator
         steps_per_epoch = self.batcher.steps_per_epoch()
-        if cfg.max_steps is not None:
-            steps_per_epoch = min(steps_per_epoch, cfg.max_steps)
-        self.setup(steps_per_epoch * cfg.epochs)
+        if cfg.optim.max_steps is not None:
+            steps_per_epoch = min(steps_per_epoch, cfg.optim.max_steps)
+        self.setup(steps_per_epoch * cfg.optim.epochs)
         model, scheduler = self.model, self.scheduler
 
         log_path = run_dir / "log.jsonl"
@@ -288,7 +289,7 @@ class Trainer(Steps):
         self._progress(
             "training %s on %s (%d rows, %d steps/epoch, regime %s) with %s on %s (CPU threads: %d) -> %s",
             self.spec.name, ", ".join(t.name for t in self.tasks), sum(self.train_sizes), steps_per_epoch,
-            self.regime, cfg.backbone, acc.device, torch.get_num_threads(), run_dir,
+            self.regime, cfg.model.backbone, acc.device, torch.get_num_threads(), run_dir,
         )
         if acc.is_main_process and (note := busy_note(torch.get_num_threads())) is not None:
             log.warning("%s", note)
@@ -296,7 +297,7 @@ class Trainer(Steps):
             self.autosem.begin()
         fresh = 0  # steps since last/ was written
         epoch = at.epoch
-        for epoch in range(at.epoch + 1, 1 if at.stopped else cfg.epochs + 1):
+        for epoch in range(at.epoch + 1, 1 if at.stopped else cfg.optim.epochs + 1):
             model.train()
             self.method.train()
             stats = EpochStats([t.name for t in self.tasks], acc.device)
@@ -356,15 +357,15 @@ class Trainer(Steps):
                 if acc.is_main_process:
                     save_checkpoint(
                         run_dir / "checkpoint", acc.unwrap_model(model), self.method, self.backbone,
-                        {"epoch": epoch, "step": at.step, "select_by": cfg.select_by, "score": score},
+                        {"epoch": epoch, "step": at.step, "select_by": cfg.optim.select_by, "score": score},
                     )
             else:
                 at.bad_epochs += 1
-            at.stopped = bool(cfg.patience and at.bad_epochs >= cfg.patience)
+            at.stopped = bool(cfg.optim.patience and at.bad_epochs >= cfg.optim.patience)
             at.epoch, at.epoch_step, fresh = epoch, 0, 0
             self._save_last(at, start)
             if at.stopped:
-                self._progress("early stop: no improvement for %d epochs", cfg.patience)
+                self._progress("early stop: no improvement for %d epochs", cfg.optim.patience)
                 break
         if signals.requested() is not None:  # before the test: last/ holds the last epoch
             raise interrupted(run_dir, at, saved_now=False)
@@ -373,9 +374,9 @@ class Trainer(Steps):
         results: dict[str, Any] = {
             "method": self.spec.name,
             "method_spec": self.spec.to_dict(),
-            "backbone": cfg.backbone,
-            "benchmark": self.data.source_label(cfg.benchmark),
-            "seed": cfg.seed,
+            "backbone": cfg.model.backbone,
+            "benchmark": self.data.source_label(cfg.data.benchmark),
+            "seed": cfg.run.seed,
             "regime": self.regime,
             "best_epoch": at.best_epoch,
             "epochs_run": epoch,
@@ -411,9 +412,9 @@ class Trainer(Steps):
 
     def _selection_score(self, val: dict[str, Any], val_loss: float) -> float:
         """What ``--select-by`` maximises: validation Avg, minus the loss, or the primary task's score."""
-        if self.config.select_by == "loss":
+        if self.config.optim.select_by == "loss":
             return -val_loss
-        if self.config.select_by == "primary":
+        if self.config.optim.select_by == "primary":
             assert self.primary is not None  # TrainConfig.validate: --select-by primary needs --primary-task
             return float(val["scores"][self.tasks[self.primary].name])
         return float(val["avg"])
@@ -424,7 +425,7 @@ class Trainer(Steps):
     def _predict_on(self, splits: list[EncodedSplit], bar: str | None = None) -> tuple[list[np.ndarray], float]:
         return predict_splits(
             self.accelerator.unwrap_model(self.model), self.method, self.tasks, splits,
-            self.config.eval_batch_size, self.pad_id, self.accelerator.device, self.amp.dtype,
+            self.config.batching.eval_batch_size, self.pad_id, self.accelerator.device, self.amp.dtype,
             self.accelerator.process_index, self.accelerator.num_processes,
             progress=bar if self.show_progress else None,
         )
