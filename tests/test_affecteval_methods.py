@@ -21,8 +21,9 @@ from infomtl.artifacts.evaluation import evaluate_run, score_predictions
 from infomtl.cli import build_parser
 from infomtl.config import TrainConfig
 from infomtl.data.affecteval import EI_REG_EMOTIONS
-from infomtl.data.loading import prepare_data
+from infomtl.data.loading import prepare_data, resolve_benchmark_args
 from infomtl.errors import ConfigError
+from infomtl.experiments.store import run_id
 from infomtl.methods import method_names
 from infomtl.metrics import pearson, score_task, spearman
 from infomtl.options import load_yaml
@@ -222,8 +223,18 @@ def test_multilabel_threshold_must_be_inside_the_unit_interval(value: float) -> 
 
 
 def test_ei_reg_pair_is_one_of_its_choices() -> None:
-    with pytest.raises(ConfigError, match="--ei-reg-pair must be one of first, none"):
-        TrainConfig(ei_reg_pair="second").validate()
+    """Checked by AffectEval's reader, as a method checks its method_args."""
+    with pytest.raises(ConfigError, match=r"^--benchmark-args ei_reg_pair must be one of first, none, got 'second' "
+                                          r"\(affecteval\)$"):
+        resolve_benchmark_args(TrainConfig(ei_reg_pair="second").data.benchmark_args)
+    with pytest.raises(ConfigError, match=r"^--benchmark-args: unknown option: multilabel \(did you mean "
+                                          r"`goemotions_multilabel`\?\) \(the readers' options: tweeteval: source; "
+                                          r"affecteval: goemotions_multilabel, ei_reg_pair\)$"):
+        resolve_benchmark_args({"multilabel": "true"})
+    with pytest.raises(ConfigError, match=r"goemotions_multilabel='maybe': expected a bool \(affecteval\)"):
+        resolve_benchmark_args({"goemotions_multilabel": "maybe"})
+    assert resolve_benchmark_args({"goemotions_multilabel": "yes", "ei_reg_pair": "none"}) == {
+        "goemotions_multilabel": True, "ei_reg_pair": "none"}
 
 
 def test_train_flags_include_the_affecteval_options() -> None:
@@ -234,8 +245,14 @@ def test_train_flags_include_the_affecteval_options() -> None:
     ])
     from infomtl.cli.train import config_from_args
 
-    cfg = config_from_args(args)
-    assert (cfg.data.goemotions_multilabel, cfg.data.ei_reg_pair, cfg.data.multilabel_threshold) == (True, "none", 0.4)
+    cfg = config_from_args(args)  # the shorthands of --benchmark-args
+    assert cfg.data.benchmark_args == {"goemotions_multilabel": True, "ei_reg_pair": "none"}
+    assert cfg.data.multilabel_threshold == 0.4
+    same = config_from_args(parser.parse_args([
+        "train", "--benchmark", "affecteval", "--benchmark-args", "goemotions_multilabel=true,ei_reg_pair=none",
+        "--multilabel-threshold", "0.4"]))
+    assert resolve_benchmark_args(same.data.benchmark_args) == resolve_benchmark_args(cfg.data.benchmark_args)
+    assert run_id(same) == run_id(cfg)
     with pytest.raises(SystemExit):
         parser.parse_args(["train", "--ei-reg-pair", "second"])
 

@@ -196,11 +196,12 @@ def test_train_help_lists_the_values_of_every_option_with_a_fixed_set() -> None:
 
     text = " ".join(_train_parser().format_help().split())
     fixed = {key: f.metadata["choices"] for key, f, _ in option_fields(TrainConfig) if "choices" in f.metadata}
-    named = {"pooling", "optimizer", "lr_schedule", "select_by", "mixed_precision", "regime", "ei_reg_pair"}
+    named = {"pooling", "optimizer", "lr_schedule", "select_by", "mixed_precision", "regime"}
     assert named <= set(fixed)
     for name, choices in fixed.items():
         assert f"--{name.replace('_', '-')} {{{','.join(choices)}}}" in text, name
     assert "--regime {auto,mixed,uniform,per-task,temperature,ratios,autosem}" in text
+    assert "--ei-reg-pair {first,none}" in text  # a shorthand of --benchmark-args
     assert "built-in benchmark whose tasks plain names in --tasks refer to (tweeteval, affecteval," in text
 
 

@@ -196,5 +196,5 @@ def test_tweet_eval_copy_missing_a_target_names_it(tweet_eval: Path, tmp_path: P
     shutil.rmtree(copy / "stance_climate")
     with pytest.raises(DataError, match=r"tweet_eval:stance_climate: cannot load the dataset"):
         prepare_data(TrainConfig(tasks=["stance"], tweeteval_source=f"hf:{copy}"))
-    with pytest.raises(ConfigError, match="--tweeteval-source must be files, hf or hf:ID_OR_PATH"):
-        TrainConfig(tweeteval_source="hub").validate()
+    with pytest.raises(ConfigError, match="--benchmark-args source must be files, hf or hf:ID_OR_PATH, got 'hub'"):
+        prepare_data(TrainConfig(tweeteval_source="hub"))

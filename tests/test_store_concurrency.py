@@ -37,6 +37,17 @@ def test_the_id_of_a_fixed_config_is_held() -> None:
     assert run_id(config) == digest(expected) == FIXED_ID
 
 
+def test_a_benchmark_arg_hashes_as_the_option_it_was() -> None:
+    """``--benchmark-args goemotions_multilabel=true`` (or its shorthand) is the run that
+    ``--goemotions-multilabel`` was, id included; a default given explicitly changes nothing."""
+    expected = {"epochs": 3, "seed": 1, "id_schema": ID_SCHEMA, "method": "linear", "weighting": "ew",
+                "goemotions_multilabel": True, "tweeteval_source": "hf"}
+    for config in (TrainConfig(**FIXED, benchmark_args={"goemotions_multilabel": "true", "source": "hf"}),
+                   TrainConfig(**FIXED, goemotions_multilabel=True, tweeteval_source="hf")):
+        assert run_id(config) == digest(expected)
+    assert run_id(TrainConfig(**FIXED, benchmark_args={"ei_reg_pair": "first", "source": "files"})) == FIXED_ID
+
+
 def test_adding_an_option_keeps_every_id(monkeypatch) -> None:
     from infomtl.config.sections import KEYS, SECTIONS, RunOptions
 

@@ -63,6 +63,16 @@ def add_config_options(parser: argparse.ArgumentParser, cls: type) -> None:
         else:
             kwargs["metavar"] = f.metadata.get("metavar", key.upper())
         group.add_argument(flag, **kwargs)
+    shorthands = getattr(cls, "SHORTHANDS", {})
+    if shorthands:  # flags that set one entry of a mapping option (TrainConfig's benchmark_args)
+        group = parser.add_argument_group("shorthands")
+        for name, (_, kind, choices, help_text) in shorthands.items():
+            kwargs = {"dest": name, "default": argparse.SUPPRESS, "help": f"the same as {help_text}"}
+            if kind is bool:
+                group.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, **kwargs)
+            else:
+                group.add_argument("--" + name.replace("_", "-"), choices=choices,
+                                   metavar=None if choices else "VALUE", **kwargs)
 
 
 def _shown(f: dataclasses.Field, default: Any, on_off: bool = False) -> str:
@@ -85,7 +95,7 @@ def config_values(args: argparse.Namespace, cls: type) -> tuple[dict[str, Any], 
     if getattr(args, "config", None):
         source = args.config
         values = {str(k).replace("-", "_"): v for k, v in load_yaml(args.config).items()}
-    names = {key for key, _, _ in option_fields(cls)}
+    names = {key for key, _, _ in option_fields(cls)} | set(getattr(cls, "SHORTHANDS", {}))
     values.update({k: v for k, v in vars(args).items() if k in names})
     return values, source
 

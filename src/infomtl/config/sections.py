@@ -48,10 +48,14 @@ class DataOptions:
         "required), config, revision, name, kind, text, pair, label (columns; regression outputs joined "
         "by +), train, val, test (split names); repeat the flag for several", "data", metavar="SPEC",
         flag="hf-task")
-    tweeteval_source: str = option(
-        "files", "where TweetEval's tasks are read from: files (the official layout under the data root), "
-        "hf (the Hugging Face dataset cardiffnlp/tweet_eval) or hf:ID_OR_PATH (another copy of it, e.g. "
-        "a folder of save_to_disk datasets, one per config)", "data")
+    benchmark_args: dict[str, Any] = option(
+        {}, "options of the built-in benchmarks' readers as key=value pairs, each checked by its reader: "
+        "tweeteval source=files|hf|hf:ID_OR_PATH (the official files under the data root, the Hugging Face "
+        "dataset cardiffnlp/tweet_eval, or another copy of it, e.g. a folder of save_to_disk datasets); "
+        "affecteval goemotions_multilabel=true (GoEmotions as the official multi-label task instead of the "
+        "authors' single-label subset), ei_reg_pair=first|none (EI-reg's emotion as the first text of a "
+        "pair, or not given)", "data", metavar="KEY=VALUE", shown="each reader's own: source=files, "
+        "goemotions_multilabel=false, ei_reg_pair=first")
     data_dir: str | None = option(
         None, "root folder holding one folder per benchmark, used alone when given", "data",
         shown="$INFOMTL_DATA, else the cache folder")
@@ -62,12 +66,6 @@ class DataOptions:
     max_eval_examples: int | None = option(
         None, "score N val/test rows per task, stratified by label and group, the same rows for every "
         "seed (smoke runs; not official)", "data", shown="all rows")
-    goemotions_multilabel: bool = option(
-        False, "GoEmotions as the official multi-label task instead of the authors' single-label subset "
-        "(affecteval)", "data")
-    ei_reg_pair: str = option(
-        "first", "how EI-reg's emotion reaches the encoder: as the first text of a pair, or not at all "
-        "(affecteval)", "data", EI_REG_PAIRS)
     multilabel_threshold: float | None = option(
         None, "decision threshold of multi-label tasks, in (0, 1)", "data", shown="each task's own, 0.5")
 
@@ -222,6 +220,15 @@ def option_key(f: dataclasses.Field) -> str:
     """The option a section's field is: its flag (``--KEY``) and flat YAML key."""
     return f.metadata.get("key", f.name)
 
+
+#: Shorthands of one ``benchmark_args`` entry each, as flags and YAML keys (the options of
+#: earlier versions): name -> (the entry's key, its type, its values or None, the --help text).
+BENCHMARK_ARG_SHORTHANDS: dict[str, tuple[str, type, tuple[str, ...] | None, str]] = {
+    "tweeteval_source": ("source", str, None, "--benchmark-args source=VALUE (tweeteval)"),
+    "goemotions_multilabel": ("goemotions_multilabel", bool, None,
+                              "--benchmark-args goemotions_multilabel=true|false (affecteval)"),
+    "ei_reg_pair": ("ei_reg_pair", str, EI_REG_PAIRS, "--benchmark-args ei_reg_pair=VALUE (affecteval)"),
+}
 
 #: Every option's key -> (its section's attribute, its field's name), in section order.
 KEYS: dict[str, tuple[str, str]] = {

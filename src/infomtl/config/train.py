@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import yaml
 
 from infomtl.config.sections import (
+    BENCHMARK_ARG_SHORTHANDS,
     KEYS,
     PRECISIONS,
     REPORT_TO,
@@ -48,6 +49,7 @@ class TrainConfig:
     ``batching``, ``optim`` and ``run`` (see :mod:`infomtl.config.sections`)."""
 
     SECTIONS: ClassVar[dict[str, type]] = SECTIONS
+    SHORTHANDS: ClassVar[dict[str, tuple[str, type, tuple[str, ...] | None, str]]] = BENCHMARK_ARG_SHORTHANDS
 
     data: DataOptions
     model: ModelOptions
@@ -73,9 +75,16 @@ class TrainConfig:
             value = given[section]
             setattr(self, section, copy.deepcopy(value) if value is not None else cls())
         for key, value in options.items():
-            if key not in KEYS:
-                raise TypeError(f"TrainConfig() got an unexpected option {key!r}{did_you_mean(key, KEYS)}")
+            self._set_option("TrainConfig()", key, value)
+
+    def _set_option(self, caller: str, key: str, value: Any) -> None:
+        """Set option ``key``, or the ``benchmark_args`` entry a shorthand names (TypeError if neither)."""
+        if key in BENCHMARK_ARG_SHORTHANDS:
+            self.data.benchmark_args = {**self.data.benchmark_args, BENCHMARK_ARG_SHORTHANDS[key][0]: value}
+        elif key in KEYS:
             self.set(key, value)
+        else:
+            raise TypeError(f"{caller} got an unexpected option {key!r}{did_you_mean(key, KEYS)}")
 
     def get(self, key: str) -> Any:
         """The value of option ``key`` (``config.get("lr") == config.optim.lr``)."""
@@ -91,9 +100,7 @@ class TrainConfig:
         """A copy with the given options changed (``config.replace(seed=1, output_dir=None)``)."""
         config = copy.deepcopy(self)
         for key, value in options.items():
-            if key not in KEYS:
-                raise TypeError(f"TrainConfig.replace() got an unexpected option {key!r}{did_you_mean(key, KEYS)}")
-            config.set(key, value)
+            config._set_option("TrainConfig.replace()", key, value)
         return config
 
     def validate(self) -> TrainConfig:
@@ -149,9 +156,6 @@ class TrainConfig:
             raise ConfigError(f"--scalar-lr must be > 0, got {self.optim.scalar_lr}")
         for spec in self.data.hf_tasks:
             check_hf_task(spec)
-        source = self.data.tweeteval_source
-        if source not in ("files", "hf") and not (source.startswith("hf:") and source[3:].strip()):
-            raise ConfigError(f"--tweeteval-source must be files, hf or hf:ID_OR_PATH, got {source!r}")
         for name in ("max_train_examples", "max_eval_examples", "max_steps"):
             value = self.get(name)
             if value is not None and value < 1:
@@ -231,14 +235,26 @@ def flat_options(data: dict[str, Any], source: str = "config") -> dict[str, Any]
     for key, value in data.items():
         name = str(key).replace("-", "_")
         if name in SECTIONS and isinstance(value, dict):
-            options.update(_section_options(name, value, source))
-        elif name in KEYS:
-            options[name] = value
+            for option, given in _section_options(name, value, source).items():
+                _put(options, option, given, source)
+        elif name in KEYS or name in BENCHMARK_ARG_SHORTHANDS:
+            _put(options, name, value, source)
         else:
             unknown.append(str(key))
     if unknown:
         raise ConfigError(f"{source}: {unknown_names('option', unknown, KEYS)} (see `infomtl train --help`)")
     return options
+
+
+def _put(options: dict[str, Any], key: str, value: Any, source: str) -> None:
+    """``options[key] = value``, a shorthand (``tweeteval_source``) as its ``benchmark_args`` entry,
+    merged with the entries given before (the later wins)."""
+    if key in BENCHMARK_ARG_SHORTHANDS:
+        key, value = "benchmark_args", {BENCHMARK_ARG_SHORTHANDS[key][0]: value}
+    if key == "benchmark_args" and "benchmark_args" in options:
+        before = coerce(key, options[key], option_type(key), source)
+        value = {**before, **coerce(key, value, option_type(key), source)}
+    options[key] = value
 
 
 def option_type(key: str) -> Any:

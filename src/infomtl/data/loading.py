@@ -25,21 +25,21 @@ from infomtl.data.subsample import eval_subsets, subsample
 from infomtl.data.synthetic import synthetic_benchmark
 from infomtl.data.tweeteval import load_tweeteval
 from infomtl.data.types import MultiTaskData, TaskData, choose_task_names
-from infomtl.errors import ConfigError, InfomtlError
-from infomtl.tasks import Task, TaskKind
+from infomtl.errors import ConfigError, InfomtlError, unknown_names
+from infomtl.options import scalar
+from infomtl.tasks import EI_REG_PAIRS, Task, TaskKind
 
-#: ``loader(data_dir, tasks, **options)``; a loader declares the options it takes as
-#: keyword parameters (AffectEval: ``goemotions_multilabel``, ``ei_reg_pair``).
+#: ``loader(data_dir, tasks, **options)``; a loader declares the options it reads (its
+#: ``--benchmark-args``) as keyword parameters with defaults (AffectEval:
+#: ``goemotions_multilabel``, ``ei_reg_pair``; TweetEval: ``source``).
 BenchmarkLoader = Callable[..., MultiTaskData]
 
 
-def _tweeteval(data_dir: str | Path | None, tasks: Sequence[str] | None, tweeteval_source: str = "files"
-               ) -> MultiTaskData:
-    if tweeteval_source != "files":
+def _tweeteval(data_dir: str | Path | None, tasks: Sequence[str] | None, source: str = "files") -> MultiTaskData:
+    if source != "files":
         from infomtl.data.tweeteval_hf import HUB_ID, load_tweeteval_hf  # needs the datasets extra
 
-        return load_tweeteval_hf(tweeteval_source[3:].strip() if tweeteval_source.startswith("hf:") else HUB_ID,
-                                 tasks)
+        return load_tweeteval_hf(source[3:].strip() if source.startswith("hf:") else HUB_ID, tasks)
     return load_tweeteval(resolve_benchmark_dir("tweeteval", data_dir), tasks)
 
 
@@ -80,10 +80,10 @@ def load_benchmark(
         data_dir: data root holding the benchmark's folder (else ``$INFOMTL_DATA``
             or the user cache; see :func:`resolve_benchmark_dir`).
         tasks: task names to keep, in the order wanted (default: all).
-        options: benchmark options (``goemotions_multilabel``, ``ei_reg_pair``,
-            ``tweeteval_source``);
-            each loader gets those it declares and ignores the others, so one set
-            of options serves every benchmark.
+        options: the readers' options (``goemotions_multilabel``, ``ei_reg_pair``,
+            ``source``; :func:`resolve_benchmark_args` checks them): each loader gets
+            those it declares and ignores the others, so one set of options serves every
+            benchmark.
 
     Raises:
         ConfigError: an unknown benchmark or task name.
@@ -94,6 +94,64 @@ def load_benchmark(
     loader = BENCHMARKS[name]
     accepted = list(inspect.signature(loader).parameters)[2:]  # after data_dir, tasks
     return loader(data_dir, tasks, **{k: v for k, v in options.items() if k in accepted})
+
+
+def reader_options() -> dict[str, dict[str, Any]]:
+    """Each built-in benchmark's reader options (its ``--benchmark-args``) with their defaults."""
+    return {name: {p.name: p.default for p in list(inspect.signature(loader).parameters.values())[2:]}
+            for name, loader in BENCHMARKS.items()}
+
+
+def _check_source(value: str) -> str | None:
+    fine = value in ("files", "hf") or (value.startswith("hf:") and bool(value[3:].strip()))
+    return None if fine else "must be files, hf or hf:ID_OR_PATH"
+
+
+#: Values a reader option must take beyond its type: option -> what is wrong with a value, or None.
+OPTION_CHECKS: dict[str, Callable[[Any], str | None]] = {
+    "source": _check_source,
+    "ei_reg_pair": lambda v: None if v in EI_REG_PAIRS else f"must be one of {', '.join(EI_REG_PAIRS)}",
+}
+
+
+def resolve_benchmark_args(args: dict[str, Any]) -> dict[str, Any]:
+    """``--benchmark-args`` checked by the readers that declare them (as ``method_args`` by
+    their method): each key an option of a built-in benchmark's reader, each value coerced
+    to the type of that option's default and checked (:data:`OPTION_CHECKS`).
+
+    Raises:
+        ConfigError: a key no reader declares (with each reader's options), or a bad value.
+    """
+    declared: dict[str, tuple[str, Any]] = {}  # option -> (its benchmark, its default)
+    readers = reader_options()
+    for bench, options in readers.items():
+        for name, default in options.items():
+            declared.setdefault(name, (bench, default))
+    resolved = {}
+    for key, value in args.items():
+        if key not in declared:
+            listing = "; ".join(f"{b}: {', '.join(o)}" for b, o in readers.items() if o)
+            raise ConfigError(f"--benchmark-args: {unknown_names('option', [key], declared)} "
+                              f"(the readers' options: {listing})")
+        bench, default = declared[key]
+        try:
+            resolved[key] = scalar(value, type(default))
+        except (TypeError, ValueError):
+            raise ConfigError(f"--benchmark-args {key}={value!r}: expected a {type(default).__name__} "
+                              f"({bench})") from None
+        problem = OPTION_CHECKS[key](resolved[key]) if key in OPTION_CHECKS else None
+        if problem:
+            raise ConfigError(f"--benchmark-args {key} {problem}, got {value!r} ({bench})")
+    return resolved
+
+
+def benchmark_arg(config: TrainConfig, name: str) -> Any:
+    """The value of reader option ``name`` in a run: its ``--benchmark-args`` entry, else the
+    default of the reader that declares it."""
+    given = resolve_benchmark_args(config.data.benchmark_args)
+    if name in given:
+        return given[name]
+    return next(options[name] for options in reader_options().values() if name in options)
 
 
 def select_tasks(
@@ -123,6 +181,7 @@ def load_data(config: TrainConfig) -> MultiTaskData:
     """The configured tasks with their whole splits (no limits applied), in the order of
     :func:`~infomtl.data.refs.resolve_task_refs`, each task's source in ``sources``."""
     refs = resolve_task_refs(config, list(BENCHMARKS))
+    options = resolve_benchmark_args(config.data.benchmark_args)
     loaded: dict[int, list[tuple[Task, dict[str, TaskData], str]]] = {}
     by_benchmark: dict[str, list[int]] = {}
     for i, ref in enumerate(refs):
@@ -133,10 +192,7 @@ def load_data(config: TrainConfig) -> MultiTaskData:
             loaded[i] = [(task, splits, ref.source)]
     for bench, positions in by_benchmark.items():  # one load per benchmark, in the run's order
         names = None if refs[positions[0]].name == "*" else [refs[i].name for i in positions]
-        data = load_benchmark(
-            bench, config.data.data_dir, names, goemotions_multilabel=config.data.goemotions_multilabel,
-            ei_reg_pair=config.data.ei_reg_pair, tweeteval_source=config.data.tweeteval_source,
-        )
+        data = load_benchmark(bench, config.data.data_dir, names, **options)
         if names is None:
             loaded[positions[0]] = [(t, data.splits[t.name], bench) for t in data.tasks]
         else:

@@ -90,8 +90,11 @@ def run_id(config: TrainConfig) -> str:
     defaults = TrainConfig().to_dict()
     data: dict[str, Any] = {
         k: v for k, v in config.to_dict().items()
-        if k not in NOT_HASHED and k not in ("method", "weighting", "method_args") and v != defaults[k]
+        if k not in NOT_HASHED and k not in ("method", "weighting", "method_args", "benchmark_args")
+        and v != defaults[k]
     }
+    reader_defaults = _reader_options(TrainConfig())
+    data.update({k: v for k, v in _reader_options(config).items() if v != reader_defaults[k]})
     data["id_schema"] = ID_SCHEMA
     if is_single_task(config.method.name):
         data["method"] = config.method.name
@@ -118,10 +121,22 @@ def legacy_run_id(config: TrainConfig) -> str:
     from infomtl.methods import resolve_method
     from infomtl.methods.single_task import is_single_task
 
-    data = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED}
+    data = {k: v for k, v in config.to_dict().items() if k not in NOT_HASHED and k != "benchmark_args"}
+    data.update({k: v for k, v in _reader_options(config).items() if k in TrainConfig.SHORTHANDS})
     if not is_single_task(config.method.name):
         data["method_spec"] = resolve_method(config.method.name, config.method.weighting, config.method.args).to_dict()
     return digest(data)
+
+
+def _reader_options(config: TrainConfig) -> dict[str, Any]:
+    """Every benchmark reader option of the run, given or default, under the name of its
+    shorthand where it has one (``tweeteval_source``, ``goemotions_multilabel``,
+    ``ei_reg_pair``: options of their own before ``--benchmark-args``, hashed so then)."""
+    from infomtl.data.loading import benchmark_arg, reader_options  # kept out of `infomtl --help`
+
+    names = {entry: name for name, (entry, *_) in TrainConfig.SHORTHANDS.items()}
+    declared = sorted({k for options in reader_options().values() for k in options})
+    return {names.get(k, k): benchmark_arg(config, k) for k in declared}
 
 
 def digest(data: dict[str, Any]) -> str:

@@ -100,8 +100,7 @@ def _resumable(folder: Path, rid: str) -> bool:
 
 #: The options a run's cached features depend on (besides the backbone's own files).
 FEATURE_OPTIONS = ("backbone", "pooling", "max_length", "benchmark", "tasks", "task_dirs", "hf_tasks",
-                   "tweeteval_source", "data_dir",
-                   "goemotions_multilabel", "ei_reg_pair", "feature_cache", "mixed_precision", "cpu")
+                   "benchmark_args", "data_dir", "feature_cache", "mixed_precision", "cpu")
 
 
 def prepare_features(configs: list[TrainConfig]) -> int:

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from infomtl.artifacts.run_folder import load_run
 from infomtl.data.folder import load_task_folder
+from infomtl.data.loading import benchmark_arg
 from infomtl.errors import InfomtlError
 from infomtl.fileio import read_json
 from infomtl.modeling.model import MultiTaskModel
@@ -69,7 +70,8 @@ def pair_modes(config: Any, tasks: list[Task], run_dir: Path | None = None) -> d
                 continue  # the folder moved: assume no pairs (pairs given are then ignored)
             if task.name in modes and splits["train"].pairs is not None:
                 modes[task.name] = "second"
-    elif config.data.benchmark == "affecteval" and config.data.ei_reg_pair == "first" and "ei_reg" in modes:
+    elif (config.data.benchmark == "affecteval" and "ei_reg" in modes
+          and benchmark_arg(config, "ei_reg_pair") == "first"):
         modes["ei_reg"] = "first"
     return modes
 
