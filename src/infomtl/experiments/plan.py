@@ -1,41 +1,13 @@
 """Sweep files: the grid of training runs a sweep names, resolved and validated.
 
-A sweep file (YAML) names the runs::
-
-    base:                      # TrainConfig options shared by every run
-      benchmark: synthetic
-      backbone: tiny
-    methods:                   # one entry per method (a row of the report)
-      - method: ew
-      - method: infomtl
-        grid: {alpha: [0.01, 0.1], beta: [0.01]}   # method hyperparameters
-      - method: infomtl
-        label: infomtl w/o TIMin                     # an ablation: its own row
-        method_args: {timin: false}
-    seeds: [0, 1, 2]           # default
-    train_ratios: [1.0]        # default
-    benchmarks: [tweeteval]    # optional (default: base's)
-    backbones: [roberta-base]  # optional (default: base's)
-    task_sets: [pairs]         # optional: train on subsets of the tasks (see below)
-
-``task_sets`` lists the task subsets every run is repeated on: a list of task
-names (``[emotion, irony]``, entries as ``--tasks`` takes them: ``affecteval:emobank``,
-a task folder's name or path) or a comma-separated string, ``all`` (the base's
-tasks, i.e. no subset), ``pairs`` (every pair of the benchmark's tasks, or of the
-base's ``tasks`` when it names some) or ``singles`` (each task alone). Runs of a
-subset carry ``task_set`` in the plan, and ``infomtl report`` tabulates them apart
-(pairwise tables) from the runs on all tasks. A subset that names none of the base's
-``task_dirs`` / ``hf_tasks`` trains without them.
-
-Besides ``method``, ``label``, ``grid``, a method entry may set ``seeds`` (its own
-list, replacing the sweep's: main rows over 5 seeds, ablations over 3) and any
-TrainConfig option (``weighting``, ``method_args``, ``lr`` ...); it overrides ``base``.
-
-Every run is resolved to a :class:`TrainConfig` and validated (method and
-hyperparameters included) before anything trains. Its id hashes the options that
-differ from their defaults, leaving out those that do not change what a run computes
-(``output_dir``, ``progress``, ``threads`` ...): the same run always gets the same id
-(:func:`~infomtl.experiments.store.run_id`).
+A sweep file (YAML; its format: ``docs/experiments.md``) gives ``base`` TrainConfig options
+(flat or by section), ``methods`` (one entry per report row: ``method``, optional ``label``,
+``grid`` of method hyperparameters, ``seeds`` and any option overriding ``base``), and the
+``seeds``, ``train_ratios``, ``benchmarks``, ``backbones`` and ``task_sets`` (``all``,
+``pairs``, ``singles`` or task lists) every row is repeated over. Every run is resolved to a
+:class:`TrainConfig` and validated (method and hyperparameters included) before anything
+trains; its id (:func:`~infomtl.experiments.store.run_id`) hashes the options that differ
+from their defaults, so the same run always gets the same id.
 """
 
 from __future__ import annotations
