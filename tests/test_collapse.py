@@ -15,7 +15,7 @@ from infomtl.training.collapse import Collapse, check_collapse, collapse_advice,
 EMOTION = Task("emotion", "classification", labels=("anger", "joy", "optimism", "sadness"))
 TOPICS = Task("topics", "multilabel", labels=("sport", "music", "news"))
 VAD = Task("vad", "regression", targets=("V", "A", "D"))
-FINE_TUNING = ("with few rows or epochs try fast mode (--freeze-backbone --lr 1e-3), "
+FINE_TUNING = ("with few rows or epochs try fast mode (--freeze-backbone --lr 3e-3), "
                "or more epochs / a higher --lr")
 
 
@@ -98,7 +98,7 @@ def test_the_regression_threshold_is_5_percent_of_the_targets_std() -> None:
 def test_the_advice_depends_on_the_mode() -> None:
     assert collapse_advice(TrainConfig()) == FINE_TUNING
     assert collapse_advice(TrainConfig(freeze_backbone=True)) == (
-        "try more epochs (--epochs) or a higher --lr (1e-3 suits fast mode)")
+        "try more epochs (--epochs) or a higher --lr (3e-3 suits fast mode)")
 
 
 def test_every_task_is_checked_in_order() -> None:

@@ -126,8 +126,8 @@ def _constant_targets(task: Task, gold: np.ndarray, pred: np.ndarray, split: str
 def collapse_advice(config: TrainConfig) -> str:
     """The fix to suggest for a collapse under ``config`` (fine-tuning or fast mode)."""
     if config.model.freeze_backbone:
-        return "try more epochs (--epochs) or a higher --lr (1e-3 suits fast mode)"
-    return ("with few rows or epochs try fast mode (--freeze-backbone --lr 1e-3), "
+        return "try more epochs (--epochs) or a higher --lr (3e-3 suits fast mode)"
+    return ("with few rows or epochs try fast mode (--freeze-backbone --lr 3e-3), "
             "or more epochs / a higher --lr")
 
 
