@@ -1,5 +1,5 @@
-"""The package layout: no module imports itself back, and the import-linter contracts of
-pyproject.toml (layers, acyclic siblings) hold."""
+"""The package layout: no module imports itself back, the import-linter contracts of
+pyproject.toml (layers, acyclic siblings) hold, modules stay small and the README short."""
 
 from __future__ import annotations
 
@@ -31,3 +31,18 @@ def test_import_contracts_hold() -> None:
     code = "import sys, importlinter.cli as c; sys.exit(c.lint_imports(config_filename='pyproject.toml'))"
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+#: The layout's module size (about 400 lines) with a margin: a module past it is split.
+MODULE_LINES = 450
+
+
+def test_no_module_is_over_the_size_of_the_layout() -> None:
+    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text(encoding="utf-8").splitlines())
+             for p in (ROOT / "src" / "infomtl").rglob("*.py")}
+    over = {path: n for path, n in sizes.items() if n > MODULE_LINES}
+    assert not over, over
+
+
+def test_the_readme_is_short_and_the_rest_lives_under_docs() -> None:
+    assert len((ROOT / "README.md").read_text(encoding="utf-8").splitlines()) <= 250
