@@ -70,12 +70,18 @@ def safe_load_yaml(text: str) -> Any:
     return yaml.load(text, Loader=UniqueKeyLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
+def option_key(f: dataclasses.Field) -> str:
+    """The option a field is: its flag (``--KEY``) and flat YAML key (its name unless
+    :func:`option` was given ``key``)."""
+    return f.metadata.get("key", f.name)
+
+
 def option_fields(cls: type) -> list[tuple[str, dataclasses.Field, Any]]:
     """Each option of config class ``cls``: its key (flag and YAML key), its field and its type;
     a class with ``SECTIONS`` (:class:`infomtl.config.TrainConfig`) has the fields of its sections."""
     sections = getattr(cls, "SECTIONS", None)
     classes = list(sections.values()) if sections else [cls]
-    return [(f.metadata.get("key", f.name), f, typing.get_type_hints(c)[f.name])
+    return [(option_key(f), f, typing.get_type_hints(c)[f.name])
             for c in classes for f in dataclasses.fields(c)]
 
 

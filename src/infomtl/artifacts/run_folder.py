@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from infomtl.artifacts.checkpoint import load_weights
-from infomtl.config import TrainConfig, flat_options
+from infomtl.config import TrainConfig
 from infomtl.errors import ConfigError, InfomtlError
 from infomtl.fileio import read_json, write_text, writing
 from infomtl.methods import Method, MethodSpec
@@ -161,7 +161,9 @@ class RunFolder:
         config = self.path / "config.yaml"
         if not config.is_file() or (self.path / "checkpoint").exists():
             return False
-        method = flat_options(load_yaml(config), str(config)).get("method")
+        method = load_yaml(config).get("method")  # flat (older runs), or the method section
+        if isinstance(method, dict):
+            method = method.get("name")
         return isinstance(method, str) and is_single_task(method)
 
     @property

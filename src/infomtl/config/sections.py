@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from infomtl.options import option
+from infomtl.options import option, option_key
 from infomtl.tasks import EI_REG_PAIRS
 
 OPTIMIZERS = ("adamax", "adamw")
@@ -214,11 +214,6 @@ SECTIONS: dict[str, type] = {
     "data": DataOptions, "model": ModelOptions, "method": MethodOptions,
     "batching": BatchingOptions, "optim": OptimOptions, "run": RunOptions,
 }
-
-
-def option_key(f: dataclasses.Field) -> str:
-    """The option a section's field is: its flag (``--KEY``) and flat YAML key."""
-    return f.metadata.get("key", f.name)
 
 
 #: Shorthands of one ``benchmark_args`` entry each, as flags and YAML keys (the options of

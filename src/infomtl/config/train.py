@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import math
 import typing
 from dataclasses import dataclass
@@ -31,10 +32,9 @@ from infomtl.config.sections import (
     ModelOptions,
     OptimOptions,
     RunOptions,
-    option_key,
 )
 from infomtl.errors import ConfigError, did_you_mean, unknown_names
-from infomtl.options import coerce, flag_name, option_fields, scalar
+from infomtl.options import coerce, flag_name, option_fields, option_key, scalar
 from infomtl.tasks import TaskKind
 
 __all__ = ["HF_TASK_KEYS", "PRECISIONS", "TrainConfig", "check_hf_task", "flat_options"]
@@ -257,6 +257,7 @@ def _put(options: dict[str, Any], key: str, value: Any, source: str) -> None:
     options[key] = value
 
 
+@functools.cache
 def option_type(key: str) -> Any:
     """The type of option ``key`` (``int | None`` for ``max_steps``)."""
     section, name = KEYS[key]

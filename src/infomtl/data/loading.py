@@ -91,15 +91,18 @@ def load_benchmark(
     """
     if name not in BENCHMARKS:
         raise ConfigError(f"unknown benchmark {name!r}; valid benchmarks: {', '.join(BENCHMARKS)}")
-    loader = BENCHMARKS[name]
-    accepted = list(inspect.signature(loader).parameters)[2:]  # after data_dir, tasks
-    return loader(data_dir, tasks, **{k: v for k, v in options.items() if k in accepted})
+    accepted = _declared(BENCHMARKS[name])
+    return BENCHMARKS[name](data_dir, tasks, **{k: v for k, v in options.items() if k in accepted})
+
+
+def _declared(loader: BenchmarkLoader) -> dict[str, Any]:
+    """The options a loader declares (its keyword parameters after ``data_dir`` and ``tasks``), with their defaults."""
+    return {p.name: p.default for p in list(inspect.signature(loader).parameters.values())[2:]}
 
 
 def reader_options() -> dict[str, dict[str, Any]]:
     """Each built-in benchmark's reader options (its ``--benchmark-args``) with their defaults."""
-    return {name: {p.name: p.default for p in list(inspect.signature(loader).parameters.values())[2:]}
-            for name, loader in BENCHMARKS.items()}
+    return {name: _declared(loader) for name, loader in BENCHMARKS.items()}
 
 
 def _check_source(value: str) -> str | None:
@@ -145,13 +148,19 @@ def resolve_benchmark_args(args: dict[str, Any]) -> dict[str, Any]:
     return resolved
 
 
+def reader_values(args: dict[str, Any]) -> dict[str, Any]:
+    """Every reader option of the built-in benchmarks: its ``--benchmark-args`` entry in
+    ``args`` (:func:`resolve_benchmark_args`), else the default of the reader declaring it."""
+    values: dict[str, Any] = {}
+    for options in reader_options().values():
+        for name, default in options.items():
+            values.setdefault(name, default)
+    return {**values, **resolve_benchmark_args(args)}
+
+
 def benchmark_arg(config: TrainConfig, name: str) -> Any:
-    """The value of reader option ``name`` in a run: its ``--benchmark-args`` entry, else the
-    default of the reader that declares it."""
-    given = resolve_benchmark_args(config.data.benchmark_args)
-    if name in given:
-        return given[name]
-    return next(options[name] for options in reader_options().values() if name in options)
+    """The value of reader option ``name`` in a run (:func:`reader_values`)."""
+    return reader_values(config.data.benchmark_args)[name]
 
 
 def select_tasks(

@@ -132,11 +132,10 @@ def _reader_options(config: TrainConfig) -> dict[str, Any]:
     """Every benchmark reader option of the run, given or default, under the name of its
     shorthand where it has one (``tweeteval_source``, ``goemotions_multilabel``,
     ``ei_reg_pair``: options of their own before ``--benchmark-args``, hashed so then)."""
-    from infomtl.data.loading import benchmark_arg, reader_options  # kept out of `infomtl --help`
+    from infomtl.data.loading import reader_values  # kept out of `infomtl --help`
 
     names = {entry: name for name, (entry, *_) in TrainConfig.SHORTHANDS.items()}
-    declared = sorted({k for options in reader_options().values() for k in options})
-    return {names.get(k, k): benchmark_arg(config, k) for k in declared}
+    return {names.get(k, k): v for k, v in sorted(reader_values(config.data.benchmark_args).items())}
 
 
 def digest(data: dict[str, Any]) -> str:
