@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from machine import synchronize
 
-from infomtl.data.batching import EncodedSplit, collate
+from infomtl.data.encoding import EncodedSplit, collate
 from infomtl.methods import Method, resolve_method
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.model import MultiTaskModel, TaskHeads

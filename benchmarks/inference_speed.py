@@ -53,7 +53,7 @@ from serve_load import tweets  # noqa: E402
 
 import infomtl  # noqa: E402
 from infomtl.config import TrainConfig  # noqa: E402
-from infomtl.data.batching import Batch  # noqa: E402
+from infomtl.data.encoding import Batch  # noqa: E402
 from infomtl.data.loading import prepare_data  # noqa: E402
 from infomtl.inference.predict import Predictor, _format  # noqa: E402
 from infomtl.metrics import average, score_task, task_score  # noqa: E402

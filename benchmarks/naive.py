@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from infomtl.config import TrainConfig
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.data.loading import prepare_data
 from infomtl.methods import BackwardContext, Method
 from infomtl.modeling.backbones import load_backbone, pool

@@ -9,7 +9,7 @@ from contextlib import contextmanager
 
 import torch
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.tasks import Task, TaskKind
 
 #: One task of each kind, for unit tests of objectives.

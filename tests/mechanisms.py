@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from infomtl.config import TrainConfig
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.methods import BackwardContext, Method, resolve_method
 from infomtl.metrics import score_task, task_score
 from infomtl.modeling.model import MultiTaskModel, SharedMLP

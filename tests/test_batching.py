@@ -9,17 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from infomtl.data.batching import (
-    ADAPTIVE_REGIMES,
-    REGIMES,
-    Batcher,
-    EncodedSplit,
-    collate,
-    collate_targets,
-    encode,
-    shard,
-    shard_order,
-)
+from infomtl.data.batching import ADAPTIVE_REGIMES, REGIMES, Batcher, shard, shard_order
+from infomtl.data.encoding import EncodedSplit, collate, collate_targets, encode
 from infomtl.data.types import TaskData
 from infomtl.modeling.backbones import load_backbone
 from infomtl.tasks import Task, TaskKind

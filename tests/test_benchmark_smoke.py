@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from benchmark_modules import BENCHMARKS, load_benchmark_module
-from infomtl.data.batching import EncodedSplit, collate
+from infomtl.data.encoding import EncodedSplit, collate
 from infomtl.modeling.model import MultiTaskModel, TaskHeads
 
 flops = load_benchmark_module("flops.py")

@@ -1,4 +1,4 @@
-"""docs/adding-a-method.md: the weighting of its code block registers, trains and is removed."""
+"""docs/adding-a-method.md and docs/adding-a-benchmark.md: their code blocks register, train and are removed."""
 
 from __future__ import annotations
 
@@ -57,3 +57,56 @@ def test_registered_method_resolves_and_trains(inverse_loss, tmp_path) -> None:
 def test_registration_is_removed_afterwards() -> None:
     assert "inverse-loss" not in registry.WEIGHTINGS
     assert "inverse-loss" not in registry.method_names()
+
+
+# -- docs/adding-a-benchmark.md -------------------------------------------------------------
+
+BENCHMARK_PAGE = REPO / "docs" / "adding-a-benchmark.md"
+
+
+@pytest.fixture
+def mybench(tmp_path, monkeypatch):
+    """The page's loader, registered from this module as ``mybench`` (monkeypatch removes it),
+    over a data root with two task folders."""
+    from infomtl.data import loading
+
+    text = BENCHMARK_PAGE.read_text(encoding="utf-8").split("## The file", 1)[1]
+    namespace: dict = {"__name__": __name__}
+    exec(compile(re.search(r"```python\n(.*?)```", text, re.S).group(1), str(BENCHMARK_PAGE), "exec"), namespace)
+    monkeypatch.setitem(loading.BENCHMARKS, "mybench", namespace["load_mybench"])
+    root = tmp_path / "data"
+    for task, labels in (("topic", ("Sport", "Music")), ("mood", ("Good", "Bad"))):
+        for split, n in (("train", 24), ("val", 8), ("test", 8)):
+            folder = root / "mybench" / task
+            folder.mkdir(parents=True, exist_ok=True)
+            rows = [f"Row {i} About {labels[i % 2]}\t{labels[i % 2].lower()}" for i in range(n)]
+            (folder / f"{split}.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+def test_registered_benchmark_loads_with_its_option_and_trains(mybench, tmp_path) -> None:
+    from infomtl.config import TrainConfig
+    from infomtl.data.loading import load_data
+    from infomtl.training import train
+
+    plain = load_data(TrainConfig(benchmark="mybench", data_dir=str(mybench)))
+    assert plain.task_names == ["mood", "topic"]
+    assert plain.splits["topic"]["train"].texts[0] == "Row 0 About Sport"
+    lowered = load_data(TrainConfig(benchmark="mybench", data_dir=str(mybench), tasks=["topic"],
+                                    benchmark_args={"lowercase": "true"}))
+    assert lowered.task_names == ["topic"]
+    assert lowered.splits["topic"]["train"].texts[0] == "row 0 about sport"
+
+    config = small_config(tmp_path / "run", benchmark="mybench", data_dir=str(mybench), batch_size=16)
+    result = train(config)
+    assert set(result.results["test"]["tasks"]) == {"mood", "topic"}
+    assert (result.run_dir / "results.json").exists()
+
+
+def test_a_registered_benchmarks_unknown_option_is_refused_with_its_options(mybench) -> None:
+    from infomtl.config import TrainConfig
+    from infomtl.data.loading import load_data
+    from infomtl.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"lowercas.*mybench: lowercase"):
+        load_data(TrainConfig(benchmark="mybench", data_dir=str(mybench), benchmark_args={"lowercas": "1"}))

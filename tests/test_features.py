@@ -11,7 +11,7 @@ from safetensors.torch import load_file, save_file
 from fakes import on_progress
 from infomtl.config import TrainConfig
 from infomtl.data import subsample
-from infomtl.data.batching import collate, encode
+from infomtl.data.encoding import collate, encode
 from infomtl.data.synthetic import synthetic_benchmark
 from infomtl.errors import ConfigError
 from infomtl.methods import OBJECTIVES
@@ -135,7 +135,7 @@ def test_model_on_features_equals_model_on_tokens(tiny, train_split) -> None:
 
 
 def _features_split(backbone, part):
-    from infomtl.data.batching import EncodedSplit
+    from infomtl.data.encoding import EncodedSplit
 
     return EncodedSplit([], None, part.labels, features=features.extract(backbone, part))
 

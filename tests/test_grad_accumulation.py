@@ -82,7 +82,7 @@ def test_micro_batches_encode_at_most_ceil_b_over_n_rows_and_recompute_in_backwa
 
 
 def _batch(trainer: Trainer, plan):
-    from infomtl.data.batching import collate
+    from infomtl.data.encoding import collate
 
     return collate(trainer.encoded["train"], plan, trainer.pad_id)
 

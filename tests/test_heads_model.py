@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from infomtl.data.batching import Batch, collate, encode
+from infomtl.data.encoding import Batch, collate, encode
 from infomtl.data.types import TaskData
 from infomtl.modeling.backbones import load_backbone, pool
 from infomtl.modeling.heads import GaussianHead, HeadOutput, LinearHead

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.errors import ConfigError
 from infomtl.methods import (
     OBJECTIVES,

@@ -16,7 +16,7 @@ import infomtl
 from fakes import small_config
 from infomtl.cli import main
 from infomtl.config import TrainConfig
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.errors import InfomtlError
 from infomtl.inference.export import MANIFEST, load_export_units, sha256_file
 from infomtl.inference.onnx_export import export_onnx

@@ -14,7 +14,7 @@ import torch
 from fakes import MIXED_TASKS, fake_batch, on_progress
 from infomtl.artifacts.run_folder import resume_config
 from infomtl.config import TrainConfig
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.errors import ConfigError
 from infomtl.methods import (
     OBJECTIVES,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from infomtl.config import TrainConfig
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.errors import ConfigError
 from infomtl.modeling.backbones import load_backbone, pool
 from infomtl.modeling.building import build_model

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from fakes import fake_batch
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.methods import WEIGHTINGS, LossTerms, Method, resolve_method
 from infomtl.modeling.model import ModelOutput
 from infomtl.tasks import Task, TaskKind

@@ -24,7 +24,7 @@ import torch
 from fakes import fake_batch
 from infomtl.config import TrainConfig
 from infomtl.data import load_task_folders
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.methods import LossTerms, Method, method_names, resolve_method
 from infomtl.methods.weightings.common import task_kpi
 from infomtl.modeling.heads import HeadOutput

@@ -140,7 +140,7 @@ def test_load_run_rebuilds_a_model_that_reproduces_the_saved_predictions(runs, m
     assert [t.name for t in run.tasks] == list(TASK_NAMES)
     assert not run.model.training
     data = prepare_data(run.config)
-    from infomtl.data.batching import encode
+    from infomtl.data.encoding import encode
 
     tok = run.backbone.tokenizer
     for split in ("val", "test"):

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from fakes import MIXED_TASKS, fake_batch
 from infomtl.artifacts.run_folder import load_run
 from infomtl.config import TrainConfig
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.errors import ConfigError
 from infomtl.methods import OBJECTIVES, Method, resolve_method
 from infomtl.modeling.heads import (

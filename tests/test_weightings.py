@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.errors import ConfigError
 from infomtl.methods import WEIGHTINGS, LossTerms, Method, resolve_method
 from infomtl.methods.weightings.common import task_kpi

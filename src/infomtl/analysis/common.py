@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from infomtl.artifacts.run_folder import LoadedRun
-from infomtl.data.batching import Batch, EncodedSplit, collate, encode
+from infomtl.data.encoding import Batch, EncodedSplit, collate, encode
 from infomtl.data.loading import prepare_data
 from infomtl.errors import InfomtlError
 

@@ -28,7 +28,7 @@ import torch
 
 from infomtl.analysis.common import pyplot
 from infomtl.analysis.logs import read_log
-from infomtl.data.batching import EncodedSplit, collate
+from infomtl.data.encoding import EncodedSplit, collate
 from infomtl.errors import InfomtlError
 from infomtl.modeling.bounds import gaussian_kl, info_nce
 

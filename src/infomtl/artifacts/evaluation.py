@@ -17,7 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from infomtl.artifacts.run_folder import RunFolder, load_run
-from infomtl.data.batching import EncodedSplit, collate, encode
+from infomtl.data.encoding import EncodedSplit, collate, encode
 from infomtl.data.loading import prepare_data
 from infomtl.distributed import all_gather_object
 from infomtl.errors import InfomtlError

@@ -1,38 +1,17 @@
 """``infomtl export RUN_DIR OUT --format onnx``: the encoder and every task head as one ONNX graph.
 
-An ONNX export folder holds::
+Inputs ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the tokenizer gives
+them), int64 ``(batch, sequence)``, both axes dynamic; one float32 ``(batch, C)`` output per
+task: the head mean the predictor turns into labels (VIP-MTL's already divided by ``√Σ'``).
+Tokenisation and post-processing stay in :mod:`infomtl.inference.predict`; an STL run
+exports one graph per task. The folder's files and its use: ``docs/inference.md`` (ONNX).
 
-    model.onnx, model.onnx.data   the graph and its weights (external data: no 2 GiB protobuf limit)
-    tokenizer/                    the tokenizer (save_pretrained)
-    infomtl.json                  the manifest of the default format, plus "model_format": "onnx"
-                                  and "onnx": {"opset", "inputs", "outputs": {task: output name}}
-    training-config.yaml          the config the run was trained with
-    README.md                     the model card
-
-The graph's inputs are ``input_ids`` and ``attention_mask`` (and ``token_type_ids`` when the
-backbone's tokenizer gives them), int64 ``(batch, sequence)`` with both axes dynamic; its
-outputs are one float32 ``(batch, C)`` tensor per task, named by the task: the head mean that
-the predictor turns into labels and probabilities (classification logits, multi-label logits,
-regression values; VIP-MTL's are already divided by ``√Σ'``). Tokenisation and that
-post-processing stay outside the graph, in :mod:`infomtl.inference.predict`, which runs an ONNX
-export with onnxruntime (:mod:`infomtl.inference.onnx_units`). An STL run exports one graph
-per task, each in its own part folder as in the default format.
-
-The exporter is ``torch.onnx.export(..., dynamo=True)`` (``torch.export`` traced with
-symbolic batch and sequence sizes, translated by onnxscript): torch 2.13's TorchScript
-exporter (``dynamo=False``) still works on these models but warns that it will be removed,
-and it traces Python branches on tensor values as constants (TracerWarnings on the tiny
-BERT), so a graph could silently depend on the example batch. The dynamo exporter too
-decides a Python branch on a *size* by the example, without an error (an exported TextCNN
-graph failed on rows shorter than its kernels), so the one such branch of a decoder
-(TextCNN's zero padding of rows shorter than its widest kernel) is taken out of the graph:
-the token states get that many padding positions first, which changes no output (padding
-never enters a valid window).
-
-Every export is checked before the folder is put in place: :func:`onnx.checker.check_model` (full
-check), then onnxruntime against the PyTorch model on two batches of other sizes and
-padded lengths than the example traced; an output further than 1e-4 (relative to the
-output's scale) from PyTorch's stops the export with an error.
+The exporter is torch.export's (``dynamo=True``): the TorchScript one is deprecated and
+freezes branches on tensor values into the graph. Both decide a branch on a *size* by the
+example batch, so TextCNN's padding of rows shorter than its widest kernel is done before
+the graph (it changes no output). Every export is checked before the folder is put in
+place: ``onnx.checker`` (full), then onnxruntime against PyTorch on two batches of other
+sizes and lengths than the one traced, within :data:`TOLERANCE`.
 """
 
 from __future__ import annotations

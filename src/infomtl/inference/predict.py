@@ -40,7 +40,7 @@ import torch
 from tqdm.auto import tqdm
 
 from infomtl.artifacts.run_folder import RunFolder
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.errors import InfomtlError
 from infomtl.inference.export import MANIFEST, load_export_units
 from infomtl.inference.hub import resolve_model

@@ -14,12 +14,11 @@ while each head receives its own task's gradient and the objective's auxiliary t
 ``loop`` (default) T ``autograd.grad`` calls; ``batched`` one call over the stacked
 losses with one-hot ``grad_outputs`` and ``is_grads_batched=True`` (the backward under
 ``vmap``), the same gradients up to rounding. Both cost T backward passes; batched runs
-them as fewer, larger kernels. On the CPU it was slower than the loop in
-``benchmarks/pcgrad_step.py`` (tiny backbone, six tasks: about 3.6–4.0× EW's step against
-2.2–3.1× for the loop, on a loaded machine), so the loop stays the default; on a GPU it
-has not been measured. Where vmap cannot run a backward, the first step logs one
-warning and the run continues with the loop (the log's ``grads`` entry says which ran).
-``grads`` changes how, not what, is computed: it is not part of a run's id.
+them as fewer, larger kernels, but was slower than the loop on a CPU
+(``benchmarks/pcgrad_step.py``, ``benchmarks/RESULTS.md``), so the loop is the default.
+Where vmap cannot run a backward, the first step logs one warning and the run continues
+with the loop (the log's ``grads`` entry says which ran). ``grads`` changes how, not what, is
+computed: it is not part of a run's id.
 
 ``grad_space`` — what the task gradients are of:
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.errors import ConfigError
 from infomtl.methods.base import BackwardContext, LossTerms
 from infomtl.methods.registry import OBJECTIVES, WEIGHTINGS, MethodSpec

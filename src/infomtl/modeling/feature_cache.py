@@ -1,39 +1,27 @@
-"""Frozen-backbone fast mode: pooled features computed once, cached on disk.
+"""Frozen-backbone fast mode: pooled features ``f = pool(encoder(x))`` computed once, cached on disk.
 
-With ``--freeze-backbone`` the encoder never changes, so the pooled representation
-``f = pool(encoder(x))`` of every row is computed once and reused by every run,
-method and seed. The shared encoder that trains is a :class:`~infomtl.modeling.model.SharedMLP`
-above ``f`` (``h = MLP(f)``, width ``--mlp-width``, dropout ``--mlp-dropout``), so
-every method runs unchanged (the model is built in :mod:`infomtl.modeling.building`):
-InfoMTL's two dropout views differ by the MLP's dropout,
-PCGrad projects the MLP's gradients, the bottlenecks sit on ``h``.
+With ``--freeze-backbone`` the encoder never changes, so ``f`` of every row is computed
+once and reused by every run, method and seed; the shared encoder that trains is a
+:class:`~infomtl.modeling.model.SharedMLP` above it (``h = MLP(f)``, built in
+:mod:`infomtl.modeling.building`), so every method runs unchanged (InfoMTL's two views
+differ by the MLP's dropout, PCGrad projects the MLP's gradients). Token-state heads
+(``stl-cnn``) need every token, so for them the encoder runs on each step instead.
 
-Cache: one safetensors file per split of a task, named by the SHA-256 of everything
-``f`` depends on — the encoder weights, the tokenizer, the pooling, the max length,
-the extraction dtype (``--mixed-precision``) and the split's texts (and text pairs) — under ``--feature-cache`` (default
-``$XDG_CACHE_HOME/infomtl/features``). Files are written to a temporary name and
-renamed; a lock file in the cache folder (``filelock``) keeps two processes from computing
-the same split twice (extraction uses every core, so they take turns; one waits at most
-:data:`LOCK_TIMEOUT_S`). Each file carries the
-SHA-256 of its features in its metadata: a file that does not match (changed on disk,
-truncated, or written before checksums) is never used, but recomputed and rewritten, with
-a warning. A cache that cannot be written (disk full, read-only) is a warning too: the
-run goes on with the features in memory.
-Features are computed for whole splits; a subsampled split (``--train-ratio``,
-``--max-train-examples``) takes its rows' features by content (identical inputs give
-identical features: the frozen encoder runs in eval mode).
+Cache (``--feature-cache``, default ``$XDG_CACHE_HOME/infomtl/features``; ``docs/training.md``):
+one safetensors file per split, named by the SHA-256 of everything ``f`` depends on
+(encoder weights, tokenizer, pooling, max length, extraction dtype, the split's texts and
+pairs). Rules kept here:
 
-With ``layers=True`` (learning to share in fast mode: ``--share layer-mix`` or
-``--head-layer``) the cache holds the pooled states of every layer, ``(N, L + 1, d)``
-(embeddings first), under a key of its own; a run that needs only the last layer's
-features takes them from such a file when there is one.
-
-Extraction looks at ``stop`` (a callable giving the number of a signal that asked for a stop,
-or None) before every batch and raises :class:`~infomtl.errors.Interrupted` when one did,
-writing nothing for that split: a sweep's SIGTERM during a long extraction stops it there.
-
-Token-state heads (``stl-cnn``'s TextCNN) need every token state, so for them
-``--freeze-backbone`` only fixes the encoder, which then runs on each step.
+* written to a temporary name and renamed; a ``filelock`` lock makes two processes take
+  turns on a split (at most :data:`LOCK_TIMEOUT_S`);
+* each file carries the SHA-256 of its features: one that does not match is recomputed
+  with a warning, never used; a cache that cannot be written is a warning, the features
+  stay in memory;
+* whole splits are extracted; a subsampled split takes its rows' features by content;
+* ``layers=True`` (``--share layer-mix``, ``--head-layer``) caches every layer's pooled
+  states ``(N, L + 1, d)`` under a key of its own, from which a last-layer run also reads;
+* extraction checks ``stop`` before every batch and raises
+  :class:`~infomtl.errors.Interrupted`, writing nothing for that split.
 """
 
 from __future__ import annotations
@@ -55,7 +43,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from infomtl.data.batching import EncodedSplit, collate, encode
+from infomtl.data.encoding import EncodedSplit, collate, encode
 from infomtl.data.types import TaskData
 from infomtl.errors import InfomtlError, Interrupted
 from infomtl.fileio import WriteError, match_umask, writing

@@ -61,7 +61,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.modeling.backbones import pool
 from infomtl.modeling.heads import HeadOutput
 from infomtl.modeling.packing import pack, plan_packing, pool_packed, position_base

@@ -31,7 +31,8 @@ from typing import Any
 import numpy as np
 
 from infomtl.config import TrainConfig
-from infomtl.data.batching import Batcher, EncodedSplit, TaskSteps
+from infomtl.data.batching import Batcher, TaskSteps
+from infomtl.data.encoding import EncodedSplit
 from infomtl.data.sampling import ThompsonSampler
 from infomtl.data.subsample import eval_strata, stratified_indices
 from infomtl.data.types import TaskData

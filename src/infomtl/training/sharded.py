@@ -44,7 +44,8 @@ import numpy as np
 import torch
 
 from infomtl import distributed
-from infomtl.data.batching import Batch, EncodedSplit, collate, collate_targets, shard, shard_order
+from infomtl.data.batching import shard, shard_order
+from infomtl.data.encoding import Batch, EncodedSplit, collate, collate_targets
 from infomtl.modeling.model import ModelOutput, MultiTaskModel, Representation
 
 

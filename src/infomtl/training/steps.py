@@ -30,7 +30,7 @@ import torch
 
 from infomtl import distributed
 from infomtl.config import TrainConfig
-from infomtl.data.batching import Batch, EncodedSplit, collate
+from infomtl.data.encoding import Batch, EncodedSplit, collate
 from infomtl.methods import BackwardContext, Method
 from infomtl.modeling.building import compile_encoder
 from infomtl.modeling.feature_cache import FeatureCache

@@ -3,7 +3,8 @@
 After each epoch the model is scored on the validation split; the best epoch (by
 validation Avg, loss, or the primary task's score) is checkpointed; training stops after
 ``patience`` epochs without improvement; the best checkpoint is then scored on val and test.
-The optimisation step itself: :class:`~infomtl.training.steps.Steps`. The batcher plans each
+The optimisation step itself: :class:`~infomtl.training.steps.Steps`; validation and
+testing: :class:`~infomtl.training.scoring.Scoring`. The batcher plans each
 epoch's steps, except in the autosem regime, which draws each round's task while training
 (:mod:`infomtl.training.autosem`).
 
@@ -37,11 +38,10 @@ from tqdm.auto import tqdm
 from infomtl import distributed
 from infomtl.artifacts.checkpoint import (
     load_training_state,
-    load_weights,
     save_checkpoint,
     save_training_state,
 )
-from infomtl.artifacts.evaluation import predict_splits, score_predictions, write_predictions
+from infomtl.artifacts.evaluation import score_predictions
 from infomtl.artifacts.run_folder import (
     check_output_dir,
     clear_run_dir,
@@ -49,11 +49,8 @@ from infomtl.artifacts.run_folder import (
     truncate_log,
 )
 from infomtl.config import TrainConfig
-from infomtl.data.batching import (
-    Batcher,
-    EncodedSplit,
-    encode,
-)
+from infomtl.data.batching import Batcher
+from infomtl.data.encoding import EncodedSplit, encode
 from infomtl.data.loading import limit_data, load_data
 from infomtl.errors import ConfigError
 from infomtl.fileio import WriteError, append_line, recover_folder, write_json, write_text
@@ -68,9 +65,9 @@ from infomtl.threads import busy_note
 from infomtl.training import signals
 from infomtl.training.amp import MixedPrecision
 from infomtl.training.autosem import AutoSemSteps, primary_index, ratio_list, reward_splits
-from infomtl.training.collapse import collapse_messages
 from infomtl.training.epoch_stats import EpochStats
 from infomtl.training.run_state import RunState, interrupted, with_resume_hint
+from infomtl.training.scoring import Scoring
 from infomtl.training.steps import Steps
 from infomtl.training.tracking import Tracking, check_trackers
 from infomtl.version import __version__
@@ -93,7 +90,7 @@ class TrainResult:
     results: dict[str, Any]
 
 
-class Trainer(Steps):
+class Trainer(Steps, Scoring):
     """Runs one configured training job end to end (see the module docstring)."""
 
     def __init__(self, config: TrainConfig, epoch_hooks: Sequence[EpochHook] = ()) -> None:
@@ -271,20 +268,7 @@ class Trainer(Steps):
         if cfg.optim.max_steps is not None:
             steps_per_epoch = min(steps_per_epoch, cfg.optim.max_steps)
         self.setup(steps_per_epoch * cfg.optim.epochs)
-        model, scheduler = self.model, self.scheduler
-
-        log_path = run_dir / "log.jsonl"
-        at, saved = RunState(), {}
-        if last_dir is not None:
-            saved = load_training_state(
-                last_dir, acc.unwrap_model(model), self.method, self.optimizer, scheduler, self.amp.scaler,
-            )
-            at = RunState.from_state(saved)
-            if self.autosem is not None:
-                self.autosem.load_state_dict(saved["autosem"])
-            if acc.is_main_process:
-                truncate_log(log_path, at.epoch)
-            self._progress("resuming %s after %s", run_dir, at.where())
+        at, saved = self._resume(run_dir, last_dir)
         start = time.perf_counter() - at.elapsed
         self._progress(
             "training %s on %s (%d rows, %d steps/epoch, regime %s) with %s on %s (CPU threads: %d) -> %s",
@@ -295,111 +279,111 @@ class Trainer(Steps):
             log.warning("%s", note)
         if self.autosem is not None:
             self.autosem.begin()
-        fresh = 0  # steps since last/ was written
         epoch = at.epoch
         for epoch in range(at.epoch + 1, 1 if at.stopped else cfg.optim.epochs + 1):
-            model.train()
-            self.method.train()
-            stats = EpochStats([t.name for t in self.tasks], acc.device)
-            if at.epoch_step:  # resumed mid-epoch
-                stats.load(saved["extra_tensors"], saved["epoch_stats"])
-            elif (regularizer := acc.unwrap_model(model).regularizer) is not None:
-                regularizer.anchor()  # θ' of the successive regularisation: this epoch's start
-            steps = self._epoch_steps(epoch, steps_per_epoch, at.epoch_step)
-            bar = tqdm(steps, desc=f"epoch {epoch}", initial=at.epoch_step, total=steps_per_epoch,
-                       disable=not self.show_progress, leave=False, dynamic_ncols=True, unit="step")
             epoch_start = time.perf_counter()
-            for plan in bar:
-                if signals.requested() is not None:  # a step boundary: save and stop
-                    bar.close()
-                    if fresh:
-                        self._save_last(at, start, stats)
-                    raise interrupted(run_dir, at, saved_now=fresh > 0)
-                total, terms, weights = self.train_step(plan, at.step)
-                if self.autosem is not None:
-                    self.autosem.after_step()
-                at.step, at.epoch_step, fresh = at.step + 1, at.epoch_step + 1, fresh + 1
-                stats.add(total, terms, weights)
-            bar.close()
-            self.method.on_epoch_end(epoch, stats.mean_task_losses())
-            train_log = stats.summary()
-            val_preds, val_loss = self._predict("val", f"epoch {epoch} val")
-            val = score_predictions(self.tasks, self._golds("val"), val_preds)
-            collapsed = collapse_messages(self.tasks, self._golds("val"), val_preds, cfg)
-            for message in collapsed if acc.is_main_process else ():
-                log.warning("warning: epoch %d: %s", epoch, message)
-            score = self._selection_score(val, val_loss)
-            improved = score > at.best_score
-            record = {
-                "epoch": epoch,
-                "step": at.step,
-                "lr": scheduler.get_last_lr()[0],
-                "train": train_log,
-                "val": {"avg": val["avg"], "loss": val_loss, "tasks": val["tasks"]},
-                "method": self.method.log_values(),
-                "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
-                "best": improved,
-                **({"collapse": collapsed} if collapsed else {}),
-                **({"autosem": self.autosem.epoch_log()} if self.autosem is not None else {}),
-            }
-            for hook in self.epoch_hooks:
-                record.update(hook(self))
-            if acc.is_main_process:
-                append_line(log_path, json.dumps(record))
-            if self.tracking is not None:
-                self.tracking.log(record, epoch)
-            self._progress(
-                "epoch %d: train loss %.4f  val Avg %.2f  val loss %.4f%s",
-                epoch, train_log["loss"], val["avg"], val_loss, "  *" if improved else "",
-            )
-            if improved:
-                at.best_score, at.best_epoch, at.bad_epochs = score, epoch, 0
-                if acc.is_main_process:
-                    save_checkpoint(
-                        run_dir / "checkpoint", acc.unwrap_model(model), self.method, self.backbone,
-                        {"epoch": epoch, "step": at.step, "select_by": cfg.optim.select_by, "score": score},
-                    )
-            else:
-                at.bad_epochs += 1
-            at.stopped = bool(cfg.optim.patience and at.bad_epochs >= cfg.optim.patience)
-            at.epoch, at.epoch_step, fresh = epoch, 0, 0
+            stats = self._train_epoch(run_dir, epoch, steps_per_epoch, at, saved, start)
+            self._end_epoch(run_dir, epoch, stats, at, epoch_start)
             self._save_last(at, start)
             if at.stopped:
                 self._progress("early stop: no improvement for %d epochs", cfg.optim.patience)
                 break
         if signals.requested() is not None:  # before the test: last/ holds the last epoch
             raise interrupted(run_dir, at, saved_now=False)
-        acc.wait_for_everyone()
-        load_weights(run_dir / "checkpoint", acc.unwrap_model(model), self.method)
-        results: dict[str, Any] = {
-            "method": self.spec.name,
-            "method_spec": self.spec.to_dict(),
-            "backbone": cfg.model.backbone,
-            "benchmark": self.data.source_label(cfg.data.benchmark),
-            "seed": cfg.run.seed,
-            "regime": self.regime,
-            "best_epoch": at.best_epoch,
-            "epochs_run": epoch,
-            "train_sizes": dict(zip([t.name for t in self.tasks], self.train_sizes, strict=True)),
-            **({"autosem": self.autosem.summary()} if self.autosem is not None else {}),
-        }
-        for split in ("val", "test"):
-            if split not in self.encoded:
-                continue
-            preds, loss = self._predict(split, f"best epoch {split}")
-            scored = score_predictions(self.tasks, self._golds(split), preds, self._groups(split))
-            results[split] = {**scored, "loss": loss}
-            if split == "val":  # the final model's, for the closing summary
-                results["collapse"] = collapse_messages(self.tasks, self._golds(split), preds, cfg)
-            if acc.is_main_process:
-                write_predictions(run_dir / "predictions" / split, self.tasks, preds)
-        results["train_time_s"] = round(time.perf_counter() - start, 2)
-        if self.tracking is not None:
-            self.tracking.log({"best": {s: results[s] for s in ("val", "test") if s in results}}, epoch)
+        results = self._test_best(run_dir, at, epoch, start)
         if acc.is_main_process:
             self.method.write_artifacts(run_dir)
             write_json(run_dir / "results.json", results)
         return TrainResult(run_dir, results)
+
+    def _resume(self, run_dir: Path, last_dir: Path | None) -> tuple[RunState, dict[str, Any]]:
+        """Where the run stands: a fresh state, or ``last/``'s (with the log cut back to it)."""
+        if last_dir is None:
+            return RunState(), {}
+        acc = self.accelerator
+        saved = load_training_state(
+            last_dir, acc.unwrap_model(self.model), self.method, self.optimizer, self.scheduler, self.amp.scaler,
+        )
+        at = RunState.from_state(saved)
+        if self.autosem is not None:
+            self.autosem.load_state_dict(saved["autosem"])
+        if acc.is_main_process:
+            truncate_log(run_dir / "log.jsonl", at.epoch)
+        self._progress("resuming %s after %s", run_dir, at.where())
+        return at, saved
+
+    def _train_epoch(self, run_dir: Path, epoch: int, steps_per_epoch: int, at: RunState,
+                     saved: dict[str, Any], start: float) -> EpochStats:
+        """The steps of ``epoch`` from ``at.epoch_step`` on; a stop request at a step boundary
+        saves ``last/`` (if steps ran since it was written) and raises."""
+        acc = self.accelerator
+        self.model.train()
+        self.method.train()
+        stats = EpochStats([t.name for t in self.tasks], acc.device)
+        if at.epoch_step:  # resumed mid-epoch
+            stats.load(saved["extra_tensors"], saved["epoch_stats"])
+        elif (regularizer := acc.unwrap_model(self.model).regularizer) is not None:
+            regularizer.anchor()  # θ' of the successive regularisation: this epoch's start
+        steps = self._epoch_steps(epoch, steps_per_epoch, at.epoch_step)
+        bar = tqdm(steps, desc=f"epoch {epoch}", initial=at.epoch_step, total=steps_per_epoch,
+                   disable=not self.show_progress, leave=False, dynamic_ncols=True, unit="step")
+        fresh = 0  # steps since last/ was written
+        for plan in bar:
+            if signals.requested() is not None:  # a step boundary: save and stop
+                bar.close()
+                if fresh:
+                    self._save_last(at, start, stats)
+                raise interrupted(run_dir, at, saved_now=fresh > 0)
+            total, terms, weights = self.train_step(plan, at.step)
+            if self.autosem is not None:
+                self.autosem.after_step()
+            at.step, at.epoch_step, fresh = at.step + 1, at.epoch_step + 1, fresh + 1
+            stats.add(total, terms, weights)
+        bar.close()
+        return stats
+
+    def _end_epoch(self, run_dir: Path, epoch: int, stats: EpochStats, at: RunState, epoch_start: float) -> None:
+        """Validate, write the epoch's log line (its time: training and validation), checkpoint
+        an improvement, count patience."""
+        cfg, acc = self.config, self.accelerator
+        self.method.on_epoch_end(epoch, stats.mean_task_losses())
+        train_log = stats.summary()
+        val, val_loss, collapsed = self._validate(epoch)
+        score = self._selection_score(val, val_loss)
+        improved = score > at.best_score
+        record = {
+            "epoch": epoch,
+            "step": at.step,
+            "lr": self.scheduler.get_last_lr()[0],
+            "train": train_log,
+            "val": {"avg": val["avg"], "loss": val_loss, "tasks": val["tasks"]},
+            "method": self.method.log_values(),
+            "epoch_time_s": round(time.perf_counter() - epoch_start, 3),
+            "best": improved,
+            **({"collapse": collapsed} if collapsed else {}),
+            **({"autosem": self.autosem.epoch_log()} if self.autosem is not None else {}),
+        }
+        for hook in self.epoch_hooks:
+            record.update(hook(self))
+        if acc.is_main_process:
+            append_line(run_dir / "log.jsonl", json.dumps(record))
+        if self.tracking is not None:
+            self.tracking.log(record, epoch)
+        self._progress(
+            "epoch %d: train loss %.4f  val Avg %.2f  val loss %.4f%s",
+            epoch, train_log["loss"], val["avg"], val_loss, "  *" if improved else "",
+        )
+        if improved:
+            at.best_score, at.best_epoch, at.bad_epochs = score, epoch, 0
+            if acc.is_main_process:
+                save_checkpoint(
+                    run_dir / "checkpoint", acc.unwrap_model(self.model), self.method, self.backbone,
+                    {"epoch": epoch, "step": at.step, "select_by": cfg.optim.select_by, "score": score},
+                )
+        else:
+            at.bad_epochs += 1
+        at.stopped = bool(cfg.optim.patience and at.bad_epochs >= cfg.optim.patience)
+        at.epoch, at.epoch_step = epoch, 0
 
     def _epoch_steps(self, epoch: int, count: int, start: int) -> Iterator[list[np.ndarray]]:
         """Steps ``start`` to ``count`` of ``epoch``: planned in advance by the batcher, or, in
@@ -409,30 +393,3 @@ class Trainer(Steps):
             return
         for _ in range(start, count):
             yield self.autosem.plan(epoch)
-
-    def _selection_score(self, val: dict[str, Any], val_loss: float) -> float:
-        """What ``--select-by`` maximises: validation Avg, minus the loss, or the primary task's score."""
-        if self.config.optim.select_by == "loss":
-            return -val_loss
-        if self.config.optim.select_by == "primary":
-            assert self.primary is not None  # TrainConfig.validate: --select-by primary needs --primary-task
-            return float(val["scores"][self.tasks[self.primary].name])
-        return float(val["avg"])
-
-    def _predict(self, split: str, bar: str | None = None) -> tuple[list[np.ndarray], float]:
-        return self._predict_on(self.encoded[split], bar)
-
-    def _predict_on(self, splits: list[EncodedSplit], bar: str | None = None) -> tuple[list[np.ndarray], float]:
-        return predict_splits(
-            self.accelerator.unwrap_model(self.model), self.method, self.tasks, splits,
-            self.config.batching.eval_batch_size, self.pad_id, self.accelerator.device, self.amp.dtype,
-            self.accelerator.process_index, self.accelerator.num_processes,
-            progress=bar if self.show_progress else None,
-        )
-
-    def _golds(self, split: str) -> list[np.ndarray]:
-        return [s.labels for s in self.encoded[split]]
-
-    def _groups(self, split: str) -> list[list[str] | None]:
-        """Each task's group per row of ``split`` (stance target, EI-reg emotion), or None."""
-        return [self.data.splits[t.name][split].groups for t in self.tasks]

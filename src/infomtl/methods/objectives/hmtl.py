@@ -55,7 +55,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.fileio import write_text
 from infomtl.methods.base import Hyper, LossTerms, Objective
 from infomtl.methods.registry import register_objective

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.methods.base import Ablation, Hyper, LossTerms, Objective
 from infomtl.methods.registry import register_objective
 from infomtl.methods.weightings.common import task_kpi

@@ -5,7 +5,7 @@
 
 from __future__ import annotations
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.methods.base import LossTerms, Objective
 from infomtl.methods.registry import register_objective
 from infomtl.methods.weightings.common import task_kpi

@@ -54,7 +54,7 @@ from typing import Any
 
 import torch
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.methods.base import Ablation, Hyper, LossTerms, Objective
 from infomtl.methods.registry import register_objective
 from infomtl.methods.weightings.common import task_kpi

@@ -94,7 +94,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from infomtl.data.batching import Batch
+from infomtl.data.encoding import Batch
 from infomtl.methods.base import Hyper, LossTerms, Objective, device_index
 from infomtl.methods.objectives.vmtl_priors import (
     anneal_factor,
