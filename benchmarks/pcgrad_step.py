@@ -1,12 +1,14 @@
-"""Step cost of PCGrad's gradient modes against EW: per-task gradients in a loop, batched, or of the representation.
+"""Step cost of PCGrad's gradient modes against EW: split (task by task), loop, batched, or of the representation.
 
     INFOMTL_DATA=../shared/data python benchmarks/pcgrad_step.py                 # tiny backbone, 6 TweetEval tasks
     INFOMTL_DATA=../shared/data python benchmarks/pcgrad_step.py --backbone minilm
     python benchmarks/pcgrad_step.py --benchmark synthetic --steps 2 --warmup 1  # smoke run, no data
 
 Variants, each a ``Trainer`` of its own on the same seeded ``mixed`` plan (fp32, one
-process, batch ``--batch-size``): ``ew``; ``pcgrad loop`` (T ``autograd.grad`` calls
-through the encoder, the default); ``pcgrad batched`` (``--method-args grads=batched``:
+process, batch ``--batch-size``): ``ew``; ``pcgrad split`` (the default: each task's rows
+encoded in a forward of their own, then T ``autograd.grad`` calls, each over its task's
+rows only); ``pcgrad loop`` (T ``autograd.grad`` calls through the whole step's encoder
+graph); ``pcgrad batched`` (``--method-args grads=batched``:
 one vmapped backward over the stacked task losses); ``pcgrad rep`` (``grad_space=rep``:
 gradients of the representation h, one encoder backward). After ``--warmup`` untimed
 steps of each, the timed steps are interleaved (one step of every variant in turn, a
@@ -16,9 +18,10 @@ time, its ratio over EW's, and PASS/FAIL of every PCGrad variant against the tar
 ``--target`` (PCGrad/EW ≤ 2.5), then the load average: the numbers are only comparable
 within one run on one machine.
 
-Expectation: loop and batched run the same T + 1 backward passes (batched only in fewer,
-larger kernels), so on a CPU they cost about the same; rep runs one encoder backward
-plus T small ones through the heads, close to EW.
+Expectation: loop and batched run the same T + 1 backward passes over the whole step
+(batched only in fewer, larger kernels); split runs T backward passes over 1/T of the rows
+each plus the final one, about two in all; rep runs one encoder backward plus T small
+ones through the heads, close to EW.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ from infomtl.training import Trainer  # noqa: E402
 #: (label, method, method_args), EW first
 VARIANTS: list[tuple[str, str, dict[str, str]]] = [
     ("ew", "ew", {}),
+    ("pcgrad split", "pcgrad", {"grads": "split"}),
     ("pcgrad loop", "pcgrad", {"grads": "loop"}),
     ("pcgrad batched", "pcgrad", {"grads": "batched"}),
     ("pcgrad rep", "pcgrad", {"grad_space": "rep"}),
@@ -74,7 +78,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
             times[label].append(time.perf_counter() - start)
     for label, trainer, _ in built:
         mode = getattr(trainer.method.weighting, "grads_mode", None)
-        if mode is not None and label.endswith("batched") and mode != "batched":
+        if mode is not None and label.split()[-1] in ("batched", "split") and mode != label.split()[-1]:
             print(f"  note: {label} fell back to grads={mode}")
     return {label: statistics.median(values) for label, values in times.items()}
 

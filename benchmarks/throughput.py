@@ -241,11 +241,18 @@ def measure_ours(
     model = getattr(model, "_orig_mod", model)
     encoder = model.encoder
     views = trainer.method.views
-    predicted = [
-        mixed_step_calls(np.concatenate([lengths[t][idx] for t, idx in enumerate(p)]), views,
-                         config.model.chunk_tokens, getattr(model, "micro_batches", 1), model.pack_base is not None)
-        for p in plan[: warmup + steps]
-    ]
+
+    def calls_of(rows: list[np.ndarray]) -> list[Call]:
+        return mixed_step_calls(rows if len(rows) else np.zeros(0, dtype=np.int64), views, config.model.chunk_tokens,
+                                getattr(model, "micro_batches", 1), model.pack_base is not None)
+
+    def step_calls(step: list[np.ndarray]) -> list[Call]:
+        present = [t for t, idx in enumerate(step) if len(idx)]
+        if getattr(model, "task_graphs", False) and len(present) > 1:  # grads=split: one forward per task
+            return [c for t in present for c in calls_of(lengths[t][step[t]])]
+        return calls_of(np.concatenate([lengths[t][idx] for t, idx in enumerate(step)]))
+
+    predicted = [step_calls(p) for p in plan[: warmup + steps]]
     warm, timed = plan[:warmup], plan[warmup : warmup + steps]
     reset_peak_memory(device)
     seconds, rec_warm, rec_timed = _run(encoder, not compiled, device, warm, timed, trainer.train_step)

@@ -298,7 +298,7 @@ CASES = [
     Case("flag-unknown-hyperparameter", flags("--method", "infomtl", "--method-args", "gamma_x=1,alpah=1"),
          ("unknown hyperparameters: alpah (did you mean `alpha`?), gamma_x;", "valid: alpha")),
     Case("flag-aggregator-grads", flags("--method", "pcgrad", "--method-args", "grads=vmap"),
-         ("method pcgrad: grads must be one of loop, batched, got 'vmap'",)),
+         ("method pcgrad: grads must be one of loop, batched, split, got 'vmap'",)),
     Case("flag-aggregator-rep-token-heads",
          flags("--method", "textcnn", "--weighting", "pcgrad", "--method-args", "grad_space=rep"),
          ("grad_space=rep needs heads that read the pooled h",)),

@@ -117,7 +117,8 @@ def test_pcgrad_step_benchmark_prints_every_variant_with_a_verdict(tmp_path) -> 
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| ") and "×" not in line]
-    assert [row.split("|")[1].strip() for row in rows] == ["ew", "pcgrad loop", "pcgrad batched", "pcgrad rep"]
+    assert [row.split("|")[1].strip() for row in rows] == ["ew", "pcgrad split", "pcgrad loop", "pcgrad batched",
+                                                             "pcgrad rep"]
     assert rows[0].split("|")[3].strip() == "1.00"
     assert all(row.split("|")[4].strip() in ("PASS", "FAIL") for row in rows[1:])
     assert "load average:" in proc.stdout and "fell back" not in proc.stdout

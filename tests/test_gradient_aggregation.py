@@ -1,5 +1,6 @@
-"""The gradient aggregators' options: ``grads=loop|batched`` (the per-task gradients in T
-backward passes or in one vmapped one) and ``grad_space=params|rep`` (gradients of the
+"""The gradient aggregators' options: ``grads=split|loop|batched`` (the per-task gradients in
+T backward passes over a step encoded task by task, over the step's one graph, or in one
+vmapped backward) and ``grad_space=params|rep`` (gradients of the
 shared parameters, or LibMTL's gradients of the representation h with one encoder backward).
 """
 
@@ -24,7 +25,7 @@ from infomtl.tasks import Task, TaskKind
 from infomtl.training import Trainer, train
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fakes import small_config  # noqa: E402
+from fakes import dropout_free, small_config  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -257,6 +258,56 @@ def test_batched_equals_loop_through_the_trainer(tmp_path: Path) -> None:
     torch.testing.assert_close(batched, loop, atol=1e-5, rtol=1e-5)
 
 
+@pytest.fixture
+def no_dropout(monkeypatch):
+    """The tiny encoder without dropout, so that split and loop steps compute the same numbers."""
+    import infomtl.modeling.backbones as backbones
+
+    monkeypatch.setattr(backbones, "_tiny", dropout_free(backbones._tiny))
+
+
+def test_split_equals_loop_through_the_trainer(tmp_path: Path, no_dropout) -> None:
+    loop, reference = _one_step_gradients(tmp_path / "a", {"grads": "loop"}, head_dropout=0.0)
+    split, trainer = _one_step_gradients(tmp_path / "b", {}, head_dropout=0.0)  # split: the default
+    assert trainer.method.weighting.grads_mode == "split"
+    assert trainer.accelerator.unwrap_model(trainer.model).task_graphs
+    assert not reference.accelerator.unwrap_model(reference.model).task_graphs
+    torch.testing.assert_close(split, loop, atol=1e-5, rtol=1e-5)
+
+
+def test_a_split_step_gives_each_task_loss_a_graph_of_its_own_rows(tmp_path: Path) -> None:
+    from infomtl.data.encoding import collate
+
+    trainer = Trainer(small_config(tmp_path / "run", method="pcgrad", seed=0))
+    trainer.setup(2)
+    model = trainer.accelerator.unwrap_model(trainer.model).train()
+    batch = collate(trainer.encoded["train"], trainer.batcher.epoch(1)[0], trainer.pad_id)
+    rep = model.represent(batch)
+    assert rep.pieces is not None and len(rep.pieces) == len(batch.rows) > 1
+    assert [p.shape[0] for p in rep.pieces.values()] == [len(r) for r in batch.rows.values()]
+    out = model.decode(rep, batch)
+    pieces = list(rep.pieces.values())
+    for t in rep.pieces:
+        reached = torch.autograd.grad(out.heads[t].train_output.sum(), pieces, retain_graph=True, allow_unused=True)
+        assert [g is not None for g in reached] == [s == t for s in rep.pieces]  # no other task's rows
+    model.eval()  # validation: the whole batch in one forward, as always
+    assert model.represent(batch).pieces is None
+
+
+@pytest.mark.parametrize(("method", "overrides", "why"), [
+    ("mt-vib", {"weighting": "pcgrad"}, "objective mt-vib has terms across rows or a shared decoder"),
+    ("pcgrad", {"grad_accumulation": 2}, "--grad-accumulation encodes in micro-batches"),
+])
+def test_split_falls_back_to_the_loop_where_a_step_cannot_be_cut_by_task(tmp_path: Path, caplog, method, overrides,
+                                                                          why) -> None:
+    with caplog.at_level(logging.INFO, logger="infomtl.methods.aggregation"):
+        trainer = Trainer(small_config(tmp_path / "run", method=method, seed=0, **overrides))
+        trainer.setup(2)
+    assert trainer.method.weighting.grads_mode == "loop"
+    assert not trainer.accelerator.unwrap_model(trainer.model).task_graphs
+    assert any(why in r.getMessage() and "grads=loop" in r.getMessage() for r in caplog.records)
+
+
 def test_batched_falls_back_to_the_loop_under_checkpointed_micro_batches(tmp_path: Path, caplog) -> None:
     # --grad-accumulation recomputes the encoder (with its dropout) inside the backward: vmap refuses
     loop, _ = _one_step_gradients(tmp_path / "a", {"grads": "loop"}, grad_accumulation=2)
@@ -314,7 +365,7 @@ def test_a_backward_vmap_cannot_run_raises_then_the_aggregator_uses_the_loop(cap
 @pytest.mark.parametrize(
     ("method", "weighting", "args", "message"),
     [
-        ("pcgrad", None, {"grads": "vmap"}, "method pcgrad: grads must be one of loop, batched, got 'vmap'"),
+        ("pcgrad", None, {"grads": "vmap"}, "method pcgrad: grads must be one of loop, batched, split, got 'vmap'"),
         ("pcgrad", None, {"grad_space": "h"}, "grad_space must be one of params, rep, got 'h'"),
         ("textcnn", "pcgrad", {"grad_space": "rep"}, "grad_space=rep needs heads that read the pooled h"),
         ("mt-vib", "pcgrad", {"grad_space": "rep"}, "mt-vib shares decoder layers above h"),
@@ -339,8 +390,8 @@ def test_grads_is_not_part_of_the_run_id_but_grad_space_is() -> None:
     assert run_id(TrainConfig(method="pcgrad", method_args={"grad_space": "rep"})) != run_id(base)
 
 
-@pytest.mark.parametrize("args", [{"grads": "loop"}, {"grads": "batched"}, {"grad_space": "rep"}],
-                         ids=["loop", "batched", "rep"])
+@pytest.mark.parametrize("args", [{}, {"grads": "loop"}, {"grads": "batched"}, {"grad_space": "rep"}],
+                         ids=["split", "loop", "batched", "rep"])
 def test_a_tiny_run_trains_and_logs_the_projections_in_every_mode(tmp_path: Path, args: dict) -> None:
     result = train(small_config(tmp_path / "run", method="pcgrad", method_args=args, epochs=4, lr=3e-3,
                                 max_train_examples=96, seed=0))
@@ -348,6 +399,6 @@ def test_a_tiny_run_trains_and_logs_the_projections_in_every_mode(tmp_path: Path
     losses = [entry["train"]["loss"] for entry in logs]
     assert losses[-1] < losses[0] - 0.05, losses
     logged = logs[-1]["method"]["pcgrad"]
-    assert logged["grads"] == args.get("grads", "loop")
+    assert logged["grads"] == args.get("grads", "loop" if args.get("grad_space") == "rep" else "split")
     assert logged["grad_space"] == args.get("grad_space", "params")
     assert 0 < logged["projected_fraction"] <= 1 and -1 <= logged["mean_cosine"] <= 1

@@ -11,14 +11,27 @@ while each head receives its own task's gradient and the objective's auxiliary t
 (``--method-args grads=...,grad_space=...``):
 
 ``grads`` — how the per-task gradients are taken (:mod:`infomtl.methods.task_gradients`):
-``loop`` (default) T ``autograd.grad`` calls; ``batched`` one call over the stacked
-losses with one-hot ``grad_outputs`` and ``is_grads_batched=True`` (the backward under
-``vmap``), the same gradients up to rounding. Both cost T backward passes; batched runs
-them as fewer, larger kernels, but was slower than the loop on a CPU
-(``benchmarks/pcgrad_step.py``, ``benchmarks/RESULTS.md``), so the loop is the default.
-Where vmap cannot run a backward, the first step logs one warning and the run continues
-with the loop (the log's ``grads`` entry says which ran). ``grads`` changes how, not what, is
-computed: it is not part of a run's id.
+
+* ``split`` (default): the step is encoded task by task — each task's rows in a forward of
+  their own, packed or chunked as usual (:meth:`~infomtl.modeling.model.MultiTaskModel.represent`),
+  each head reading its task's piece of ``h`` directly — and then T ``autograd.grad`` calls,
+  of which task t's runs back over task t's rows only. Since the encoder treats rows
+  independently, ``∂ℓ_t/∂θ`` is the same as over the whole batch (ℓ_t reads no other row),
+  but the T backward passes together cost about one over the whole batch instead of T.
+  It needs a step whose task losses each read only their own rows: the plain heads
+  (objective ``linear``), one process, no micro-batches, no learning-to-share module; for
+  any other run the trainer says why once and ``loop`` runs. The dropout masks are drawn
+  per task call instead of once for the batch (the same distribution).
+* ``loop``: T ``autograd.grad`` calls over the step's one graph: each a backward through
+  the whole batch (the other tasks' rows receive zeros).
+* ``batched``: one call over the stacked losses with one-hot ``grad_outputs`` and
+  ``is_grads_batched=True`` (the backward under ``vmap``), the same gradients as the loop up
+  to rounding, in fewer and larger kernels but no fewer FLOPs; slower than the loop on a CPU
+  (``benchmarks/pcgrad_step.py``, ``benchmarks/RESULTS.md``). Where vmap cannot run a
+  backward, the first step logs one warning and the loop runs.
+
+The log's ``grads`` entry says which ran. ``grads`` changes how, not what, is computed: it
+is not part of a run's id.
 
 ``grad_space`` — what the task gradients are of:
 
@@ -59,6 +72,7 @@ each process's own rows, and the trainer's average of ``.grad`` gives the one-pr
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -76,13 +90,13 @@ GRAD_SPACES = ("params", "rep")
 
 @dataclass
 class AggregatorHyper(WeightingHyper):
-    """Shared by the gradient aggregators: ``grads`` (``loop`` | ``batched``: how the
-    per-task gradients are taken) and ``grad_space`` (``params`` | ``rep``: of the shared
+    """Shared by the gradient aggregators: ``grads`` (``split`` | ``loop`` | ``batched``: how
+    the per-task gradients are taken) and ``grad_space`` (``params`` | ``rep``: of the shared
     parameters or of the representation h); see :mod:`infomtl.methods.aggregation`."""
 
     unhashed: ClassVar[tuple[str, ...]] = ("grads",)
 
-    grads: str = "loop"
+    grads: str = "split"
     grad_space: str = "params"
 
     def validate(self) -> None:
@@ -107,8 +121,17 @@ class GradientAggregator(Weighting):
     def __init__(self, hp: AggregatorHyper, tasks: list[Task], train_sizes: list[int]) -> None:
         super().__init__(hp, tasks, train_sizes)
         self._buffer: torch.Tensor | None = None
-        #: the mode that runs: ``hp.grads`` until a batched backward fails
-        self.grads_mode = hp.grads
+        #: the mode that runs: ``hp.grads``, or ``loop`` where that cannot run
+        self.grads_mode = hp.grads if hp.grad_space == "params" or hp.grads != "split" else "loop"
+
+    @property
+    def task_graphs(self) -> bool:  # type: ignore[override]
+        """``grads=split`` asks for a step encoded task by task (module docstring)."""
+        return self.grads_mode == "split"
+
+    def no_task_graphs(self, reason: str) -> None:
+        logger.info("%s: the step cannot be encoded task by task (%s); grads=loop", self.name, reason)
+        self.grads_mode = "loop"
 
     @classmethod
     def check_objective(cls, hp: WeightingHyper, objective: type[Objective]) -> None:
@@ -166,6 +189,9 @@ class GradientAggregator(Weighting):
         if len(present_tasks(losses)) < 2:
             ctx.backward(total)
             return
+        if terms.task_graphs and self.hp.grad_space == "params":
+            self._backward_by_task(losses, shared, terms, ctx)
+            return
         inputs: list[torch.Tensor]
         if self.hp.grad_space == "rep":
             h = terms.representation
@@ -188,7 +214,46 @@ class GradientAggregator(Weighting):
         ctx.backward(total + _surrogate(total, inputs, used, delta))
 
 
-def _surrogate(total: torch.Tensor, inputs: list[torch.Tensor], used: list[bool], delta: torch.Tensor) -> torch.Tensor:
+    def _backward_by_task(self, losses: list[torch.Tensor | None], shared: Sequence[torch.Tensor], terms: LossTerms,
+                          ctx: BackwardContext) -> None:
+        """``grads=split``: each task's loss has a graph of its own rows and head
+        (``terms.task_graphs``), so one ``autograd.grad`` per task gives its gradients of
+        the shared parameters and of its head, over its rows only; the update then reaches
+        ``.grad`` through one backward of a surrogate (no second pass through the encoder):
+        ``⟨θ, sg[Σ_t c_t g_t]⟩ + Σ_t ⟨φ_t, sg[∂(s·ℓ_t)/∂φ_t]⟩`` plus the objective's extras."""
+        buf = self._grad_buffer(sum(p.numel() for p in shared), shared[0].device)
+        buf.zero_()
+        used = [False] * len(shared)
+        surrogate = self.add_extras(buf.new_zeros(()), terms)
+        for t in present_tasks(losses):
+            loss = losses[t]
+            assert loss is not None
+            head = [p for p in ctx.head_parameters[t] if p.requires_grad]
+            grads = torch.autograd.grad(loss, [*shared, *head], retain_graph=True, allow_unused=True)
+            reached = _write_row(buf, t, shared, grads[: len(shared)])
+            used = [a or b for a, b in zip(used, reached, strict=True)]
+            for p, g in zip(head, grads[len(shared):], strict=True):
+                if g is not None:
+                    surrogate = surrogate + (p * g.detach()).sum()
+        coef = self.coefficients(buf)
+        ctx.backward(surrogate + _surrogate(surrogate, shared, used, coef @ buf))
+
+
+def _write_row(out: torch.Tensor, row: int, inputs: Sequence[torch.Tensor], grads: tuple) -> list[bool]:
+    """``out[row]`` = the gradients ``grads`` of ``inputs``, flattened (zeros where None);
+    which inputs got one."""
+    offset, reached = 0, []
+    for x, g in zip(inputs, grads, strict=True):
+        n = x.numel()
+        if g is not None:
+            out[row, offset : offset + n] = g.reshape(-1)
+        reached.append(g is not None)
+        offset += n
+    return reached
+
+
+def _surrogate(total: torch.Tensor, inputs: Sequence[torch.Tensor], used: list[bool], delta: torch.Tensor
+               ) -> torch.Tensor:
     """``Σ_x ⟨x, sg[δ_x]⟩`` over the inputs a task reached: its gradient is ``δ`` (in x)."""
     out = total.new_zeros(())
     offset = 0

@@ -63,6 +63,9 @@ class LossTerms:
         representation: the shared representation ``h`` the heads read (``ModelOutput.h``,
             set by :meth:`~infomtl.methods.compose.Method.loss`), for the gradient
             aggregators' ``grad_space=rep``.
+        task_graphs: the step was encoded task by task (``ModelOutput.task_graphs``, set by
+            :meth:`~infomtl.methods.compose.Method.loss`): each ``ℓ_t``'s graph holds only
+            task t's rows and its own head (``grads=split``).
     """
 
     task_losses: dict[int, torch.Tensor]
@@ -71,6 +74,7 @@ class LossTerms:
     kpis: dict[int, torch.Tensor] = field(default_factory=dict)
     task_aux: dict[int, torch.Tensor] = field(default_factory=dict)
     representation: torch.Tensor | None = None
+    task_graphs: bool = False
 
 
 @dataclass(frozen=True)
@@ -158,6 +162,10 @@ class Objective(Component):
     ablations_reduce_to_ew: ClassVar[bool] = False
     #: the decoder has layers shared by the tasks above ``h`` (a bottleneck)
     shared_decoder: ClassVar[bool] = False
+    #: each task's loss reads only its own rows, through its own head of a plain
+    #: :class:`~infomtl.modeling.model.TaskHeads` (no term across rows or tasks), so a step
+    #: may be encoded task by task (``grads=split`` of the gradient aggregators)
+    row_separable: ClassVar[bool] = False
 
     def __init__(
         self, hp: BaseHyper, tasks: list[Task], hidden_size: int, head_dropout: float, head_hidden: int
@@ -198,6 +206,9 @@ class Weighting(Component):
     needs_all_tasks: ClassVar[bool] = False
     #: regime the trainer picks when the user does not choose one
     default_regime: ClassVar[str] = "mixed"
+    #: the weighting asks for a step encoded task by task (each task's rows in a forward of
+    #: their own, so a backward of one task's loss runs over its rows only)
+    task_graphs: bool = False
 
     def __init__(self, hp: WeightingHyper, tasks: list[Task], train_sizes: list[int]) -> None:
         super().__init__(hp)
@@ -207,6 +218,9 @@ class Weighting(Component):
     @property
     def num_tasks(self) -> int:
         return len(self.tasks)
+
+    def no_task_graphs(self, reason: str) -> None:
+        """The trainer cannot encode this run's steps task by task (``reason``)."""
 
     def task_scale(self, present: int) -> float:
         """The factor of the task part of the loss: ``1/P`` (``normalize="mean"``, P tasks

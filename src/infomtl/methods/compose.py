@@ -76,6 +76,7 @@ class Method(nn.Module):
         """Total loss, its terms, and the ``(T,)`` task weights of this step."""
         terms = self.objective.loss_terms(out, batch)
         terms.representation = out.h
+        terms.task_graphs = out.task_graphs
         total, weights = self.weighting.combine(terms)
         return total, terms, weights
 

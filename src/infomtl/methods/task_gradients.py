@@ -27,8 +27,9 @@ from collections.abc import Sequence
 
 import torch
 
-#: how the per-task gradients are taken (``--method-args grads=...``)
-GRAD_MODES = ("loop", "batched")
+#: how the per-task gradients are taken (``--method-args grads=...``); ``split`` is the loop
+#: over a step encoded task by task (:mod:`infomtl.methods.aggregation`)
+GRAD_MODES = ("loop", "batched", "split")
 
 
 class BatchedGradientsError(RuntimeError):
@@ -98,10 +99,10 @@ def batched_gradients(
 def task_gradients(
     losses: Sequence[torch.Tensor | None], inputs: Sequence[torch.Tensor], out: torch.Tensor, mode: str
 ) -> list[bool]:
-    """:func:`loop_gradients` or :func:`batched_gradients` by ``mode`` (``loop`` / ``batched``)."""
+    """:func:`loop_gradients` (``loop``, ``split``) or :func:`batched_gradients` (``batched``)."""
     if mode == "batched":
         return batched_gradients(losses, inputs, out)
-    if mode == "loop":
+    if mode in ("loop", "split"):
         return loop_gradients(losses, inputs, out)
     raise ValueError(f"grads must be one of {', '.join(GRAD_MODES)}, got {mode!r}")
 

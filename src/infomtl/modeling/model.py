@@ -72,12 +72,14 @@ from infomtl.modeling.sharing import CrossStitch, LayerSharing, Sharing, gather
 class ModelOutput:
     """``h``: ``(B, d)`` shared representation; ``h_views``: the second dropout view or
     ``None``; ``heads[t]``: head output on task t's rows; ``extras``: whatever the
-    decoder exposes (bottleneck means and variances...)."""
+    decoder exposes (bottleneck means and variances...); ``task_graphs``: the batch was
+    encoded task by task, each head reading its task's piece of ``h`` (not ``h`` itself)."""
 
     h: torch.Tensor
     h_views: torch.Tensor | None
     heads: dict[int, HeadOutput]
     extras: dict[str, torch.Tensor] = field(default_factory=dict)
+    task_graphs: bool = False
 
 
 @dataclass
@@ -90,6 +92,9 @@ class Representation:
     pooled: torch.Tensor
     states: torch.Tensor | None = None
     mask: torch.Tensor | None = None
+    #: encoded task by task (:attr:`MultiTaskModel.task_graphs`): task t's rows of ``pooled``,
+    #: from a forward of their own; ``pooled`` is their concatenation
+    pieces: dict[int, torch.Tensor] | None = None
 
 
 class SharedMLP(nn.Module):
@@ -154,6 +159,8 @@ class MultiTaskModel(nn.Module):
     """
 
     micro_batches: int = 1
+    #: encode a training step task by task (the trainer sets it for ``grads=split``)
+    task_graphs: bool = False
 
     def __init__(
         self,
@@ -334,6 +341,8 @@ class MultiTaskModel(nn.Module):
         if views not in (1, 2):
             raise ValueError(f"views must be 1 or 2, got {views}")
         n = len(batch)
+        if self.task_graphs and views == 1 and self.training and torch.is_grad_enabled() and len(batch.rows) > 1:
+            return self._represent_by_task(batch)
         if batch.features is not None:
             if self.shared_mlp is None:
                 raise ValueError("a batch of precomputed features needs a model with a shared_mlp")
@@ -355,11 +364,35 @@ class MultiTaskModel(nn.Module):
             pooled = self.shared_mlp(pooled)
         return Representation(pooled)
 
+    def _represent_by_task(self, batch: Batch) -> Representation:
+        """:meth:`represent` with each task's rows encoded in a forward of their own, so that
+        the autograd graph of one task's loss holds its rows only (``grads=split`` of
+        :mod:`infomtl.methods.aggregation`). The rows of a task are contiguous in a batch
+        (:func:`~infomtl.data.encoding.collate` lays them out by task)."""
+        lengths = batch.lengths if batch.lengths is not None else batch.attention_mask.sum(1).cpu().numpy()
+        pieces, start = {}, 0
+        for t in sorted(batch.rows):
+            end = start + int(batch.rows[t].numel())
+            if batch.features is not None:
+                piece = batch.features[start:end]
+            else:
+                types = None if batch.token_type_ids is None else batch.token_type_ids[start:end]
+                piece = self.encode_chunked(batch.input_ids[start:end], batch.attention_mask[start:end], types,
+                                            lengths[start:end])
+            pieces[t] = piece if self.shared_mlp is None else self.shared_mlp(piece)
+            start = end
+        return Representation(torch.cat(list(pieces.values())), pieces=pieces)
+
     def decode(self, rep: Representation, batch: Batch, views: int = 1) -> ModelOutput:
         """The decoder side of :meth:`forward`: split ``rep.pooled`` into ``h`` and its second
         view and run the heads on the rows ``batch.rows`` (labels are not read here). With a
         sharing module, ``h`` is first gathered from the sources (module docstring)."""
         pooled, rows = rep.pooled, batch.rows
+        if rep.pieces is not None:  # each head on its own task's piece (TaskHeads)
+            heads: dict[int, HeadOutput] = {}
+            for t, piece in rep.pieces.items():
+                heads.update(self.decoder(piece, {t: torch.arange(piece.shape[0], device=piece.device)})[0])
+            return ModelOutput(h=pooled, h_views=None, heads=heads, task_graphs=True)
         if self.sharing is not None:
             pooled, rows = gather(self.sharing, pooled, rows, views)
             if self.shared_mlp is not None:

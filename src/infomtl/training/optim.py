@@ -21,7 +21,12 @@ def build_optimizer(cfg: TrainConfig, model: MultiTaskModel, method: Method) -> 
     A fourth group holds the **sharing units** of learning to share (layer-mixture weights
     and scales, cross-stitch α): no weight decay, ``--sharing-lr`` (default 5e-3, whatever
     ``--lr``: a few scalars that must move far; Misra et al. 2016 likewise give their units a
-    learning rate 10²–10³ times the network's)."""
+    learning rate 10²–10³ times the network's).
+
+    The update runs as few passes over memory as torch offers on every device (left to
+    itself, torch takes the per-tensor loop on a CPU): AdamW ``fused``, Adamax ``foreach``
+    (it has no fused kernel). On MiniLM's 22.6M parameters on 2 CPU cores: AdamW 70 → 10 ms
+    a step, Adamax 92 → 56 ms (``benchmarks/RESULTS.md``)."""
     decay: list[nn.Parameter] = []
     no_decay: list[nn.Parameter] = []
     scalars = [p for p in method.parameters() if p.requires_grad]
@@ -43,8 +48,9 @@ def build_optimizer(cfg: TrainConfig, model: MultiTaskModel, method: Method) -> 
         groups.append({"params": scalars, "weight_decay": 0.0, "lr": lr, "task_scalars": True})
     if sharing:
         groups.append({"params": sharing, "weight_decay": 0.0, "lr": cfg.optim.sharing_lr})
-    cls = {"adamax": torch.optim.Adamax, "adamw": torch.optim.AdamW}[cfg.optim.optimizer]
-    return cls(groups, lr=cfg.optim.lr)
+    if cfg.optim.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.optim.lr, fused=True)
+    return torch.optim.Adamax(groups, lr=cfg.optim.lr, foreach=True)
 
 
 def clipped_parameters(optimizer: torch.optim.Optimizer) -> list[torch.nn.Parameter]:

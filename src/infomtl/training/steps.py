@@ -34,7 +34,7 @@ from infomtl.data.encoding import Batch, EncodedSplit, collate
 from infomtl.methods import BackwardContext, Method
 from infomtl.modeling.building import compile_encoder
 from infomtl.modeling.feature_cache import FeatureCache
-from infomtl.modeling.model import ModelOutput, MultiTaskModel
+from infomtl.modeling.model import ModelOutput, MultiTaskModel, TaskHeads
 from infomtl.training.amp import MixedPrecision
 from infomtl.training.optim import build_optimizer, build_scheduler, clipped_parameters
 from infomtl.training.sharded import forward_sharded
@@ -75,6 +75,11 @@ class Steps:
             self.model, self.optimizer, self.scheduler = acc.prepare(self.model, optimizer, scheduler)
         self.method.to(acc.device)
         inner = acc.unwrap_model(self.model)
+        if self.method.weighting.task_graphs:
+            problem = self._task_graphs_problem(inner)
+            inner.task_graphs = problem is None
+            if problem is not None:
+                self.method.weighting.no_task_graphs(problem)
         distributed.broadcast_tensors(
             [*inner.parameters(), *inner.buffers(), *self.method.parameters(), *self.method.buffers()]
         )
@@ -88,6 +93,20 @@ class Steps:
         self.ctx = BackwardContext(self.amp.backward, shared, heads, distributed.all_reduce_mean)
         self.params = [p for g in self.optimizer.param_groups for p in g["params"]]
         self.clipped = clipped_parameters(self.optimizer)
+
+    def _task_graphs_problem(self, model: MultiTaskModel) -> str | None:
+        """Why this run's steps cannot be encoded task by task (``grads=split``), or None."""
+        if not self.method.objective.row_separable:
+            return f"objective {self.method.spec.objective} has terms across rows or a shared decoder"
+        if self.accelerator.num_processes > 1:
+            return "several processes gather one representation"
+        if model.micro_batches > 1:
+            return "--grad-accumulation encodes in micro-batches"
+        if model.sharing is not None or model.token_states or type(model.decoder) is not TaskHeads:
+            return "the heads do not read one pooled h per task"
+        if model.regularizer is not None:
+            return "the successive regularisation is a term of every task's parameters"
+        return None
 
     def train_step(self, plan: list[np.ndarray], step: int = 0) -> tuple[torch.Tensor, Any, torch.Tensor]:
         """One optimisation step on the global step ``plan`` (the ``step``-th of the run)."""

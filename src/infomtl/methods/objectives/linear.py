@@ -20,6 +20,7 @@ class LinearObjective(Objective):
 
     name = "linear"
     reference = "Caruana 1997 (hard parameter sharing)"
+    row_separable = True
 
     def build_decoder(self) -> TaskHeads:
         return TaskHeads(
