@@ -11,7 +11,7 @@ from benchmark_modules import load_benchmark_module
 from infomtl.modeling.backbones import load_backbone
 from infomtl.modeling.heads import LinearHead
 from infomtl.modeling.model import MultiTaskModel, TaskHeads
-from infomtl.modeling.packing import candidate_widths, pack, pack_rows, plan_packing, position_base
+from infomtl.modeling.packing import call_sequences, candidate_widths, pack, pack_rows, plan_packing, position_base
 
 flops = load_benchmark_module("flops.py")  # the benchmark's recorder of encoder calls
 
@@ -46,6 +46,28 @@ def test_the_width_with_the_fewest_computed_tokens_by_hand() -> None:
     # 10+6+2 | 9+4+3 (36 tokens): a tie, the smaller width wins
     assert plan_packing(np.array([10, 9, 4, 3, 2, 6])) == (12, [[0, 4], [1, 3], [5, 2]])
     assert plan_packing(np.array([5])) == (5, [[0]])
+
+
+def test_shape_steps_by_hand() -> None:
+    # step 8: the candidates 10..15, 17..20 round up to 16 and 24; width 16 packs 10+6 | 9+4+3 | 2 (48 tokens)
+    assert plan_packing(np.array([10, 9, 4, 3, 2, 6]), step=8) == (16, [[0, 5], [1, 2, 3], [4]])
+    assert [call_sequences(n, 8) for n in (1, 2, 3, 4, 5, 8, 9)] == [1, 2, 3, 4, 8, 8, 12]
+    assert [call_sequences(n, 0) for n in (1, 5, 9)] == [1, 5, 9]
+
+
+def test_a_stepped_packed_call_equals_the_padded_forward() -> None:
+    """Empty sequences fill a call up (each its own block): the rows' states are unchanged."""
+    tiny = load_backbone("tiny", pooling="mean", max_length=32)
+    ids, mask, _, lengths = _padded([9, 3, 14, 1, 7, 7, 12, 2, 5, 6], tiny.encoder.config.vocab_size)
+    stepped = _model(tiny.encoder, "mean", packing=True)
+    stepped.shape_step = 8
+    with torch.no_grad(), flops.EncoderCalls(tiny.encoder) as calls:
+        got = stepped.encode_chunked(ids, mask, None, lengths)
+        want = _model(tiny.encoder, "mean", packing=False, chunk_tokens=0).encode_chunked(ids, mask, None, lengths)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    width, bins = plan_packing(lengths, step=8)
+    first = calls.calls()[0]
+    assert (first.width, first.sequences) == (width, call_sequences(len(bins), 8)) and width % 8 == 0
 
 
 def test_the_pruned_search_finds_what_trying_every_candidate_width_finds() -> None:

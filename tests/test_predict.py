@@ -136,6 +136,34 @@ def test_a_token_budget_changes_the_forward_passes_not_the_predictions(predictor
         predictor.predict(texts, max_tokens=0)
 
 
+def test_shape_steps_change_the_forward_shapes_not_the_predictions(run_dir, monkeypatch) -> None:
+    """Under bf16 the forward passes come in few shapes (widths a multiple of the step, rows
+    filled up); padding is masked, so the predictions are those of exact shapes."""
+    from infomtl.inference import predict as predict_module
+
+    rng = random.Random(2)
+    words = "the food was great but the trip home took very long please answer soon".split()
+    texts = [" ".join(rng.choices(words, k=rng.randint(1, 30))) for _ in range(23)]
+    exact, stepped = infomtl.load(run_dir, precision="fp32"), infomtl.load(run_dir, precision="fp32")
+    stepped.shape_step = 8
+    shapes: list[tuple[int, ...]] = []
+    model = stepped.units[0].model
+    handle = model.encoder.register_forward_pre_hook(
+        lambda module, args, kwargs: shapes.append(tuple(kwargs["input_ids"].shape)), with_kwargs=True)
+    try:
+        got = stepped.predict(texts, batch_size=10)
+    finally:
+        handle.remove()
+    for a, b in zip(exact.predict(texts, batch_size=10), got, strict=True):
+        for name in a:
+            assert a[name]["label"] == b[name]["label"]
+            assert a[name]["probability"] == pytest.approx(b[name]["probability"], abs=1e-5)
+    assert shapes and all(w % 8 == 0 for _, w in shapes) and all(r % 4 == 0 for r, _ in shapes if r >= 4)
+    assert predict_module.BF16_SHAPE_STEP > 0
+    monkeypatch.setattr(predict_module, "cpu_has_bf16", lambda: True)
+    assert infomtl.load(run_dir, precision="bf16").shape_step == predict_module.BF16_SHAPE_STEP
+
+
 def test_a_task_trained_on_pairs_needs_them(run_dir) -> None:
     pred = infomtl.load(run_dir)
     pred.units[0].pair_modes["sentiment"] = "first"

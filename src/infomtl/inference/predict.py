@@ -43,14 +43,19 @@ from infomtl.artifacts.run_folder import RunFolder
 from infomtl.data.encoding import Batch
 from infomtl.errors import InfomtlError
 from infomtl.inference.export import MANIFEST, load_export_units
+from infomtl.inference.heap import HeapTrimmer
 from infomtl.inference.hub import resolve_model
 from infomtl.inference.quantize import check_quantize, quantize_units
 from infomtl.inference.units import ModelUnit, unit_from_run
 from infomtl.modeling.model import MultiTaskModel
+from infomtl.modeling.packing import call_sequences
 from infomtl.precision import INFERENCE_PRECISIONS, cpu_has_bf16, inference_precision
 from infomtl.tasks import Task, TaskKind
 
 log = logging.getLogger(__name__)
+
+#: widths of the forward passes a multiple of this under bf16 (:attr:`Predictor.shape_step`)
+BF16_SHAPE_STEP = 8
 
 
 class Predictor:
@@ -74,6 +79,10 @@ class Predictor:
         if len(set(names)) != len(names):
             raise InfomtlError(f"{source}: the same task is predicted by two models ({names})")
         self.precision = self._precision(precision)
+        self.heap = HeapTrimmer()
+        #: forward passes in few shapes under bf16: widths a multiple of it, rows filled up
+        #: (:mod:`infomtl.modeling.packing`; oneDNN keeps a bf16 kernel per shape)
+        self.shape_step = BF16_SHAPE_STEP if self.precision == "bf16" else 0
         for unit in units:
             unit.model.to(self.device)
             unit.model.eval()
@@ -219,12 +228,19 @@ class Predictor:
         lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=n)
         order = np.argsort(lengths, kind="stable")
         per_task: dict[int, list[torch.Tensor]] = {t: [] for t in task_idx}
+        step = self.shape_step
+        if isinstance(unit.model, MultiTaskModel):
+            unit.model.shape_step = step  # its packed calls, where it packs
         for start, end in forward_spans(lengths[order], *sizes):
             idx = order[start:end]
-            width = int(lengths[idx].max())
-            input_ids = np.full((len(idx), width), unit.pad_id, dtype=np.int64)
-            mask = np.zeros((len(idx), width), dtype=np.int64)
-            tt = np.zeros((len(idx), width), dtype=np.int64) if types is not None else None
+            width, padded = int(lengths[idx].max()), len(idx)
+            if step:  # few shapes: widths a multiple of step, rows filled up (module docstring)
+                width = min(-(-width // step) * step, max(width, unit.max_length))
+                padded = call_sequences(len(idx), step)
+            input_ids = np.full((padded, width), unit.pad_id, dtype=np.int64)
+            mask = np.zeros((padded, width), dtype=np.int64)
+            mask[len(idx):, 0] = 1  # filler rows: one token each, never read by a head
+            tt = np.zeros((padded, width), dtype=np.int64) if types is not None else None
             for r, i in enumerate(idx):
                 input_ids[r, : lengths[i]] = ids[i]
                 mask[r, : lengths[i]] = 1
@@ -234,12 +250,14 @@ class Predictor:
             batch = Batch(
                 input_ids=torch.from_numpy(input_ids), attention_mask=torch.from_numpy(mask),
                 token_type_ids=None if tt is None else torch.from_numpy(tt),
-                rows=rows, labels={}, lengths=lengths[idx],
+                rows=rows, labels={}, lengths=np.concatenate([lengths[idx], np.ones(padded - len(idx), np.int64)]),
             ).to(self.device)
             with self._autocast():
                 out = unit.model(batch, views=1)
             for t in task_idx:
                 per_task[t].append(out.heads[t].mean.float().cpu())
+            del out, batch
+            self.heap.after_batch()  # freed activations of many shapes back to the system
             bar.update(len(idx))
         restored: dict[int, list[Any]] = {}
         for t, parts in per_task.items():

@@ -64,7 +64,7 @@ from torch.utils.checkpoint import checkpoint
 from infomtl.data.encoding import Batch
 from infomtl.modeling.backbones import pool
 from infomtl.modeling.heads import HeadOutput
-from infomtl.modeling.packing import pack, plan_packing, pool_packed, position_base
+from infomtl.modeling.packing import call_sequences, pack, plan_packing, pool_packed, position_base
 from infomtl.modeling.sharing import CrossStitch, LayerSharing, Sharing, gather
 
 
@@ -161,6 +161,8 @@ class MultiTaskModel(nn.Module):
     micro_batches: int = 1
     #: encode a training step task by task (the trainer sets it for ``grads=split``)
     task_graphs: bool = False
+    #: packed calls in few shapes: widths a multiple of it (0: any; :mod:`infomtl.modeling.packing`)
+    shape_step: int = 0
 
     def __init__(
         self,
@@ -283,7 +285,7 @@ class MultiTaskModel(nn.Module):
         """Pooled ``h`` of the rows packed several to a sequence (module docstring), in calls of
         at most ``chunk_tokens`` tokens; rows in the order of ``input_ids``."""
         assert self.pack_base is not None
-        width, bins = plan_packing(lengths)
+        width, bins = plan_packing(lengths, self.shape_step)
         per_call = max(1, self.chunk_tokens // width) if self.chunk_tokens > 0 else len(bins)
         config: Any = getattr(self.encoder, "config")  # noqa: B009 (a transformers config, untyped here)
         additive = torch.float32 if config._attn_implementation == "eager" else None
@@ -291,6 +293,7 @@ class MultiTaskModel(nn.Module):
         pieces, order = [], []
         for first in range(0, len(bins), per_call):
             call = bins[first : first + per_call]
+            call = call + [[] for _ in range(call_sequences(len(call), self.shape_step) - len(call))]
             packed = pack(input_ids, token_type_ids, lengths, call, width, self.pack_base, pad_id, additive)
             kwargs = {"input_ids": packed.input_ids, "attention_mask": packed.attention_mask,
                       "position_ids": packed.position_ids}
