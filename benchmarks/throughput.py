@@ -7,7 +7,9 @@
 One table, one row per method, all measured in this process on the same TweetEval
 training rows (``--train-rows`` per task, seeded) and the same plan of steps (the
 library's ``mixed`` regime with length bucketing, epoch 1 of the seeded ``Batcher``),
-after ``--warmup`` untimed steps, with ``torch.set_num_threads`` = physical cores:
+after ``--warmup`` untimed steps (with ``--prime``, the default in bf16, also the timed
+steps once untimed: oneDNN builds a bf16 kernel per matrix shape, and the first method to
+meet a shape would pay for it), with ``torch.set_num_threads`` = physical cores:
 
 * examples/s = rows trained / seconds; real tokens/s = their non-padding tokens /
   seconds (each example's tokens once, also for InfoMTL's two views);
@@ -227,10 +229,11 @@ def train_config(args: argparse.Namespace, method: str, mixed_precision: str) ->
 
 def measure_ours(
     config: TrainConfig, plan: list[list[np.ndarray]] | None, warmup: int, steps: int,
-    device: torch.device, compiled: bool,
+    device: torch.device, compiled: bool, prime: bool = False,
 ) -> tuple[Measurement, list[list[np.ndarray]], list[np.ndarray]]:
     """Time ``steps`` steps of ``plan`` after ``warmup`` untimed ones with the library's
-    ``Trainer`` (``plan=None``: this trainer's own plan). Returns the measurement, the
+    ``Trainer`` (``plan=None``: this trainer's own plan); with ``prime``, the timed steps
+    also run once untimed first (their shapes' kernels built). Returns the measurement, the
     plan, and the training rows' lengths (to check every method trains the same rows)."""
     trainer = Trainer(config)
     trainer.setup(warmup + steps)
@@ -254,12 +257,15 @@ def measure_ours(
 
     predicted = [step_calls(p) for p in plan[: warmup + steps]]
     warm, timed = plan[:warmup], plan[warmup : warmup + steps]
+    predicted_warm = predicted[:warmup] + (predicted[warmup:] if prime else [])
+    if prime:
+        warm = warm + timed
     reset_peak_memory(device)
     seconds, rec_warm, rec_timed = _run(encoder, not compiled, device, warm, timed, trainer.train_step)
     peak = peak_memory_mib(device)
     result = _measure(
         config.method.name, EncoderShape.of(encoder),
-        [c for step in predicted[:warmup] for c in step], [c for step in predicted[warmup:] for c in step],
+        [c for step in predicted_warm for c in step], [c for step in predicted[warmup:] for c in step],
         None if rec_warm is None else (rec_warm, rec_timed),
         steps=len(timed), rows=sum(len(idx) for p in timed for idx in p),
         real_tokens=sum(int(lengths[t][idx].sum()) for p in timed for t, idx in enumerate(p)),
@@ -356,7 +362,8 @@ def render(args: argparse.Namespace, info: dict[str, object], peak_text: str, pe
     lines.append(
         f"data: TweetEval {args.tasks}, {args.train_rows} training rows per task (seed {args.seed}); "
         f"batch {args.batch_size}, max length {args.max_length}; {args.warmup} warm-up + {args.steps} timed "
-        f"steps, the same mixed-regime, length-bucketed step plan for every method"
+        f"steps{' (primed: each run once untimed first)' if args.prime else ''}, the same mixed-regime, "
+        f"length-bucketed step plan for every method"
     )
     if rss_start is not None and device.type == "cpu":
         lines.append(f"process RSS before the first method: {rss_start:.0f} MiB")
@@ -467,6 +474,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--train-rows", type=int, help="training rows per task (default 2000)")
     parser.add_argument("--dtype", default="fp32", choices=("fp32", "bf16"),
                         help="training dtype (bf16 = autocast; the naive reference stays fp32)")
+    parser.add_argument("--prime", action=argparse.BooleanOptionalAction, default=None,
+                        help="run each method's timed steps once untimed first, so that every step shape's "
+                        "kernels exist (default: on with --dtype bf16, where oneDNN builds a kernel per shape)")
     parser.add_argument("--compile", action="store_true",
                         help="TrainConfig.compile: torch.compile the encoder "
                         "(give a larger --warmup: the first shapes compile)")
@@ -494,6 +504,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
     if args.warmup < 0:
         parser.error("--warmup must be >= 0")
+    if args.prime is None:
+        args.prime = args.dtype == "bf16"
     return args
 
 
@@ -518,7 +530,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     for method in methods:
         print(f"timing {method} ...", file=sys.stderr, flush=True)
         config = train_config(args, method, mixed_precision)
-        result, plan, lengths = measure_ours(config, plan, args.warmup, args.steps, device, args.compile)
+        result, plan, lengths = measure_ours(config, plan, args.warmup, args.steps, device, args.compile, args.prime)
         if reference is None:
             reference = lengths
         elif not all(np.array_equal(a, b) for a, b in zip(reference, lengths, strict=True)):
