@@ -14,9 +14,10 @@ and the one backward are :mod:`infomtl.methods.aggregation`'s, for every option)
 
 1. The task gradients ``g`` ``(T, N)`` of the shared parameters (``grad_space=params``,
    N = P parameters) or of the representation (``grad_space=rep``, the rows of
-   ``∂ℓ_t/∂h`` summed over the batch, N = d), taken with ``grads=loop`` or ``batched``
-   into one preallocated fp32 buffer; a task absent from the step has a zero row and
-   takes no part.
+   ``∂ℓ_t/∂h`` summed over the batch, N = d), taken with ``grads=split`` (the default:
+   over a step encoded task by task, each task's backward over its own rows), ``loop``
+   or ``batched`` into one preallocated fp32 buffer; a task absent from the step has a
+   zero row and takes no part.
 2. The projections run in the span of the gradients: with the Gram matrix
    ``G = g gᵀ`` (one ``T × N`` matmul), ``g̃_i = Σ_k A_ik g_k`` and
    ``g̃_i · g_j = (A G)_ij``, so the sequential rule is evaluated on ``T × T``
@@ -25,7 +26,8 @@ and the one backward are :mod:`infomtl.methods.aggregation`'s, for every option)
    (:meth:`PCGrad.coefficients`).
 3. One engine backward gives the shared parameters ``Σ_i g̃_i + ∇aux`` (in the rep
    space ``Jᵀ Σ_k c_k r_k + ∇aux``, ``r_k`` the per-row representation gradients), every
-   head its own task's gradient. Under fp16 the run's ``GradScaler`` (training/amp.py)
+   head its own task's gradient (under ``split`` the backward of a surrogate carrying
+   those gradients, with no second pass through the encoder). Under fp16 the run's ``GradScaler`` (training/amp.py)
    scales the whole update; the per-task gradients of step 1 are taken of the unscaled
    losses, so a very small gradient may underflow in the fp16 backward: prefer bf16
    with PCGrad. Under several processes the ``params`` buffer is averaged over the
