@@ -222,10 +222,12 @@ class GradientAggregator(Weighting):
         ``.grad`` through one backward of a surrogate (no second pass through the encoder):
         ``⟨θ, sg[Σ_t c_t g_t]⟩ + Σ_t ⟨φ_t, sg[∂(s·ℓ_t)/∂φ_t]⟩`` plus the objective's extras."""
         buf = self._grad_buffer(sum(p.numel() for p in shared), shared[0].device)
-        buf.zero_()
+        present = present_tasks(losses)
+        for t in set(range(self.num_tasks)) - set(present):
+            buf[t].zero_()  # absent: a zero row (every present row is written whole below)
         used = [False] * len(shared)
         surrogate = self.add_extras(buf.new_zeros(()), terms)
-        for t in present_tasks(losses):
+        for t in present:
             loss = losses[t]
             assert loss is not None
             head = [p for p in ctx.head_parameters[t] if p.requires_grad]
@@ -240,13 +242,15 @@ class GradientAggregator(Weighting):
 
 
 def _write_row(out: torch.Tensor, row: int, inputs: Sequence[torch.Tensor], grads: tuple) -> list[bool]:
-    """``out[row]`` = the gradients ``grads`` of ``inputs``, flattened (zeros where None);
-    which inputs got one."""
+    """``out[row]`` = the gradients ``grads`` of ``inputs``, flattened (zeros where None: the
+    whole row is written); which inputs got one."""
     offset, reached = 0, []
     for x, g in zip(inputs, grads, strict=True):
         n = x.numel()
         if g is not None:
             out[row, offset : offset + n] = g.reshape(-1)
+        else:
+            out[row, offset : offset + n] = 0
         reached.append(g is not None)
         offset += n
     return reached
