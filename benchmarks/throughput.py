@@ -246,8 +246,8 @@ def measure_ours(
     views = trainer.method.views
 
     def calls_of(rows: list[np.ndarray]) -> list[Call]:
-        return mixed_step_calls(rows if len(rows) else np.zeros(0, dtype=np.int64), views, config.model.chunk_tokens,
-                                getattr(model, "micro_batches", 1), model.pack_base is not None)
+        return mixed_step_calls(rows, views, config.model.chunk_tokens, getattr(model, "micro_batches", 1),
+                                model.pack_base is not None)
 
     def step_calls(step: list[np.ndarray]) -> list[Call]:
         present = [t for t, idx in enumerate(step) if len(idx)]

@@ -48,7 +48,7 @@ from infomtl.inference.hub import resolve_model
 from infomtl.inference.quantize import check_quantize, quantize_units
 from infomtl.inference.units import ModelUnit, unit_from_run
 from infomtl.modeling.model import MultiTaskModel
-from infomtl.modeling.packing import call_sequences
+from infomtl.modeling.packing import call_sequences, round_up
 from infomtl.precision import INFERENCE_PRECISIONS, cpu_has_bf16, inference_precision
 from infomtl.tasks import Task, TaskKind
 
@@ -235,7 +235,7 @@ class Predictor:
             idx = order[start:end]
             width, padded = int(lengths[idx].max()), len(idx)
             if step:  # few shapes: widths a multiple of step, rows filled up (module docstring)
-                width = min(-(-width // step) * step, max(width, unit.max_length))
+                width = min(round_up(width, step), max(width, unit.max_length))
                 padded = call_sequences(len(idx), step)
             input_ids = np.full((padded, width), unit.pad_id, dtype=np.int64)
             mask = np.zeros((padded, width), dtype=np.int64)

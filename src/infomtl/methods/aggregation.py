@@ -79,7 +79,13 @@ from typing import ClassVar
 import torch
 
 from infomtl.methods.base import BackwardContext, LossTerms, Objective, Weighting, WeightingHyper, device_index
-from infomtl.methods.task_gradients import GRAD_MODES, BatchedGradientsError, present_tasks, task_gradients
+from infomtl.methods.task_gradients import (
+    GRAD_MODES,
+    BatchedGradientsError,
+    present_tasks,
+    task_gradients,
+    write_gradients,
+)
 from infomtl.tasks import Task
 
 logger = logging.getLogger(__name__)
@@ -232,28 +238,13 @@ class GradientAggregator(Weighting):
             assert loss is not None
             head = [p for p in ctx.head_parameters[t] if p.requires_grad]
             grads = torch.autograd.grad(loss, [*shared, *head], retain_graph=True, allow_unused=True)
-            reached = _write_row(buf, t, shared, grads[: len(shared)])
+            reached = write_gradients(buf, [t], shared, grads[: len(shared)], False)
             used = [a or b for a, b in zip(used, reached, strict=True)]
             for p, g in zip(head, grads[len(shared):], strict=True):
                 if g is not None:
                     surrogate = surrogate + (p * g.detach()).sum()
         coef = self.coefficients(buf)
         ctx.backward(surrogate + _surrogate(surrogate, shared, used, coef @ buf))
-
-
-def _write_row(out: torch.Tensor, row: int, inputs: Sequence[torch.Tensor], grads: tuple) -> list[bool]:
-    """``out[row]`` = the gradients ``grads`` of ``inputs``, flattened (zeros where None: the
-    whole row is written); which inputs got one."""
-    offset, reached = 0, []
-    for x, g in zip(inputs, grads, strict=True):
-        n = x.numel()
-        if g is not None:
-            out[row, offset : offset + n] = g.reshape(-1)
-        else:
-            out[row, offset : offset + n] = 0
-        reached.append(g is not None)
-        offset += n
-    return reached
 
 
 def _surrogate(total: torch.Tensor, inputs: Sequence[torch.Tensor], used: list[bool], delta: torch.Tensor

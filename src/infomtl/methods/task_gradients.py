@@ -41,8 +41,10 @@ def present_tasks(losses: Sequence[torch.Tensor | None]) -> list[int]:
     return [t for t, loss in enumerate(losses) if loss is not None and loss.requires_grad]
 
 
-def _write(out: torch.Tensor, rows: list[int], inputs: Sequence[torch.Tensor], grads, batched: bool) -> list[bool]:
-    """Copy per-input gradients into ``out[rows]``; return which inputs got one."""
+def write_gradients(out: torch.Tensor, rows: list[int], inputs: Sequence[torch.Tensor], grads,
+                    batched: bool) -> list[bool]:
+    """Copy per-input gradients into ``out[rows]`` (zeros where an input got none, so the rows
+    are written whole); return which inputs got one."""
     used, offset = [False] * len(inputs), 0
     for k, (x, g) in enumerate(zip(inputs, grads, strict=True)):
         n = x.numel()
@@ -54,6 +56,8 @@ def _write(out: torch.Tensor, rows: list[int], inputs: Sequence[torch.Tensor], g
             else:
                 block[rows] = values.to(block.dtype)
             used[k] = True
+        else:
+            block[rows] = 0
         offset += n
     return used
 
@@ -69,7 +73,7 @@ def loop_gradients(
         loss = losses[t]
         assert loss is not None
         grads = torch.autograd.grad(loss, list(inputs), retain_graph=True, allow_unused=True)
-        used = [a or b for a, b in zip(used, _write(out, [t], inputs, grads, False), strict=True)]
+        used = [a or b for a, b in zip(used, write_gradients(out, [t], inputs, grads, False), strict=True)]
     return used
 
 
@@ -93,7 +97,7 @@ def batched_gradients(
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise BatchedGradientsError(first) from exc
-    return _write(out, rows, inputs, grads, True)
+    return write_gradients(out, rows, inputs, grads, True)
 
 
 def task_gradients(
@@ -114,4 +118,5 @@ __all__ = [
     "loop_gradients",
     "present_tasks",
     "task_gradients",
+    "write_gradients",
 ]

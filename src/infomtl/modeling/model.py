@@ -352,9 +352,7 @@ class MultiTaskModel(nn.Module):
             pooled = torch.cat([batch.features] * views)
             return Representation(pooled if self.sharing is not None else self.shared_mlp(pooled))
         ids, mask, types = batch.input_ids, batch.attention_mask, batch.token_type_ids
-        lengths = batch.lengths
-        if lengths is None:
-            lengths = batch.attention_mask.sum(1).cpu().numpy()
+        lengths = _row_lengths(batch)
         if views == 2:
             ids, mask = torch.cat([ids, ids]), torch.cat([mask, mask])
             types = None if types is None else torch.cat([types, types])
@@ -372,7 +370,7 @@ class MultiTaskModel(nn.Module):
         the autograd graph of one task's loss holds its rows only (``grads=split`` of
         :mod:`infomtl.methods.aggregation`). The rows of a task are contiguous in a batch
         (:func:`~infomtl.data.encoding.collate` lays them out by task)."""
-        lengths = batch.lengths if batch.lengths is not None else batch.attention_mask.sum(1).cpu().numpy()
+        lengths = _row_lengths(batch)
         pieces, start = {}, 0
         for t in sorted(batch.rows):
             end = start + int(batch.rows[t].numel())
@@ -408,3 +406,7 @@ class MultiTaskModel(nn.Module):
             heads, extras = self.decoder(h, rows)
         return ModelOutput(h=h, h_views=h_views, heads=heads, extras=extras)
 
+
+def _row_lengths(batch: Batch) -> np.ndarray:
+    """Each row's real length: the batch's own, else counted from its attention mask."""
+    return batch.lengths if batch.lengths is not None else batch.attention_mask.sum(1).cpu().numpy()

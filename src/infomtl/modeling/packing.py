@@ -98,9 +98,14 @@ def candidate_widths(lengths: np.ndarray) -> set[int]:
     return widths
 
 
+def round_up(value: int, step: int) -> int:
+    """The smallest multiple of ``step`` that is at least ``value``."""
+    return -(-value // step) * step
+
+
 def call_sequences(count: int, step: int) -> int:
     """The sequences of a call of ``count`` under shape step ``step`` (module docstring)."""
-    return count if step <= 0 or count < 4 else -(-count // 4) * 4
+    return count if step <= 0 or count < 4 else round_up(count, 4)
 
 
 def plan_packing(lengths: np.ndarray, step: int = 0) -> tuple[int, list[list[int]]]:
@@ -114,7 +119,7 @@ def plan_packing(lengths: np.ndarray, step: int = 0) -> tuple[int, list[list[int
     total = int(lengths.sum())
     widths = candidate_widths(lengths)
     if step > 0:
-        widths = {-(-w // step) * step for w in widths}
+        widths = {round_up(w, step) for w in widths}
     best: tuple[int, int, list[list[int]]] | None = None
     for bound, width in sorted((math.ceil(total / w) * w, w) for w in widths):
         if best is not None and (bound, width) >= best[:2]:
@@ -210,4 +215,5 @@ def pool_packed(states: torch.Tensor, packed: Packed, rows: np.ndarray, pooling:
 
 __all__ = [
     "Packed", "call_sequences", "candidate_widths", "pack", "pack_rows", "plan_packing", "pool_packed", "position_base",
+    "round_up",
 ]
