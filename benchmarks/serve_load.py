@@ -24,7 +24,8 @@ contacted), all started at once, then:
 The modes: ``batched`` (the defaults: ``--max-batch 64 --batch-wait-ms 5``) and ``single``
 (``--max-batch 1 --batch-wait-ms 0``: one request per predict call, the server before
 batching); ``no-token-budget`` (batched, one forward pass per 64 texts of a batch
-whatever their lengths) shows what ``--max-tokens`` saves. Every 200 answer of the
+whatever their lengths) shows what ``--max-tokens`` saves, ``token-budget-512`` (batched,
+passes of at most 512 tokens, the default before 2048) what the larger budget gains. Every 200 answer of the
 batched run is compared with ``Predictor.predict`` on the same texts in this process
 (same labels; the largest probability difference is printed). Target: batched ≥ 3× the
 single throughput with no 5xx answer and the RSS after the load within 10% (plus 64 MiB)
@@ -56,7 +57,7 @@ import numpy as np
 import psutil
 
 MODES = {"batched": [], "single": ["--max-batch", "1", "--batch-wait-ms", "0"],
-         "no-token-budget": ["--max-tokens", "1000000"]}
+         "no-token-budget": ["--max-tokens", "1000000"], "token-budget-512": ["--max-tokens", "512"]}
 MIB = 1024 * 1024
 
 
@@ -240,6 +241,7 @@ class ModeRun:
             "batches": batches,
             "mean_batch_texts": round(answered_texts / batches, 2) if batches else 0.0,
             "largest_batch": stats["largest_batch"],
+            "forward_busy_share": round((stats["busy_ms"] - self.stats_before["busy_ms"]) / 1000 / wall, 3),
             "rss_before_mib": round(self.rss_before / MIB, 1),
             "rss_after_mib": round(rss_after / MIB, 1),
             "rss_peak_mib": round(max(self.served.rss_samples + [rss_after]) / MIB, 1),

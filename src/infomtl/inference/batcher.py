@@ -106,6 +106,7 @@ class Stats:
     timed_out: int = 0
     failed: int = 0
     queued: int = 0
+    busy_ms: int = 0  # milliseconds spent inside ``run`` (the forward passes), all batches
 
 
 class Batcher:
@@ -123,6 +124,7 @@ class Batcher:
         self._worker: asyncio.Task | None = None
         self._rate: float | None = None  # texts per second of recent batches
         self._stats = Stats()
+        self._busy = 0.0  # seconds inside ``run``
 
     def start(self) -> None:
         self._worker = asyncio.get_running_loop().create_task(self._work())
@@ -231,12 +233,16 @@ class Batcher:
         try:
             results = await asyncio.get_running_loop().run_in_executor(self._executor, self.run, texts, pairs, tasks)
         except Exception as exc:  # every request of the batch gets the error
+            self._busy += time.perf_counter() - started
+            self._stats.busy_ms = round(1000 * self._busy)
             self._stats.failed += len(batch)
             for job in batch:
                 if not job.future.done():
                     job.future.set_exception(exc)
             return
         elapsed = max(time.perf_counter() - started, 1e-6)
+        self._busy += elapsed
+        self._stats.busy_ms = round(1000 * self._busy)
         rate = len(texts) / elapsed
         self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
         self._stats.requests += len(batch)

@@ -7,7 +7,7 @@ Endpoints (built with FastAPI, served by uvicorn; the ``serve`` extra)::
                        :meth:`infomtl.inference.predict.Predictor.predict` returns them
     GET  /tasks     -> {"tasks": [{"name", "kind", "labels" | "targets", ...}], "limits": {...}}
     GET  /health    -> {"status": "ok"}
-    GET  /stats     -> counters: requests, texts, batches, largest batch, refused, timed out, queued
+    GET  /stats     -> counters: requests, texts, batches, largest batch, refused, timed out, queued, busy ms
     GET  /openapi.json, /docs   the OpenAPI schema of the above (:mod:`infomtl.inference.serve_models`)
 
 Concurrent requests are batched into one forward pass (:mod:`infomtl.inference.batcher`:
@@ -45,8 +45,11 @@ log = logging.getLogger(__name__)
 PAIRS = {"none": "ignored", "first": "required", "second": "optional"}
 #: Padded tokens per forward pass (``--max-tokens``): the texts of a batch are sorted by
 #: length, so the budget keeps short texts out of a long one's padding (measured on
-#: MiniLM and tweets: ``benchmarks/serve_load.py --modes batched,no-token-budget``).
-MAX_TOKENS = 512
+#: MiniLM and tweets: ``benchmarks/serve_load.py --modes batched,no-token-budget``). 2048,
+#: not less: under bf16 on a CPU, passes of at most 512 tokens (16 tweets) made the loaded
+#: server 27 % slower than passes of 2048 (small bf16 products run far below the matmul
+#: peak); in fp32 the two budgets served alike (benchmarks/RESULTS.md, "Serving under load").
+MAX_TOKENS = 2048
 #: Bytes past ``max_body_bytes`` read and dropped before a 413 (see :func:`_read_body`).
 DRAIN_BYTES = 16 * 1024 * 1024
 

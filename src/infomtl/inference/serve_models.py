@@ -160,7 +160,8 @@ class HealthResponse(_Closed):
 class StatsResponse(_Closed):
     """Counters since the server started: requests and texts answered, batches run (one
     forward call each), the largest batch in texts, requests refused (503), timed out (504)
-    or failed (500), and the requests waiting now."""
+    or failed (500), the requests waiting now, and the milliseconds spent in the forward
+    passes (``busy_ms``: over a stretch of wall time, the share the model was computing)."""
 
     requests: int
     texts: int
@@ -170,6 +171,7 @@ class StatsResponse(_Closed):
     timed_out: int
     failed: int
     queued: int
+    busy_ms: int
 
 
 def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
