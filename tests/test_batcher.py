@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -211,3 +212,25 @@ def test_settings_out_of_range_name_their_flag(settings, words) -> None:
     with pytest.raises(ConfigError) as err:
         settings.validate()
     assert words in str(err.value)
+
+
+def test_busy_ms_counts_the_time_inside_run_only() -> None:
+    """``busy_ms`` adds up the calls' durations (here 2 x 80 ms), not the waits between them."""
+
+    def slow(texts, pairs, tasks):
+        time.sleep(0.08)
+        return list(texts)
+
+    async def main():
+        batcher = Batcher(slow, BatchSettings(max_batch=1, batch_wait_ms=0))
+        batcher.start()
+        await batcher.submit(["a"])
+        await asyncio.sleep(0.2)  # idle: not counted
+        await batcher.submit(["b"])
+        stats = batcher.stats()
+        await batcher.stop()
+        return stats
+
+    stats = run(main())
+    assert stats["batches"] == 2
+    assert 160 <= stats["busy_ms"] < 300
