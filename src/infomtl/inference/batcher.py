@@ -145,6 +145,7 @@ class Batcher:
     def stats(self) -> dict[str, int]:
         self._drop_cancelled()
         self._stats.queued = len(self._queue)
+        self._stats.busy_ms = round(1000 * self._busy)
         return asdict(self._stats)
 
     async def submit(self, texts: Sequence[str], pairs: Sequence[str] | None = None,
@@ -234,7 +235,6 @@ class Batcher:
             results = await asyncio.get_running_loop().run_in_executor(self._executor, self.run, texts, pairs, tasks)
         except Exception as exc:  # every request of the batch gets the error
             self._busy += time.perf_counter() - started
-            self._stats.busy_ms = round(1000 * self._busy)
             self._stats.failed += len(batch)
             for job in batch:
                 if not job.future.done():
@@ -242,7 +242,6 @@ class Batcher:
             return
         elapsed = max(time.perf_counter() - started, 1e-6)
         self._busy += elapsed
-        self._stats.busy_ms = round(1000 * self._busy)
         rate = len(texts) / elapsed
         self._rate = rate if self._rate is None else 0.8 * self._rate + 0.2 * rate
         self._stats.requests += len(batch)

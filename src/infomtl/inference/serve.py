@@ -46,9 +46,10 @@ PAIRS = {"none": "ignored", "first": "required", "second": "optional"}
 #: Padded tokens per forward pass (``--max-tokens``): the texts of a batch are sorted by
 #: length, so the budget keeps short texts out of a long one's padding (measured on
 #: MiniLM and tweets: ``benchmarks/serve_load.py --modes batched,no-token-budget``). 2048,
-#: not less: under bf16 on a CPU, passes of at most 512 tokens (16 tweets) made the loaded
-#: server 27 % slower than passes of 2048 (small bf16 products run far below the matmul
-#: peak); in fp32 the two budgets served alike (benchmarks/RESULTS.md, "Serving under load").
+#: not less: under bf16 on a CPU, with passes of at most 512 tokens (16 tweets) the loaded
+#: server answered 15 % fewer requests/s than with 2048 (196 against 231 in one run; small
+#: bf16 products run far below the matmul peak); in fp32 the two budgets served alike
+#: (benchmarks/RESULTS.md, "Serving under load").
 MAX_TOKENS = 2048
 #: Bytes past ``max_body_bytes`` read and dropped before a 413 (see :func:`_read_body`).
 DRAIN_BYTES = 16 * 1024 * 1024
